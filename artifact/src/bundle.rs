@@ -38,7 +38,24 @@ impl<'a> Bundle<'a> {
             .get(..HEADER_LEN)
             .and_then(|h| h.try_into().ok())
             .ok_or(Error::Truncated)?;
-        let [m0, m1, m2, m3, m4, m5, m6, m7, v0, v1, f0, f1, l0, l1, l2, l3] = header;
+        let [
+            m0,
+            m1,
+            m2,
+            m3,
+            m4,
+            m5,
+            m6,
+            m7,
+            v0,
+            v1,
+            f0,
+            f1,
+            l0,
+            l1,
+            l2,
+            l3,
+        ] = header;
         if [m0, m1, m2, m3, m4, m5, m6, m7] != MAGIC {
             return Err(Error::BadMagic);
         }
@@ -48,8 +65,8 @@ impl<'a> Bundle<'a> {
         if u16::from_le_bytes([f0, f1]) != 0 {
             return Err(Error::UnsupportedFlags);
         }
-        let envelope_len = usize::try_from(u32::from_le_bytes([l0, l1, l2, l3]))
-            .map_err(|_| Error::TooLarge)?;
+        let envelope_len =
+            usize::try_from(u32::from_le_bytes([l0, l1, l2, l3])).map_err(|_| Error::TooLarge)?;
         if envelope_len > MAX_ENVELOPE_LEN {
             return Err(Error::TooLarge);
         }

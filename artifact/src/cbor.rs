@@ -24,7 +24,10 @@ impl MapReader {
         if len > MAX_MAP_ENTRIES {
             return Err(Error::TooMany);
         }
-        Ok(MapReader { remaining: len, last_key: None })
+        Ok(MapReader {
+            remaining: len,
+            last_key: None,
+        })
     }
 
     /// The next key, or `None` when the map is done.

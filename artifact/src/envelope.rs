@@ -78,7 +78,11 @@ impl<'a> Envelope<'a> {
                 .map_err(|_| Error::TooMany)?;
         }
         finish(&d)?;
-        Ok(Envelope { doc_type, body, signatures })
+        Ok(Envelope {
+            doc_type,
+            body,
+            signatures,
+        })
     }
 
     /// Decodes and checks that the envelope carries `expected`.
@@ -156,7 +160,12 @@ impl<'a> Envelope<'a> {
                 .push(SignatureEntry { key_id, signature })
                 .map_err(|_| Error::TooMany)?;
         }
-        Ok(Envelope { doc_type: doc, body, signatures }.to_vec())
+        Ok(Envelope {
+            doc_type: doc,
+            body,
+            signatures,
+        }
+        .to_vec())
     }
 
     /// Encodes the envelope as it is.

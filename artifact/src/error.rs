@@ -127,8 +127,12 @@ impl Error {
             Error::UnknownKey => "signed by a key the trust root does not list",
             Error::BelowThreshold => "fewer valid signatures than the threshold",
             Error::RootVersion => "new root version is not the trusted version plus one",
-            Error::RotationOldThreshold => "new root not signed by a threshold of the old root keys",
-            Error::RotationNewThreshold => "new root not signed by a threshold of its own root keys",
+            Error::RotationOldThreshold => {
+                "new root not signed by a threshold of the old root keys"
+            }
+            Error::RotationNewThreshold => {
+                "new root not signed by a threshold of its own root keys"
+            }
             Error::WrongBoard => "artifact not built for this board",
             Error::SecurityCounter => "security counter below the trusted one",
             Error::AbiMismatch => "model needs a runtime ABI the firmware does not provide",

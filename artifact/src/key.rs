@@ -38,7 +38,10 @@ impl PublicKey {
         let digest = sha256(&bytes);
         let mut id = [0u8; 8];
         id.copy_from_slice(digest.get(..8).ok_or(Error::InvalidPublicKey)?);
-        Ok(PublicKey { bytes, id: KeyId(id) })
+        Ok(PublicKey {
+            bytes,
+            id: KeyId(id),
+        })
     }
 
     pub fn as_bytes(&self) -> &[u8; 32] {

@@ -1,7 +1,9 @@
 //! The release manifest: components with digests, compatibility, security counter, validation policy.
 
 use crate::cbor::{MapReader, array_len, bytes_exact, check_name, finish, required, skip_value};
-use crate::{Digest, Error, MAX_BOARDS, MAX_COMPONENT_SIZE, MAX_COMPONENTS, MAX_ARENA_SIZE, Version};
+use crate::{
+    Digest, Error, MAX_ARENA_SIZE, MAX_BOARDS, MAX_COMPONENT_SIZE, MAX_COMPONENTS, Version,
+};
 use heapless::Vec;
 use minicbor::Decoder;
 
@@ -225,7 +227,11 @@ impl<'a> Manifest<'a> {
             return Err(Error::InconsistentComponents);
         }
         if firmware != self.runtime_abi.is_some() {
-            return Err(if firmware { Error::MissingField } else { Error::InconsistentComponents });
+            return Err(if firmware {
+                Error::MissingField
+            } else {
+                Error::InconsistentComponents
+            });
         }
         let model_fields = [
             self.required_abi.is_some(),
@@ -233,7 +239,11 @@ impl<'a> Manifest<'a> {
             self.policy.is_some(),
         ];
         if model_fields.iter().any(|&present| present != model) {
-            return Err(if model { Error::MissingField } else { Error::InconsistentComponents });
+            return Err(if model {
+                Error::MissingField
+            } else {
+                Error::InconsistentComponents
+            });
         }
         if self.arena_size.is_some_and(|a| a > MAX_ARENA_SIZE) {
             return Err(Error::TooLarge);
@@ -273,7 +283,7 @@ impl<'a> Manifest<'a> {
     /// Whether this device may install the release: board, anti-rollback counters, runtime ABI.
     /// Runs before the first byte is written to flash.
     pub fn check_device(&self, device: &DeviceState<'_>) -> Result<(), Error> {
-        if !self.boards.iter().any(|b| *b == device.board) {
+        if !self.boards.contains(&device.board) {
             return Err(Error::WrongBoard);
         }
         let firmware = self.component(ComponentKind::Firmware).is_some();
@@ -310,13 +320,16 @@ impl<'a> Manifest<'a> {
             for b in &self.boards {
                 e.str(b)?;
             }
-            e.u64(key::COMPONENTS)?.array(self.components.len() as u64)?;
+            e.u64(key::COMPONENTS)?
+                .array(self.components.len() as u64)?;
             for c in &self.components {
                 e.map(5)?;
                 e.u64(key::C_KIND)?.u8(c.kind as u8)?;
                 e.u64(key::C_NAME)?.str(c.name)?;
                 e.u64(key::C_VERSION)?.array(3)?;
-                e.u32(c.version.major)?.u32(c.version.minor)?.u32(c.version.patch)?;
+                e.u32(c.version.major)?
+                    .u32(c.version.minor)?
+                    .u32(c.version.patch)?;
                 e.u64(key::C_SIZE)?.u32(c.size)?;
                 e.u64(key::C_DIGEST)?.bytes(&c.digest)?;
             }

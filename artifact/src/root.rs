@@ -124,7 +124,10 @@ impl TrustRoot {
         let env = Envelope::decode_as(envelope, DocumentType::Manifest)?;
         env.check_threshold(&self.signing_keys, self.signing_threshold)?;
         let manifest = Manifest::decode(env.body)?;
-        Ok(VerifiedManifest { manifest, envelope: env })
+        Ok(VerifiedManifest {
+            manifest,
+            envelope: env,
+        })
     }
 
     /// Deterministic encoding of the root body: the bytes root keys sign.
@@ -140,7 +143,8 @@ impl TrustRoot {
                 e.bytes(k.as_bytes())?;
             }
             e.u64(key::ROOT_THRESHOLD)?.u8(self.root_threshold)?;
-            e.u64(key::SIGNING_KEYS)?.array(self.signing_keys.len() as u64)?;
+            e.u64(key::SIGNING_KEYS)?
+                .array(self.signing_keys.len() as u64)?;
             for k in &self.signing_keys {
                 e.bytes(k.as_bytes())?;
             }

@@ -9,7 +9,12 @@ use artifact::{
 use common::*;
 
 fn device() -> DeviceState<'static> {
-    DeviceState { board: "mps2-an386", runtime_abi: 1, firmware_counter: 3, model_counter: 7 }
+    DeviceState {
+        board: "mps2-an386",
+        runtime_abi: 1,
+        firmware_counter: 3,
+        model_counter: 7,
+    }
 }
 
 #[test]
@@ -22,7 +27,10 @@ fn signed_model_bundle_verifies_and_yields_its_payloads() {
     assert_eq!(v.verified.envelope.signatures.len(), 2);
     v.verified.manifest.check_device(&device()).unwrap();
     let model = v.verified.manifest.component(ComponentKind::Model).unwrap();
-    assert_eq!((model.name, model.version), ("vibration", Version::new(1, 2, 3)));
+    assert_eq!(
+        (model.name, model.version),
+        ("vibration", Version::new(1, 2, 3))
+    );
 }
 
 #[test]
@@ -49,7 +57,14 @@ fn every_flipped_bit_of_a_bundle_is_rejected_with_an_error() {
         }
     }
     // The header, the CBOR framing, the signed body and the payloads each fail in their own way.
-    for code in ["bad_magic", "unsupported_version", "unsupported_flags", "bad_signature", "digest_mismatch", "unknown_key"] {
+    for code in [
+        "bad_magic",
+        "unsupported_version",
+        "unsupported_flags",
+        "bad_signature",
+        "digest_mismatch",
+        "unknown_key",
+    ] {
         assert!(seen.contains_key(code), "no flip produced {code}: {seen:?}");
     }
 }
@@ -66,7 +81,10 @@ fn every_truncation_is_rejected() {
         );
     }
     let payload_start = good.len() - MODEL.len() - VALSET.len();
-    assert_eq!(bundle::open(&good[..payload_start + 3], &root), Err(Error::Truncated));
+    assert_eq!(
+        bundle::open(&good[..payload_start + 3], &root),
+        Err(Error::Truncated)
+    );
     assert_eq!(bundle::open(&good[..5], &root), Err(Error::Truncated));
 }
 
@@ -89,7 +107,10 @@ fn unknown_signing_key_is_rejected() {
 fn fewer_signatures_than_the_threshold_are_rejected() {
     let root = TrustRoot::from_self_signed(&signed_root(&root_v1(2), &[1, 2])).unwrap();
     let env = sign_manifest(&model_manifest(), &[10]);
-    assert_eq!(root.verify_manifest(&env).unwrap_err(), Error::BelowThreshold);
+    assert_eq!(
+        root.verify_manifest(&env).unwrap_err(),
+        Error::BelowThreshold
+    );
     // An unknown key does not make up for a missing trusted one.
     let env = sign_manifest(&model_manifest(), &[10, 42]);
     assert_eq!(root.verify_manifest(&env).unwrap_err(), Error::UnknownKey);
@@ -103,7 +124,10 @@ fn two_signatures_by_one_key_count_once() {
     let first: SignatureEntry = env.signatures[0];
     env.signatures.push(first).unwrap();
     let doubled = env.to_vec();
-    assert_eq!(root.verify_manifest(&doubled).unwrap_err(), Error::DuplicateSignature);
+    assert_eq!(
+        root.verify_manifest(&doubled).unwrap_err(),
+        Error::DuplicateSignature
+    );
     // With threshold 1 the duplicate is harmless: the key still counts once.
     let root1 = TrustRoot::from_self_signed(&signed_root(&root_v1(1), &[1, 2])).unwrap();
     root1.verify_manifest(&doubled).unwrap();
@@ -122,8 +146,15 @@ fn a_signature_from_a_trusted_key_over_other_bytes_is_a_bad_signature() {
     let mut other = model_manifest();
     other.security_counter = 8;
     let other_body = other.to_vec().unwrap();
-    let forged = Envelope { body: &other_body, ..env }.to_vec();
-    assert_eq!(root.verify_manifest(&forged).unwrap_err(), Error::BadSignature);
+    let forged = Envelope {
+        body: &other_body,
+        ..env
+    }
+    .to_vec();
+    assert_eq!(
+        root.verify_manifest(&forged).unwrap_err(),
+        Error::BadSignature
+    );
 }
 
 #[test]
@@ -131,34 +162,65 @@ fn a_root_signature_never_passes_for_a_manifest() {
     let root = TrustRoot::from_self_signed(&signed_root(&root_v1(1), &[1, 2])).unwrap();
     let body = model_manifest().to_vec().unwrap();
     let as_root = Envelope::sign(DocumentType::Root, &body, &[key(10)]).unwrap();
-    assert_eq!(root.verify_manifest(&as_root).unwrap_err(), Error::WrongDocument);
+    assert_eq!(
+        root.verify_manifest(&as_root).unwrap_err(),
+        Error::WrongDocument
+    );
     // Relabelled as a manifest, the domain tag no longer matches.
     let mut env = Envelope::decode(&as_root).unwrap();
     env.doc_type = DocumentType::Manifest;
-    assert_eq!(root.verify_manifest(&env.to_vec()).unwrap_err(), Error::BadSignature);
+    assert_eq!(
+        root.verify_manifest(&env.to_vec()).unwrap_err(),
+        Error::BadSignature
+    );
 }
 
 #[test]
 fn wrong_board_is_rejected() {
     let m = model_manifest();
-    let other = DeviceState { board: "stm32f4-disco", ..device() };
+    let other = DeviceState {
+        board: "stm32f4-disco",
+        ..device()
+    };
     assert_eq!(m.check_device(&other), Err(Error::WrongBoard));
 }
 
 #[test]
 fn security_counter_below_the_trusted_one_is_rejected() {
     let m = model_manifest(); // counter 7
-    assert_eq!(m.check_device(&DeviceState { model_counter: 8, ..device() }), Err(Error::SecurityCounter));
+    assert_eq!(
+        m.check_device(&DeviceState {
+            model_counter: 8,
+            ..device()
+        }),
+        Err(Error::SecurityCounter)
+    );
     // The firmware counter does not gate a model-only release.
-    m.check_device(&DeviceState { firmware_counter: 99, ..device() }).unwrap();
+    m.check_device(&DeviceState {
+        firmware_counter: 99,
+        ..device()
+    })
+    .unwrap();
     let f = firmware_manifest(); // counter 3
-    assert_eq!(f.check_device(&DeviceState { firmware_counter: 4, ..device() }), Err(Error::SecurityCounter));
+    assert_eq!(
+        f.check_device(&DeviceState {
+            firmware_counter: 4,
+            ..device()
+        }),
+        Err(Error::SecurityCounter)
+    );
 }
 
 #[test]
 fn model_needing_another_runtime_abi_is_rejected() {
     let m = model_manifest();
-    assert_eq!(m.check_device(&DeviceState { runtime_abi: 2, ..device() }), Err(Error::AbiMismatch));
+    assert_eq!(
+        m.check_device(&DeviceState {
+            runtime_abi: 2,
+            ..device()
+        }),
+        Err(Error::AbiMismatch)
+    );
 }
 
 #[test]
@@ -169,7 +231,10 @@ fn declared_sizes_beyond_the_bound_are_rejected() {
     // Hand-encode the oversized body, as an attacker would, and see the decoder refuse it.
     m.components[0].size = 0x00AB_CDEF;
     let body = m.to_vec().unwrap();
-    let at = body.windows(4).position(|w| w == [0x1a, 0x00, 0xAB, 0xCD]).unwrap();
+    let at = body
+        .windows(4)
+        .position(|w| w == [0x1a, 0x00, 0xAB, 0xCD])
+        .unwrap();
     let mut big = body.clone();
     big[at + 1] = 0x7f; // 0x7FABCDEF bytes
     assert_eq!(Manifest::decode(&big).unwrap_err(), Error::TooLarge);
@@ -184,19 +249,47 @@ fn root_rotation_needs_both_thresholds_and_the_next_version() {
     let v1 = root_v1(1);
     let trusted = TrustRoot::from_self_signed(&signed_root(&v1, &[1, 2])).unwrap();
     // v2 replaces root keys 1,2,3 with 4,5,6 (2 of 3).
-    let v2 = TrustRoot { version: 2, root_keys: publics(&[4, 5, 6]), ..v1.clone() };
+    let v2 = TrustRoot {
+        version: 2,
+        root_keys: publics(&[4, 5, 6]),
+        ..v1.clone()
+    };
     let rotated = trusted.rotate(&signed_root(&v2, &[1, 2, 4, 5])).unwrap();
     assert_eq!(rotated, v2);
-    assert_eq!(trusted.rotate(&signed_root(&v2, &[4, 5, 6])), Err(Error::RotationOldThreshold));
-    assert_eq!(trusted.rotate(&signed_root(&v2, &[1, 4])), Err(Error::RotationOldThreshold));
-    assert_eq!(trusted.rotate(&signed_root(&v2, &[1, 2, 3])), Err(Error::RotationNewThreshold));
-    assert_eq!(trusted.rotate(&signed_root(&v2, &[1, 2, 4])), Err(Error::RotationNewThreshold));
-    let v3 = TrustRoot { version: 3, ..v2.clone() };
-    assert_eq!(trusted.rotate(&signed_root(&v3, &[1, 2, 4, 5])), Err(Error::RootVersion));
+    assert_eq!(
+        trusted.rotate(&signed_root(&v2, &[4, 5, 6])),
+        Err(Error::RotationOldThreshold)
+    );
+    assert_eq!(
+        trusted.rotate(&signed_root(&v2, &[1, 4])),
+        Err(Error::RotationOldThreshold)
+    );
+    assert_eq!(
+        trusted.rotate(&signed_root(&v2, &[1, 2, 3])),
+        Err(Error::RotationNewThreshold)
+    );
+    assert_eq!(
+        trusted.rotate(&signed_root(&v2, &[1, 2, 4])),
+        Err(Error::RotationNewThreshold)
+    );
+    let v3 = TrustRoot {
+        version: 3,
+        ..v2.clone()
+    };
+    assert_eq!(
+        trusted.rotate(&signed_root(&v3, &[1, 2, 4, 5])),
+        Err(Error::RootVersion)
+    );
     let v1_again = TrustRoot { version: 1, ..v2 };
-    assert_eq!(trusted.rotate(&signed_root(&v1_again, &[1, 2, 4, 5])), Err(Error::RootVersion));
+    assert_eq!(
+        trusted.rotate(&signed_root(&v1_again, &[1, 2, 4, 5])),
+        Err(Error::RootVersion)
+    );
     // A self-signed root below its own threshold is not trusted either.
-    assert_eq!(TrustRoot::from_self_signed(&signed_root(&v1, &[1])), Err(Error::BelowThreshold));
+    assert_eq!(
+        TrustRoot::from_self_signed(&signed_root(&v1, &[1])),
+        Err(Error::BelowThreshold)
+    );
 }
 
 #[test]
@@ -225,7 +318,10 @@ fn unknown_optional_fields_are_skipped_and_unknown_critical_ones_refused() {
     let mut critical = body.clone();
     critical[0] = 0xa8;
     critical.extend_from_slice(&[0x20, 0x01]);
-    assert_eq!(Manifest::decode(&critical).unwrap_err(), Error::UnknownCriticalField);
+    assert_eq!(
+        Manifest::decode(&critical).unwrap_err(),
+        Error::UnknownCriticalField
+    );
     // Key 7 again after key 7: duplicate keys never pass.
     let mut duplicate = body.clone();
     duplicate[0] = 0xa8;
@@ -252,7 +348,9 @@ fn inconsistent_releases_are_refused() {
     assert_eq!(m.to_vec().unwrap_err(), Error::InvalidName);
     // A combined release whose model needs another ABI than its firmware provides.
     let mut m = model_manifest();
-    m.components.insert(0, firmware_manifest().components[0]).unwrap();
+    m.components
+        .insert(0, firmware_manifest().components[0])
+        .unwrap();
     m.runtime_abi = Some(2);
     assert_eq!(m.to_vec().unwrap_err(), Error::AbiMismatch);
     m.runtime_abi = Some(1);
@@ -262,7 +360,17 @@ fn inconsistent_releases_are_refused() {
 #[test]
 fn versions_parse_strictly() {
     assert_eq!("1.20.3".parse::<Version>(), Ok(Version::new(1, 20, 3)));
-    for bad in ["", "1", "1.2", "1.2.3.4", "01.2.3", "1.-2.3", "1.2.x", "4294967296.0.0", " 1.2.3"] {
+    for bad in [
+        "",
+        "1",
+        "1.2",
+        "1.2.3.4",
+        "01.2.3",
+        "1.-2.3",
+        "1.2.x",
+        "4294967296.0.0",
+        " 1.2.3",
+    ] {
         assert_eq!(bad.parse::<Version>(), Err(Error::InvalidValue), "{bad:?}");
     }
     assert!(Version::new(1, 10, 0) > Version::new(1, 9, 9));

@@ -63,7 +63,11 @@ pub fn model_manifest() -> Manifest<'static> {
         runtime_abi: None,
         required_abi: Some(1),
         arena_size: Some(16 * 1024),
-        policy: Some(Policy { min_accuracy_bp: 9_000, max_p99_latency_us: 10_000, max_accuracy_drop_bp: 200 }),
+        policy: Some(Policy {
+            min_accuracy_bp: 9_000,
+            max_p99_latency_us: 10_000,
+            max_accuracy_drop_bp: 200,
+        }),
     }
 }
 
@@ -71,7 +75,9 @@ pub fn firmware_manifest() -> Manifest<'static> {
     Manifest {
         security_counter: 3,
         boards: ["mps2-an386"].into_iter().collect(),
-        components: [component(ComponentKind::Firmware, "agent", FIRMWARE)].into_iter().collect(),
+        components: [component(ComponentKind::Firmware, "agent", FIRMWARE)]
+            .into_iter()
+            .collect(),
         runtime_abi: Some(1),
         required_abi: None,
         arena_size: None,

@@ -1,0 +1,371 @@
+//! `fleetctl keys` and `fleetctl artifact` run as a user runs them: keys to a verified bundle.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fleetctl(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetctl"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run fleetctl")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = fleetctl(dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Keys r1..r3 (root), s1, s2 (signing), a root needing 2 of 3 and 2 of 2, and payload files.
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_owned();
+    for n in ["r1", "r2", "r3", "s1", "s2"] {
+        ok(&d, &["keys", "generate", "--out", "keys", "--name", n]);
+    }
+    ok(
+        &d,
+        &[
+            "keys",
+            "root",
+            "--threshold",
+            "2",
+            "--root-key",
+            "keys/r1.pub",
+            "--root-key",
+            "keys/r2.pub",
+            "--root-key",
+            "keys/r3.pub",
+            "--signing-key",
+            "keys/s1.pub",
+            "--signing-key",
+            "keys/s2.pub",
+            "--signing-threshold",
+            "2",
+            "--sign-with",
+            "keys/r1.key",
+            "--sign-with",
+            "keys/r3.key",
+            "--out",
+            "root.cbor",
+        ],
+    );
+    std::fs::write(d.join("model.tflite"), vec![7u8; 3000]).unwrap();
+    std::fs::write(d.join("val.bin"), vec![1u8; 500]).unwrap();
+    std::fs::write(d.join("fw.bin"), vec![0xAAu8; 4096]).unwrap();
+    (tmp, d)
+}
+
+const SIGN_MODEL: &[&str] = &[
+    "artifact",
+    "sign",
+    "--kind",
+    "model",
+    "--name",
+    "vibration",
+    "--version",
+    "1.4.0",
+    "--security-counter",
+    "12",
+    "--board",
+    "mps2-an386",
+    "--board",
+    "nrf52840-dk",
+    "--model",
+    "model.tflite",
+    "--validation-set",
+    "val.bin",
+    "--min-accuracy",
+    "0.9",
+    "--max-latency-us",
+    "8000",
+    "--max-accuracy-drop",
+    "2%",
+    "--key",
+    "keys/s1.key",
+    "--key",
+    "keys/s2.key",
+    "--out",
+    "m.bundle",
+];
+
+#[test]
+fn keys_generate_writes_a_private_secret_and_never_prints_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = ok(
+        tmp.path(),
+        &["keys", "generate", "--out", "k", "--name", "ops"],
+    );
+    let secret = std::fs::read_to_string(tmp.path().join("k/ops.key")).unwrap();
+    let mode = std::fs::metadata(tmp.path().join("k/ops.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let body: String = secret.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(!out.contains(&body), "secret key printed: {out}");
+    assert!(out.starts_with("key id "), "{out}");
+    assert!(tmp.path().join("k/ops.pub").exists());
+    // A second generate under the same name keeps the first key.
+    let again = fleetctl(
+        tmp.path(),
+        &["keys", "generate", "--out", "k", "--name", "ops"],
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("k/ops.key")).unwrap(),
+        secret
+    );
+}
+
+#[test]
+fn signed_model_bundle_verifies_and_inspects() {
+    let (_tmp, d) = setup();
+    let out = ok(&d, SIGN_MODEL);
+    assert!(
+        out.starts_with("model vibration 1.4.0 (counter 12; boards mps2-an386, nrf52840-dk)"),
+        "{out}"
+    );
+    let out = ok(
+        &d,
+        &["artifact", "verify", "--root", "root.cbor", "m.bundle"],
+    );
+    assert!(out.starts_with("valid: model vibration 1.4.0"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&d, &["artifact", "inspect", "m.bundle", "--json"])).unwrap();
+    assert_eq!(json["security_counter"], 12);
+    assert_eq!(json["components"][0]["kind"], "model");
+    assert_eq!(json["components"][0]["size"], 3000);
+    assert_eq!(json["components"][1]["kind"], "validation-set");
+    assert_eq!(json["components"][1]["digest_ok"], true);
+    assert_eq!(json["policy"]["min_accuracy"], 0.9);
+    assert_eq!(json["policy"]["max_p99_latency_us"], 8000);
+    assert_eq!(json["policy"]["max_accuracy_drop"], 0.02);
+    assert_eq!(json["signatures"].as_array().unwrap().len(), 2);
+    let text = ok(&d, &["artifact", "inspect", "m.bundle"]);
+    assert!(
+        text.contains("policy: accuracy >= 90.00%, p99 latency <= 8000 us"),
+        "{text}"
+    );
+}
+
+#[test]
+fn verify_names_the_reason_in_one_line_and_exits_1() {
+    let (_tmp, d) = setup();
+    ok(&d, SIGN_MODEL);
+    let good = std::fs::read(d.join("m.bundle")).unwrap();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            {
+                let mut b = good.clone();
+                let n = b.len();
+                b[n - 1] ^= 1;
+                b
+            },
+            "digest_mismatch",
+        ),
+        (good[..good.len() - 10].to_vec(), "truncated"),
+        (
+            {
+                let mut b = good.clone();
+                b[0] = 0;
+                b
+            },
+            "bad_magic",
+        ),
+    ];
+    for (bytes, code) in cases {
+        std::fs::write(d.join("bad.bundle"), bytes).unwrap();
+        let out = fleetctl(
+            &d,
+            &["artifact", "verify", "--root", "root.cbor", "bad.bundle"],
+        );
+        assert_eq!(out.status.code(), Some(1));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(stdout.lines().count(), 1, "{stdout}");
+        assert!(
+            stdout.starts_with("invalid: bad.bundle: ") && stdout.contains(code),
+            "{stdout}"
+        );
+    }
+    // One signature where the root wants two.
+    let mut args = SIGN_MODEL.to_vec();
+    let at = args.iter().position(|a| *a == "keys/s2.key").unwrap();
+    args.drain(at - 1..=at);
+    ok(&d, &args);
+    let out = fleetctl(
+        &d,
+        &["artifact", "verify", "--root", "root.cbor", "m.bundle"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("below_threshold"));
+    // Wrong board.
+    ok(&d, SIGN_MODEL);
+    let out = fleetctl(
+        &d,
+        &[
+            "artifact",
+            "verify",
+            "--root",
+            "root.cbor",
+            "m.bundle",
+            "--board",
+            "stm32f4",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("wrong_board"));
+    // Signed by a key the root does not list.
+    ok(
+        &d,
+        &["keys", "generate", "--out", "keys", "--name", "rogue"],
+    );
+    let mut args = SIGN_MODEL.to_vec();
+    for a in args.iter_mut() {
+        if *a == "keys/s2.key" {
+            *a = "keys/rogue.key";
+        }
+    }
+    ok(&d, &args);
+    let out = fleetctl(
+        &d,
+        &["artifact", "verify", "--root", "root.cbor", "m.bundle"],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unknown_key"));
+}
+
+#[test]
+fn firmware_bundle_and_a_root_rotation() {
+    let (_tmp, d) = setup();
+    ok(
+        &d,
+        &[
+            "artifact",
+            "sign",
+            "--kind",
+            "firmware",
+            "--name",
+            "agent",
+            "--version",
+            "2.0.1",
+            "--security-counter",
+            "3",
+            "--board",
+            "mps2-an386",
+            "--payload",
+            "fw.bin",
+            "--key",
+            "keys/s1.key",
+            "--key",
+            "keys/s2.key",
+            "--root",
+            "root.cbor",
+            "--out",
+            "fw.bundle",
+        ],
+    );
+    ok(
+        &d,
+        &["artifact", "verify", "--root", "root.cbor", "fw.bundle"],
+    );
+    ok(&d, &["keys", "generate", "--out", "keys", "--name", "r4"]);
+    let rotate = |signers: &[&str], out: &str| {
+        let mut args = vec![
+            "keys",
+            "root",
+            "--version",
+            "2",
+            "--threshold",
+            "2",
+            "--previous",
+            "root.cbor",
+            "--root-key",
+            "keys/r2.pub",
+            "--root-key",
+            "keys/r3.pub",
+            "--root-key",
+            "keys/r4.pub",
+            "--signing-key",
+            "keys/s1.pub",
+            "--signing-key",
+            "keys/s2.pub",
+            "--signing-threshold",
+            "2",
+            "--out",
+            out,
+        ];
+        for s in signers {
+            args.extend(["--sign-with", s]);
+        }
+        fleetctl(&d, &args)
+    };
+    // Old keys r1, r2 and new keys r2, r4: both thresholds met.
+    assert!(
+        rotate(&["keys/r1.key", "keys/r2.key", "keys/r4.key"], "root2.cbor")
+            .status
+            .success()
+    );
+    // Only the new keys: the old root did not agree.
+    let out = rotate(&["keys/r4.key", "keys/r3.key"], "root3.cbor");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("rotation_old_threshold") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!d.join("root3.cbor").exists());
+    // The bundle still verifies under the rotated root (same signing keys).
+    ok(
+        &d,
+        &["artifact", "verify", "--root", "root2.cbor", "fw.bundle"],
+    );
+}
+
+#[test]
+fn usage_errors_are_one_line() {
+    let (_tmp, d) = setup();
+    let out = fleetctl(
+        &d,
+        &[
+            "artifact",
+            "sign",
+            "--kind",
+            "firmware",
+            "--name",
+            "agent",
+            "--version",
+            "2.0",
+            "--security-counter",
+            "3",
+            "--board",
+            "b",
+            "--payload",
+            "fw.bin",
+            "--key",
+            "keys/s1.key",
+            "--out",
+            "x.bundle",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "fleetctl: error: --version \"2.0\": expected MAJOR.MINOR.PATCH\n"
+    );
+    let out = fleetctl(
+        &d,
+        &["artifact", "verify", "--root", "missing.cbor", "x.bundle"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with("fleetctl: error: missing.cbor: No such file") && err.lines().count() == 1,
+        "{err}"
+    );
+}

@@ -1,0 +1,28 @@
+//! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
+//!
+//! - `cargo xtask ci`: installs what the suite needs when missing, then runs every check and
+//!   test (the README's test command; `.ci/run` calls exactly this).
+//! - `cargo xtask fuzz [--seconds N]`: runs the cargo-fuzz targets (installs cargo-fuzz).
+
+mod ci;
+mod fuzz;
+mod run;
+
+use anyhow::{Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = args
+        .split_first()
+        .map(|(c, r)| (c.as_str(), r))
+        .unwrap_or(("help", &[]));
+    match cmd {
+        "ci" => ci::run(rest),
+        "fuzz" => fuzz::run(rest),
+        "help" | "--help" | "-h" => {
+            println!("usage: cargo xtask ci | fuzz [--seconds N]");
+            Ok(())
+        }
+        other => bail!("unknown xtask command {other:?}; try `cargo xtask help`"),
+    }
+}
