@@ -200,7 +200,7 @@ fn out_and_pad(pad: u8, input: usize, filter: usize, stride: usize, dilation: us
         .ok_or(Error::ShapeMismatch)?;
     let out = match pad {
         padding::SAME => input.checked_add(stride - 1).ok_or(Error::TooLarge)? / stride,
-        padding::VALID => match (input + stride).checked_sub(effective) {
+        padding::VALID => match input.checked_add(stride).ok_or(Error::TooLarge)?.checked_sub(effective) {
             Some(n) => n / stride,
             None => 0,
         },
@@ -209,7 +209,11 @@ fn out_and_pad(pad: u8, input: usize, filter: usize, stride: usize, dilation: us
     if out == 0 {
         return Err(Error::ShapeMismatch);
     }
-    let total = ((out - 1) * stride + effective).saturating_sub(input);
+    let total = (out - 1)
+        .checked_mul(stride)
+        .and_then(|n| n.checked_add(effective))
+        .ok_or(Error::TooLarge)?
+        .saturating_sub(input);
     Ok((out, total / 2))
 }
 

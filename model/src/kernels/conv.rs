@@ -7,7 +7,7 @@ use crate::graph::{ConvGeom, Op};
 /// Input rows of the filter window that fall inside the image, for output position `o`.
 #[inline]
 fn tap(o: usize, k: usize, stride: usize, dilation: usize, pad: usize, size: usize) -> Option<usize> {
-    (o * stride + k * dilation).checked_sub(pad).filter(|&i| i < size)
+    o.checked_mul(stride)?.checked_add(k.checked_mul(dilation)?)?.checked_sub(pad).filter(|&i| i < size)
 }
 
 pub fn conv2d(g: &ConvGeom, op: &Op, input: &[u8], filter: &[u8], bias: Option<&[u8]>, params: &[u8], output: &mut [u8]) -> Result<(), Error> {

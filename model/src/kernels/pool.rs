@@ -6,9 +6,10 @@ use crate::graph::{Op, PoolGeom};
 /// The window of output position `o` clipped to the input: (first input index, count).
 #[inline]
 fn window(o: usize, stride: usize, pad: usize, filter: usize, size: usize) -> (usize, usize) {
-    let origin = (o * stride) as isize - pad as isize;
-    let start = origin.max(0) as usize;
-    let end = ((origin + filter as isize).min(size as isize)).max(0) as usize;
+    // origin = o * stride - pad may be negative; work with the unsigned pieces.
+    let at = o.saturating_mul(stride);
+    let start = at.saturating_sub(pad).min(size);
+    let end = at.saturating_add(filter).saturating_sub(pad).min(size);
     (start, end.saturating_sub(start))
 }
 
@@ -17,7 +18,7 @@ pub fn pool(g: &PoolGeom, op: &Op, average: bool, input: &[u8], output: &mut [u8
         let (y0, ny) = window(oy, g.stride_h, g.pad_h, g.f_h, g.in_h);
         for ox in 0..g.out_w {
             let (x0, nx) = window(ox, g.stride_w, g.pad_w, g.f_w, g.in_w);
-            let count = (ny * nx) as i32;
+            let count = i32::try_from(ny.saturating_mul(nx)).map_err(|_| Error::ShapeMismatch)?;
             if count == 0 {
                 return Err(Error::ShapeMismatch);
             }
@@ -27,7 +28,7 @@ pub fn pool(g: &PoolGeom, op: &Op, average: bool, input: &[u8], output: &mut [u8
                 for y in y0..y0 + ny {
                     for x in x0..x0 + nx {
                         let v = i32::from(*input.get((y * g.in_w + x) * g.channels + c).ok_or(Error::OutOfBounds)? as i8);
-                        sum += v;
+                        sum = sum.saturating_add(v);
                         max = max.max(v);
                     }
                 }
