@@ -30,6 +30,10 @@ pub fn run(_args: &[String]) -> Result<()> {
     fuzz.args(["check", "--quiet"]);
     step("fuzz targets and no_std build", &root.join("fuzz"), fuzz)?;
 
+    // The model runtime on an emulated Cortex-M4: figures to target/bench/model.json, and the
+    // device's verdicts on the three fixtures checked.
+    crate::bench_model::run(&[])?;
+
     println!("ci: all steps passed");
     Ok(())
 }

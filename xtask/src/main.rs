@@ -3,9 +3,14 @@
 //! - `cargo xtask ci`: installs what the suite needs when missing, then runs every check and
 //!   test (the README's test command; `.ci/run` calls exactly this).
 //! - `cargo xtask fuzz [--seconds N]`: runs the cargo-fuzz targets (installs cargo-fuzz).
+//! - `cargo xtask firmware`: builds the Cortex-M firmware with Debian's toolchain.
+//! - `cargo xtask bench-model`: model latency and accuracy on an emulated Cortex-M4.
 
+mod bench_model;
 mod ci;
+mod firmware;
 mod fuzz;
+mod install;
 mod run;
 
 use anyhow::{Result, bail};
@@ -19,8 +24,10 @@ fn main() -> Result<()> {
     match cmd {
         "ci" => ci::run(rest),
         "fuzz" => fuzz::run(rest),
+        "firmware" => firmware::run(rest),
+        "bench-model" => bench_model::run(rest),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask ci | fuzz [--seconds N]");
+            println!("usage: cargo xtask ci | fuzz [--seconds N] | firmware | bench-model");
             Ok(())
         }
         other => bail!("unknown xtask command {other:?}; try `cargo xtask help`"),
