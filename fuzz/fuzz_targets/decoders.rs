@@ -10,7 +10,13 @@ fn root() -> TrustRoot {
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     let public = PublicKey::from_bytes(key.verifying_key().to_bytes()).unwrap();
     let keys: heapless::Vec<PublicKey, { artifact::MAX_KEYS }> = [public].into_iter().collect();
-    TrustRoot { version: 1, root_keys: keys.clone(), root_threshold: 1, signing_keys: keys, signing_threshold: 1 }
+    TrustRoot {
+        version: 1,
+        root_keys: keys.clone(),
+        root_threshold: 1,
+        signing_keys: keys,
+        signing_threshold: 1,
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

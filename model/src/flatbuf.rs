@@ -74,14 +74,26 @@ impl<'a> Table<'a> {
             return Err(Error::Malformed);
         }
         // The vtable and the table's inline part must both lie inside the buffer.
-        buf.0.get(vtable..vtable.checked_add(vtable_len).ok_or(Error::OutOfBounds)?).ok_or(Error::OutOfBounds)?;
-        buf.0.get(pos..pos.checked_add(table_len).ok_or(Error::OutOfBounds)?).ok_or(Error::OutOfBounds)?;
-        Ok(Table { buf, pos, vtable, vtable_len })
+        buf.0
+            .get(vtable..vtable.checked_add(vtable_len).ok_or(Error::OutOfBounds)?)
+            .ok_or(Error::OutOfBounds)?;
+        buf.0
+            .get(pos..pos.checked_add(table_len).ok_or(Error::OutOfBounds)?)
+            .ok_or(Error::OutOfBounds)?;
+        Ok(Table {
+            buf,
+            pos,
+            vtable,
+            vtable_len,
+        })
     }
 
     /// Position of field `index`, or `None` when the field is absent.
     fn field(&self, index: usize) -> Result<Option<usize>, Error> {
-        let slot = index.checked_mul(2).and_then(|s| s.checked_add(4)).ok_or(Error::OutOfBounds)?;
+        let slot = index
+            .checked_mul(2)
+            .and_then(|s| s.checked_add(4))
+            .ok_or(Error::OutOfBounds)?;
         if slot.checked_add(2).is_none_or(|end| end > self.vtable_len) {
             return Ok(None);
         }
@@ -89,7 +101,10 @@ impl<'a> Table<'a> {
         if off == 0 {
             return Ok(None);
         }
-        self.pos.checked_add(off).map(Some).ok_or(Error::OutOfBounds)
+        self.pos
+            .checked_add(off)
+            .map(Some)
+            .ok_or(Error::OutOfBounds)
     }
 
     pub fn u8(&self, index: usize, default: u8) -> Result<u8, Error> {
@@ -108,7 +123,8 @@ impl<'a> Table<'a> {
         self.field(index)?.map_or(Ok(default), |p| self.buf.u32(p))
     }
     pub fn u64(&self, index: usize, default: u64) -> Result<u64, Error> {
-        self.field(index)?.map_or(Ok(default), |p| self.buf.i64(p).map(|v| v as u64))
+        self.field(index)?
+            .map_or(Ok(default), |p| self.buf.i64(p).map(|v| v as u64))
     }
     pub fn f32(&self, index: usize, default: f32) -> Result<f32, Error> {
         self.field(index)?.map_or(Ok(default), |p| self.buf.f32(p))
@@ -150,7 +166,12 @@ impl<'a> Vector<'a> {
         if end > buf.0.len() {
             return Err(Error::OutOfBounds);
         }
-        Ok(Vector { buf, start, len, elem })
+        Ok(Vector {
+            buf,
+            start,
+            len,
+            elem,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -185,6 +206,9 @@ impl<'a> Vector<'a> {
     /// The raw bytes of a byte vector.
     pub fn bytes(&self) -> &'a [u8] {
         // In bounds: checked in `at`.
-        self.buf.0.get(self.start..self.start + self.len * self.elem).unwrap_or(&[])
+        self.buf
+            .0
+            .get(self.start..self.start + self.len * self.elem)
+            .unwrap_or(&[])
     }
 }

@@ -117,11 +117,21 @@ pub struct PoolGeom {
 pub enum OpKind {
     Conv2d(ConvGeom),
     DepthwiseConv2d(ConvGeom),
-    FullyConnected { batch: usize, depth: usize, units: usize },
+    FullyConnected {
+        batch: usize,
+        depth: usize,
+        units: usize,
+    },
     AveragePool2d(PoolGeom),
     MaxPool2d(PoolGeom),
     Reshape,
-    Softmax { rows: usize, depth: usize, input_multiplier: i32, input_left_shift: i32, diff_min: i32 },
+    Softmax {
+        rows: usize,
+        depth: usize,
+        input_multiplier: i32,
+        input_left_shift: i32,
+        diff_min: i32,
+    },
 }
 
 impl OpKind {
@@ -171,15 +181,23 @@ pub struct Model<'a> {
 }
 
 fn idx(v: i32, len: usize) -> Result<usize, Error> {
-    usize::try_from(v).ok().filter(|&i| i < len).ok_or(Error::OutOfBounds)
+    usize::try_from(v)
+        .ok()
+        .filter(|&i| i < len)
+        .ok_or(Error::OutOfBounds)
 }
 
 fn positive(v: i32) -> Result<usize, Error> {
-    usize::try_from(v).ok().filter(|&n| n > 0).ok_or(Error::Malformed)
+    usize::try_from(v)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or(Error::Malformed)
 }
 
 fn align(n: usize) -> Result<usize, Error> {
-    n.checked_add(ALIGN - 1).map(|n| n / ALIGN * ALIGN).ok_or(Error::TooLarge)
+    n.checked_add(ALIGN - 1)
+        .map(|n| n / ALIGN * ALIGN)
+        .ok_or(Error::TooLarge)
 }
 
 fn fused(code: u8) -> Result<Activation, Error> {
@@ -192,7 +210,13 @@ fn fused(code: u8) -> Result<Activation, Error> {
 }
 
 /// Output size and leading padding, as TFLite's `ComputeOutSize` and `ComputePaddingWithOffset`.
-fn out_and_pad(pad: u8, input: usize, filter: usize, stride: usize, dilation: usize) -> Result<(usize, usize), Error> {
+fn out_and_pad(
+    pad: u8,
+    input: usize,
+    filter: usize,
+    stride: usize,
+    dilation: usize,
+) -> Result<(usize, usize), Error> {
     let effective = filter
         .checked_sub(1)
         .and_then(|f| f.checked_mul(dilation))
@@ -200,7 +224,11 @@ fn out_and_pad(pad: u8, input: usize, filter: usize, stride: usize, dilation: us
         .ok_or(Error::ShapeMismatch)?;
     let out = match pad {
         padding::SAME => input.checked_add(stride - 1).ok_or(Error::TooLarge)? / stride,
-        padding::VALID => match input.checked_add(stride).ok_or(Error::TooLarge)?.checked_sub(effective) {
+        padding::VALID => match input
+            .checked_add(stride)
+            .ok_or(Error::TooLarge)?
+            .checked_sub(effective)
+        {
             Some(n) => n / stride,
             None => 0,
         },
@@ -228,15 +256,23 @@ impl<'a> Model<'a> {
         if root.u32(field::model::VERSION, 0)? != 3 {
             return Err(Error::UnsupportedVersion);
         }
-        let codes = root.vector(field::model::OPERATOR_CODES, 4)?.ok_or(Error::Malformed)?;
-        let subgraphs = root.vector(field::model::SUBGRAPHS, 4)?.ok_or(Error::Malformed)?;
-        let buffers = root.vector(field::model::BUFFERS, 4)?.ok_or(Error::Malformed)?;
+        let codes = root
+            .vector(field::model::OPERATOR_CODES, 4)?
+            .ok_or(Error::Malformed)?;
+        let subgraphs = root
+            .vector(field::model::SUBGRAPHS, 4)?
+            .ok_or(Error::Malformed)?;
+        let buffers = root
+            .vector(field::model::BUFFERS, 4)?
+            .ok_or(Error::Malformed)?;
         if subgraphs.len() != 1 {
             return Err(Error::UnsupportedSubgraphs);
         }
         let graph = subgraphs.table(0)?;
 
-        let tensor_tables = graph.vector(field::subgraph::TENSORS, 4)?.ok_or(Error::Malformed)?;
+        let tensor_tables = graph
+            .vector(field::subgraph::TENSORS, 4)?
+            .ok_or(Error::Malformed)?;
         if tensor_tables.len() > MAX_TENSORS {
             return Err(Error::TooLarge);
         }
@@ -261,7 +297,9 @@ impl<'a> Model<'a> {
             }
         }
 
-        let op_tables = graph.vector(field::subgraph::OPERATORS, 4)?.ok_or(Error::Malformed)?;
+        let op_tables = graph
+            .vector(field::subgraph::OPERATORS, 4)?
+            .ok_or(Error::Malformed)?;
         if op_tables.len() > MAX_OPS {
             return Err(Error::TooLarge);
         }
@@ -270,7 +308,14 @@ impl<'a> Model<'a> {
             let op = parse_op(&op_tables.table(i)?, &codes, &tensors)?;
             ops.push(op).map_err(|_| Error::TooLarge)?;
         }
-        let mut model = Model { tensors, ops, input, output, offsets: [0; MAX_TENSORS], arena_size: 0 };
+        let mut model = Model {
+            tensors,
+            ops,
+            input,
+            output,
+            offsets: [0; MAX_TENSORS],
+            arena_size: 0,
+        };
         model.plan()?;
         Ok(model)
     }
@@ -294,7 +339,9 @@ impl<'a> Model<'a> {
             touch(op.input, i);
             touch(op.output, i);
         }
-        let mut order: Vec<usize, MAX_TENSORS> = (0..self.tensors.len()).filter(|&t| first[t] != UNUSED).collect();
+        let mut order: Vec<usize, MAX_TENSORS> = (0..self.tensors.len())
+            .filter(|&t| first[t] != UNUSED)
+            .collect();
         let size = |t: usize| self.tensors.get(t).map_or(0, |x| x.len * x.ty.size());
         // Insertion sort, largest first (ties by index): at most 64 entries, and on a
         // microcontroller it is 10 KiB of flash smaller than a generic `sort_by`.
@@ -313,9 +360,16 @@ impl<'a> Model<'a> {
             let mut offset = 0;
             // Try 0 and the end of every conflicting tensor; take the lowest that fits.
             let mut best = None;
-            for candidate in core::iter::once(0).chain(placed.iter().filter(|&&o| overlaps(o)).map(|&o| self.offsets[o] + align(size(o)).unwrap_or(0))) {
+            for candidate in core::iter::once(0).chain(
+                placed
+                    .iter()
+                    .filter(|&&o| overlaps(o))
+                    .map(|&o| self.offsets[o] + align(size(o)).unwrap_or(0)),
+            ) {
                 let clash = placed.iter().any(|&o| {
-                    overlaps(o) && candidate < self.offsets[o] + align(size(o)).unwrap_or(0) && self.offsets[o] < candidate + len
+                    overlaps(o)
+                        && candidate < self.offsets[o] + align(size(o)).unwrap_or(0)
+                        && self.offsets[o] < candidate + len
                 });
                 if !clash && best.is_none_or(|b| candidate < b) {
                     best = Some(candidate);
@@ -350,7 +404,9 @@ impl<'a> Model<'a> {
 
     /// (scale, zero point) of the input, to quantize raw features.
     pub fn input_quantization(&self) -> (f32, i32) {
-        self.tensors.get(self.input).map_or((0.0, 0), |t| (t.scale, t.zero_point))
+        self.tensors
+            .get(self.input)
+            .map_or((0.0, 0), |t| (t.scale, t.zero_point))
     }
 
     /// Multiply-accumulates of operator `i` (0 for data movement).
@@ -360,7 +416,11 @@ impl<'a> Model<'a> {
         match op.kind {
             OpKind::Conv2d(g) => n(&[g.out_h, g.out_w, g.out_c, g.k_h, g.k_w, g.in_c]),
             OpKind::DepthwiseConv2d(g) => n(&[g.out_h, g.out_w, g.out_c, g.k_h, g.k_w]),
-            OpKind::FullyConnected { batch, depth, units } => n(&[batch, depth, units]),
+            OpKind::FullyConnected {
+                batch,
+                depth,
+                units,
+            } => n(&[batch, depth, units]),
             _ => 0,
         }
     }
@@ -389,11 +449,16 @@ fn parse_tensor<'a>(t: &Table<'a>, buffers: &Vector<'a>) -> Result<Tensor<'a>, E
         }
         rank = shape.len();
         for (i, d) in dims.iter_mut().enumerate().take(rank) {
-            *d = usize::try_from(shape.i32(i)?).ok().filter(|&d| d > 0).ok_or(Error::ShapeMismatch)?;
+            *d = usize::try_from(shape.i32(i)?)
+                .ok()
+                .filter(|&d| d > 0)
+                .ok_or(Error::ShapeMismatch)?;
             len = len.checked_mul(*d).ok_or(Error::TooLarge)?;
         }
     }
-    let buffer = buffers.table(usize::try_from(t.u32(field::tensor::BUFFER, 0)?).map_err(|_| Error::OutOfBounds)?)?;
+    let buffer = buffers.table(
+        usize::try_from(t.u32(field::tensor::BUFFER, 0)?).map_err(|_| Error::OutOfBounds)?,
+    )?;
     if buffer.u64(field::buffer::OFFSET, 0)? > 1 {
         return Err(Error::UnsupportedType); // data outside the flatbuffer
     }
@@ -417,7 +482,8 @@ fn parse_tensor<'a>(t: &Table<'a>, buffers: &Vector<'a>) -> Result<Tensor<'a>, E
             }
             if let Some(zps) = q.vector(field::quantization::ZERO_POINT, 8)? {
                 if !zps.is_empty() {
-                    zero_point = i32::try_from(zps.i64(0)?).map_err(|_| Error::UnsupportedQuantization)?;
+                    zero_point =
+                        i32::try_from(zps.i64(0)?).map_err(|_| Error::UnsupportedQuantization)?;
                     // Per-channel tensors (weights) must be symmetric.
                     for i in 1..zps.len() {
                         if zps.i64(i)? != 0 {
@@ -437,23 +503,46 @@ fn parse_tensor<'a>(t: &Table<'a>, buffers: &Vector<'a>) -> Result<Tensor<'a>, E
     if ty == ElemType::Int8 && !(-128..=127).contains(&zero_point) {
         return Err(Error::UnsupportedQuantization);
     }
-    Ok(Tensor { ty, dims, rank, len, data, scale, zero_point, channel_scales })
+    Ok(Tensor {
+        ty,
+        dims,
+        rank,
+        len,
+        data,
+        scale,
+        zero_point,
+        channel_scales,
+    })
 }
 
 fn parse_op(t: &Table<'_>, codes: &Vector<'_>, tensors: &[Tensor<'_>]) -> Result<Op, Error> {
-    let code = codes.table(usize::try_from(t.u32(field::operator::OPCODE_INDEX, 0)?).map_err(|_| Error::OutOfBounds)?)?;
+    let code = codes.table(
+        usize::try_from(t.u32(field::operator::OPCODE_INDEX, 0)?)
+            .map_err(|_| Error::OutOfBounds)?,
+    )?;
     if code.vector(field::operator_code::CUSTOM_CODE, 1)?.is_some() {
         return Err(Error::UnsupportedOperator);
     }
     let builtin = i32::from(code.i8(field::operator_code::DEPRECATED_BUILTIN_CODE, 0)?)
         .max(code.i32(field::operator_code::BUILTIN_CODE, 0)?);
-    const SUPPORTED: [i32; 7] =
-        [op::CONV_2D, op::DEPTHWISE_CONV_2D, op::FULLY_CONNECTED, op::AVERAGE_POOL_2D, op::MAX_POOL_2D, op::RESHAPE, op::SOFTMAX];
+    const SUPPORTED: [i32; 7] = [
+        op::CONV_2D,
+        op::DEPTHWISE_CONV_2D,
+        op::FULLY_CONNECTED,
+        op::AVERAGE_POOL_2D,
+        op::MAX_POOL_2D,
+        op::RESHAPE,
+        op::SOFTMAX,
+    ];
     if !SUPPORTED.contains(&builtin) {
         return Err(Error::UnsupportedOperator);
     }
-    let ins = t.vector(field::operator::INPUTS, 4)?.ok_or(Error::Malformed)?;
-    let outs = t.vector(field::operator::OUTPUTS, 4)?.ok_or(Error::Malformed)?;
+    let ins = t
+        .vector(field::operator::INPUTS, 4)?
+        .ok_or(Error::Malformed)?;
+    let outs = t
+        .vector(field::operator::OUTPUTS, 4)?
+        .ok_or(Error::Malformed)?;
     if outs.len() != 1 || ins.is_empty() || ins.len() > 3 {
         return Err(Error::Malformed);
     }
@@ -470,7 +559,11 @@ fn parse_op(t: &Table<'_>, codes: &Vector<'_>, tensors: &[Tensor<'_>]) -> Result
     let output = idx(outs.i32(0)?, tensors.len())?;
     let tin = tensors.get(input).ok_or(Error::OutOfBounds)?;
     let tout = tensors.get(output).ok_or(Error::OutOfBounds)?;
-    if tin.ty != ElemType::Int8 || tout.ty != ElemType::Int8 || tin.data.is_some() || tout.data.is_some() {
+    if tin.ty != ElemType::Int8
+        || tout.ty != ElemType::Int8
+        || tin.data.is_some()
+        || tout.data.is_some()
+    {
         return Err(Error::UnsupportedType);
     }
     let opts_type = t.u8(field::operator::BUILTIN_OPTIONS_TYPE, 0)?;
@@ -498,15 +591,33 @@ fn parse_op(t: &Table<'_>, codes: &Vector<'_>, tensors: &[Tensor<'_>]) -> Result
     match builtin {
         op::CONV_2D | op::DEPTHWISE_CONV_2D => {
             let depthwise = builtin == op::DEPTHWISE_CONV_2D;
-            let o = options_of(if depthwise { options::DEPTHWISE_CONV_2D } else { options::CONV_2D })?;
+            let o = options_of(if depthwise {
+                options::DEPTHWISE_CONV_2D
+            } else {
+                options::CONV_2D
+            })?;
             let (pad, sw, sh, act_code, dw, dh, dm) = if depthwise {
                 use field::depthwise as f;
-                (o.u8(f::PADDING, 0)?, o.i32(f::STRIDE_W, 0)?, o.i32(f::STRIDE_H, 0)?, o.u8(f::ACTIVATION, 0)?,
-                 o.i32(f::DILATION_W, 1)?, o.i32(f::DILATION_H, 1)?, o.i32(f::DEPTH_MULTIPLIER, 0)?)
+                (
+                    o.u8(f::PADDING, 0)?,
+                    o.i32(f::STRIDE_W, 0)?,
+                    o.i32(f::STRIDE_H, 0)?,
+                    o.u8(f::ACTIVATION, 0)?,
+                    o.i32(f::DILATION_W, 1)?,
+                    o.i32(f::DILATION_H, 1)?,
+                    o.i32(f::DEPTH_MULTIPLIER, 0)?,
+                )
             } else {
                 use field::conv2d as f;
-                (o.u8(f::PADDING, 0)?, o.i32(f::STRIDE_W, 0)?, o.i32(f::STRIDE_H, 0)?, o.u8(f::ACTIVATION, 0)?,
-                 o.i32(f::DILATION_W, 1)?, o.i32(f::DILATION_H, 1)?, 1)
+                (
+                    o.u8(f::PADDING, 0)?,
+                    o.i32(f::STRIDE_W, 0)?,
+                    o.i32(f::STRIDE_H, 0)?,
+                    o.u8(f::ACTIVATION, 0)?,
+                    o.i32(f::DILATION_W, 1)?,
+                    o.i32(f::DILATION_H, 1)?,
+                    1,
+                )
             };
             act = fused(act_code)?;
             let w = input_at(1)?.ok_or(Error::Malformed)?;
@@ -523,7 +634,11 @@ fn parse_op(t: &Table<'_>, codes: &Vector<'_>, tensors: &[Tensor<'_>]) -> Result
             } else {
                 (wd0, in_c)
             };
-            let filter_ok = if depthwise { wd0 == 1 && wd3 == out_c } else { wd3 == filter_in };
+            let filter_ok = if depthwise {
+                wd0 == 1 && wd3 == out_c
+            } else {
+                wd3 == filter_in
+            };
             if tin.dim(0) != 1 || ob != 1 || !filter_ok || out_c != want_out_c {
                 return Err(Error::ShapeMismatch);
             }
@@ -534,11 +649,27 @@ fn parse_op(t: &Table<'_>, codes: &Vector<'_>, tensors: &[Tensor<'_>]) -> Result
                 return Err(Error::ShapeMismatch);
             }
             let g = ConvGeom {
-                in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w,
-                stride_h: sh, stride_w: sw, dilation_h: dh, dilation_w: dw, pad_h, pad_w,
+                in_h,
+                in_w,
+                in_c,
+                out_h,
+                out_w,
+                out_c,
+                k_h,
+                k_w,
+                stride_h: sh,
+                stride_w: sw,
+                dilation_h: dh,
+                dilation_w: dw,
+                pad_h,
+                pad_w,
                 depth_multiplier: dm,
             };
-            op.kind = if depthwise { OpKind::DepthwiseConv2d(g) } else { OpKind::Conv2d(g) };
+            op.kind = if depthwise {
+                OpKind::DepthwiseConv2d(g)
+            } else {
+                OpKind::Conv2d(g)
+            };
             op.weights = Some(w);
             op.channels = out_c;
             check_channel_scales(tw, out_c)?;
@@ -566,7 +697,11 @@ fn parse_op(t: &Table<'_>, codes: &Vector<'_>, tensors: &[Tensor<'_>]) -> Result
             if tout.len != batch * units {
                 return Err(Error::ShapeMismatch);
             }
-            op.kind = OpKind::FullyConnected { batch, depth, units };
+            op.kind = OpKind::FullyConnected {
+                batch,
+                depth,
+                units,
+            };
             op.weights = Some(w);
             op.channels = units;
             check_channel_scales(tw, units)?;
@@ -578,8 +713,14 @@ fn parse_op(t: &Table<'_>, codes: &Vector<'_>, tensors: &[Tensor<'_>]) -> Result
             act = fused(o.u8(f::ACTIVATION, 0)?)?;
             let [ib, in_h, in_w, c] = tin.shape4()?;
             let [ob, out_h, out_w, oc] = tout.shape4()?;
-            let (f_h, f_w) = (positive(o.i32(f::FILTER_H, 0)?)?, positive(o.i32(f::FILTER_W, 0)?)?);
-            let (sh, sw) = (positive(o.i32(f::STRIDE_H, 0)?)?, positive(o.i32(f::STRIDE_W, 0)?)?);
+            let (f_h, f_w) = (
+                positive(o.i32(f::FILTER_H, 0)?)?,
+                positive(o.i32(f::FILTER_W, 0)?)?,
+            );
+            let (sh, sw) = (
+                positive(o.i32(f::STRIDE_H, 0)?)?,
+                positive(o.i32(f::STRIDE_W, 0)?)?,
+            );
             let pad = o.u8(f::PADDING, 0)?;
             let (oh, pad_h) = out_and_pad(pad, in_h, f_h, sh, 1)?;
             let (ow, pad_w) = out_and_pad(pad, in_w, f_w, sw, 1)?;
@@ -587,8 +728,24 @@ fn parse_op(t: &Table<'_>, codes: &Vector<'_>, tensors: &[Tensor<'_>]) -> Result
                 return Err(Error::ShapeMismatch);
             }
             same_quantization(tin, tout)?;
-            let g = PoolGeom { in_h, in_w, channels: c, out_h, out_w, f_h, f_w, stride_h: sh, stride_w: sw, pad_h, pad_w };
-            op.kind = if builtin == op::MAX_POOL_2D { OpKind::MaxPool2d(g) } else { OpKind::AveragePool2d(g) };
+            let g = PoolGeom {
+                in_h,
+                in_w,
+                channels: c,
+                out_h,
+                out_w,
+                f_h,
+                f_w,
+                stride_h: sh,
+                stride_w: sw,
+                pad_h,
+                pad_w,
+            };
+            op.kind = if builtin == op::MAX_POOL_2D {
+                OpKind::MaxPool2d(g)
+            } else {
+                OpKind::AveragePool2d(g)
+            };
         }
         op::RESHAPE => {
             if tin.len != tout.len {
@@ -607,8 +764,15 @@ fn parse_op(t: &Table<'_>, codes: &Vector<'_>, tensors: &[Tensor<'_>]) -> Result
                 return Err(Error::UnsupportedQuantization);
             }
             let depth = tin.dim(tin.rank - 1);
-            let (input_multiplier, input_left_shift, diff_min) = crate::kernels::softmax::prepare(beta, tin.scale)?;
-            op.kind = OpKind::Softmax { rows: tin.len / depth, depth, input_multiplier, input_left_shift, diff_min };
+            let (input_multiplier, input_left_shift, diff_min) =
+                crate::kernels::softmax::prepare(beta, tin.scale)?;
+            op.kind = OpKind::Softmax {
+                rows: tin.len / depth,
+                depth,
+                input_multiplier,
+                input_left_shift,
+                diff_min,
+            };
         }
         _ => return Err(Error::UnsupportedOperator),
     }
@@ -630,7 +794,11 @@ fn check_channel_scales(w: &Tensor<'_>, channels: usize) -> Result<(), Error> {
     Ok(())
 }
 
-fn check_bias(bias: Option<usize>, tensors: &[Tensor<'_>], channels: usize) -> Result<Option<usize>, Error> {
+fn check_bias(
+    bias: Option<usize>,
+    tensors: &[Tensor<'_>],
+    channels: usize,
+) -> Result<Option<usize>, Error> {
     let Some(b) = bias else { return Ok(None) };
     let t = tensors.get(b).ok_or(Error::OutOfBounds)?;
     if t.ty != ElemType::Int32 {

@@ -17,14 +17,19 @@ impl<'m, 'a> Interpreter<'m, 'a> {
     /// (in f64, once, as TFLite's Prepare does).
     pub fn new(model: &'m Model<'m>, arena: &'a mut [u8]) -> Result<Self, Error> {
         if arena.len() < model.arena_size {
-            return Err(Error::ArenaTooSmall { needed: model.arena_size });
+            return Err(Error::ArenaTooSmall {
+                needed: model.arena_size,
+            });
         }
         for op in &model.ops {
-            let (Some(w), true) = (op.weights, op.channels > 0) else { continue };
+            let (Some(w), true) = (op.weights, op.channels > 0) else {
+                continue;
+            };
             let tin = model.tensors.get(op.input).ok_or(Error::OutOfBounds)?;
             let tw = model.tensors.get(w).ok_or(Error::OutOfBounds)?;
             let tout = model.tensors.get(op.output).ok_or(Error::OutOfBounds)?;
-            let per_tensor_fc = matches!(op.kind, OpKind::FullyConnected { .. }) && tw.channel_scales.is_empty();
+            let per_tensor_fc =
+                matches!(op.kind, OpKind::FullyConnected { .. }) && tw.channel_scales.is_empty();
             for c in 0..op.channels {
                 let real = if per_tensor_fc {
                     // TFLite's GetQuantizedConvolutionMultipler multiplies the scales in f32.
@@ -34,7 +39,9 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 };
                 let (m, s) = quantize_multiplier(real);
                 let at = op.params_offset + c * CHANNEL_PARAM_BYTES;
-                let slot = arena.get_mut(at..at + CHANNEL_PARAM_BYTES).ok_or(Error::OutOfBounds)?;
+                let slot = arena
+                    .get_mut(at..at + CHANNEL_PARAM_BYTES)
+                    .ok_or(Error::OutOfBounds)?;
                 slot[..4].copy_from_slice(&m.to_ne_bytes());
                 slot[4..].copy_from_slice(&s.to_ne_bytes());
             }
@@ -92,7 +99,10 @@ impl<'m, 'a> Interpreter<'m, 'a> {
 
     /// Runs every operator, calling `after(index, op, output bytes)` when each one is done
     /// (for profiling and for comparing intermediate tensors with a reference).
-    pub fn invoke_observed(&mut self, mut after: impl FnMut(usize, &Op, &[u8])) -> Result<(), Error> {
+    pub fn invoke_observed(
+        &mut self,
+        mut after: impl FnMut(usize, &Op, &[u8]),
+    ) -> Result<(), Error> {
         let model = self.model;
         for (i, op) in model.ops.iter().enumerate() {
             self.run(op)?;
@@ -124,22 +134,44 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         } else {
             return Err(Error::OutOfBounds);
         };
-        let (Some(input), Some(output)) = (input, output) else { return Err(Error::OutOfBounds) };
+        let (Some(input), Some(output)) = (input, output) else {
+            return Err(Error::OutOfBounds);
+        };
         match op.kind {
-            OpKind::Conv2d(g) => kernels::conv::conv2d(&g, op, input, weights, bias, params, output),
-            OpKind::DepthwiseConv2d(g) => kernels::conv::depthwise_conv2d(&g, op, input, weights, bias, params, output),
-            OpKind::FullyConnected { batch, depth, units } => {
-                kernels::fully_connected::fully_connected(op, batch, depth, units, input, weights, bias, params, output)
+            OpKind::Conv2d(g) => {
+                kernels::conv::conv2d(&g, op, input, weights, bias, params, output)
             }
+            OpKind::DepthwiseConv2d(g) => {
+                kernels::conv::depthwise_conv2d(&g, op, input, weights, bias, params, output)
+            }
+            OpKind::FullyConnected {
+                batch,
+                depth,
+                units,
+            } => kernels::fully_connected::fully_connected(
+                op, batch, depth, units, input, weights, bias, params, output,
+            ),
             OpKind::AveragePool2d(g) => kernels::pool::pool(&g, op, true, input, output),
             OpKind::MaxPool2d(g) => kernels::pool::pool(&g, op, false, input, output),
             OpKind::Reshape => {
                 output.copy_from_slice(input);
                 Ok(())
             }
-            OpKind::Softmax { rows, depth, input_multiplier, input_left_shift, diff_min } => {
-                kernels::softmax::softmax(rows, depth, input_multiplier, input_left_shift, diff_min, input, output)
-            }
+            OpKind::Softmax {
+                rows,
+                depth,
+                input_multiplier,
+                input_left_shift,
+                diff_min,
+            } => kernels::softmax::softmax(
+                rows,
+                depth,
+                input_multiplier,
+                input_left_shift,
+                diff_min,
+                input,
+                output,
+            ),
         }
     }
 }

@@ -13,7 +13,10 @@
 //!   greedy planner over tensor lifetimes, then per-channel requantization parameters.
 //! - No clock, allocator or I/O: the runner takes time from the caller.
 #![no_std]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 #[cfg(test)]
 extern crate std;

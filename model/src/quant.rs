@@ -6,7 +6,7 @@
 /// `QuantizeMultiplier`: a positive real multiplier as a Q0.31 significand and a power-of-two
 /// shift (positive: left). Zero and non-finite or non-positive inputs give (0, 0).
 pub fn quantize_multiplier(m: f64) -> (i32, i32) {
-    if !(m > 0.0) || !m.is_finite() {
+    if m.is_nan() || m <= 0.0 || !m.is_finite() {
         return (0, 0);
     }
     let (q, mut shift) = frexp(m);
@@ -88,7 +88,11 @@ pub fn multiply_by_quantized_multiplier_single(x: i32, multiplier: i32, shift: i
 }
 
 /// The int8 output range after a fused activation (`CalculateActivationRangeQuantized`).
-pub fn activation_range(activation: crate::graph::Activation, scale: f32, zero_point: i32) -> (i32, i32) {
+pub fn activation_range(
+    activation: crate::graph::Activation,
+    scale: f32,
+    zero_point: i32,
+) -> (i32, i32) {
     use crate::graph::Activation;
     let quantize = |f: f32| zero_point + round_f32(f / scale);
     match activation {
@@ -140,8 +144,14 @@ mod tests {
         assert_eq!(multiply_by_quantized_multiplier(-1001, 1 << 30, -1), -250);
         // The case from the `good` fixture: 4739 * 0.0068573702... = 32.497; double rounding
         // gives 33, single rounding (and TFLite's FULLY_CONNECTED) 32.
-        assert_eq!(multiply_by_quantized_multiplier(4739, 1_884_939_586, -7), 33);
-        assert_eq!(multiply_by_quantized_multiplier_single(4739, 1_884_939_586, -7), 32);
+        assert_eq!(
+            multiply_by_quantized_multiplier(4739, 1_884_939_586, -7),
+            33
+        );
+        assert_eq!(
+            multiply_by_quantized_multiplier_single(4739, 1_884_939_586, -7),
+            32
+        );
     }
 
     #[test]

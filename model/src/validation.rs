@@ -27,8 +27,33 @@ impl<'a> ValidationSet<'a> {
             .get(..HEADER_LEN)
             .and_then(|h| h.try_into().ok())
             .ok_or(Error::BadValidationSet)?;
-        let [m0, m1, m2, m3, version, ty, r0, r1, c0, c1, c2, c3, l0, l1, l2, l3, k0, k1, r2, r3] = *header;
-        if [m0, m1, m2, m3] != *MAGIC || version != 1 || ty != INPUT_INT8 || [r0, r1, r2, r3] != [0; 4] {
+        let [
+            m0,
+            m1,
+            m2,
+            m3,
+            version,
+            ty,
+            r0,
+            r1,
+            c0,
+            c1,
+            c2,
+            c3,
+            l0,
+            l1,
+            l2,
+            l3,
+            k0,
+            k1,
+            r2,
+            r3,
+        ] = *header;
+        if [m0, m1, m2, m3] != *MAGIC
+            || version != 1
+            || ty != INPUT_INT8
+            || [r0, r1, r2, r3] != [0; 4]
+        {
             return Err(Error::BadValidationSet);
         }
         let count = u32::from_le_bytes([c0, c1, c2, c3]) as usize;
@@ -38,7 +63,9 @@ impl<'a> ValidationSet<'a> {
             return Err(Error::BadValidationSet);
         }
         let body = bytes.get(HEADER_LEN..).ok_or(Error::BadValidationSet)?;
-        let inputs_len = count.checked_mul(input_len).ok_or(Error::BadValidationSet)?;
+        let inputs_len = count
+            .checked_mul(input_len)
+            .ok_or(Error::BadValidationSet)?;
         if Some(body.len()) != count.checked_add(inputs_len) {
             return Err(Error::BadValidationSet);
         }
@@ -46,13 +73,21 @@ impl<'a> ValidationSet<'a> {
         if labels.iter().any(|&l| usize::from(l) >= classes) {
             return Err(Error::BadValidationSet);
         }
-        Ok(ValidationSet { count, input_len, classes, labels, inputs })
+        Ok(ValidationSet {
+            count,
+            input_len,
+            classes,
+            labels,
+            inputs,
+        })
     }
 
     /// Sample `i`: its label and its quantized input.
     pub fn sample(&self, i: usize) -> Option<(usize, &'a [u8])> {
         let label = *self.labels.get(i)?;
-        let input = self.inputs.get(i * self.input_len..(i + 1) * self.input_len)?;
+        let input = self
+            .inputs
+            .get(i * self.input_len..(i + 1) * self.input_len)?;
         Some((usize::from(label), input))
     }
 }
@@ -72,7 +107,11 @@ pub struct Report {
 
 /// Runs every sample through the interpreter, timing each inference with `now_ns`
 /// (the device's timer; a test's fake clock).
-pub fn run(interp: &mut Interpreter<'_, '_>, set: &ValidationSet<'_>, mut now_ns: impl FnMut() -> u64) -> Result<Report, Error> {
+pub fn run(
+    interp: &mut Interpreter<'_, '_>,
+    set: &ValidationSet<'_>,
+    mut now_ns: impl FnMut() -> u64,
+) -> Result<Report, Error> {
     if set.input_len != interp.model().input_len() || set.classes != interp.model().output_len() {
         return Err(Error::ValidationSetMismatch);
     }
@@ -85,13 +124,20 @@ pub fn run(interp: &mut Interpreter<'_, '_>, set: &ValidationSet<'_>, mut now_ns
         interp.invoke()?;
         let predicted = interp.argmax()?;
         let elapsed = now_ns().saturating_sub(start);
-        *latencies.get_mut(i).ok_or(Error::BadValidationSet)? = u32::try_from(elapsed / 1000).unwrap_or(u32::MAX);
+        *latencies.get_mut(i).ok_or(Error::BadValidationSet)? =
+            u32::try_from(elapsed / 1000).unwrap_or(u32::MAX);
         correct += u32::from(predicted == label);
     }
-    let lat = latencies.get_mut(..set.count).ok_or(Error::BadValidationSet)?;
+    let lat = latencies
+        .get_mut(..set.count)
+        .ok_or(Error::BadValidationSet)?;
     lat.sort_unstable();
     let n = set.count;
-    let rank = |pct: usize| lat.get((pct * n).div_ceil(100).max(1) - 1).copied().unwrap_or(0);
+    let rank = |pct: usize| {
+        lat.get((pct * n).div_ceil(100).max(1) - 1)
+            .copied()
+            .unwrap_or(0)
+    };
     Ok(Report {
         samples: n as u32,
         correct,
@@ -123,7 +169,8 @@ pub fn judge(report: &Report, policy: &Policy, replaced_accuracy_bp: Option<u16>
     Verdict {
         accuracy_ok: report.accuracy_bp >= policy.min_accuracy_bp,
         latency_ok: report.p99_us <= policy.max_p99_latency_us,
-        drop_ok: replaced_accuracy_bp
-            .is_none_or(|old| old.saturating_sub(report.accuracy_bp) <= policy.max_accuracy_drop_bp),
+        drop_ok: replaced_accuracy_bp.is_none_or(|old| {
+            old.saturating_sub(report.accuracy_bp) <= policy.max_accuracy_drop_bp
+        }),
     }
 }

@@ -25,17 +25,28 @@ fn run_against_reference(name: &str) -> Outcome {
     let mut arena = vec![0u8; model.arena_size];
     let mut interp = Interpreter::new(&model, &mut arena).unwrap();
     let classes = set.classes;
-    let mut out = Outcome { correct: 0, samples: set.count, max_diff: 0, argmax_mismatches: 0 };
+    let mut out = Outcome {
+        correct: 0,
+        samples: set.count,
+        max_diff: 0,
+        argmax_mismatches: 0,
+    };
     for i in 0..set.count {
         let (label, input) = set.sample(i).unwrap();
         interp.set_input(input).unwrap();
         interp.invoke().unwrap();
         let got: Vec<i8> = interp.output().unwrap().iter().map(|&b| b as i8).collect();
-        let want: Vec<i8> = reference[i * classes..(i + 1) * classes].iter().map(|&b| b as i8).collect();
+        let want: Vec<i8> = reference[i * classes..(i + 1) * classes]
+            .iter()
+            .map(|&b| b as i8)
+            .collect();
         for (g, w) in got.iter().zip(&want) {
             out.max_diff = out.max_diff.max((i32::from(*g) - i32::from(*w)).abs());
         }
-        let want_argmax = want.iter().enumerate().fold(0, |b, (j, &v)| if v > want[b] { j } else { b });
+        let want_argmax = want
+            .iter()
+            .enumerate()
+            .fold(0, |b, (j, &v)| if v > want[b] { j } else { b });
         if interp.argmax().unwrap() != want_argmax {
             out.argmax_mismatches += 1;
         }
@@ -49,26 +60,52 @@ fn every_fixture_matches_tensorflow_lite_sample_by_sample() {
     for name in ["good", "regressed", "slow"] {
         let o = run_against_reference(name);
         // The issue allows one quantization step; the runtime is in fact bit-exact.
-        assert_eq!(o.max_diff, 0, "{name}: output differs from TFLite by {}", o.max_diff);
-        assert_eq!(o.argmax_mismatches, 0, "{name}: predicted class differs from TFLite");
+        assert_eq!(
+            o.max_diff, 0,
+            "{name}: output differs from TFLite by {}",
+            o.max_diff
+        );
+        assert_eq!(
+            o.argmax_mismatches, 0,
+            "{name}: predicted class differs from TFLite"
+        );
     }
 }
 
 #[test]
 fn fixture_accuracies_are_what_tensorflow_lite_measured() {
     let json = String::from_utf8(fixture("reference.json")).unwrap();
-    for (name, low, high) in [("good", 9_000, 10_000), ("regressed", 0, 8_000), ("slow", 9_000, 10_000)] {
+    for (name, low, high) in [
+        ("good", 9_000, 10_000),
+        ("regressed", 0, 8_000),
+        ("slow", 9_000, 10_000),
+    ] {
         let o = run_against_reference(name);
         let bp = o.correct * 10_000 / o.samples;
         // reference.json holds TFLite's accuracy rounded to 4 places: the same count.
         let tflite = json.split(&format!("\"{name}\"")).nth(1).unwrap();
-        let acc: f64 = tflite.split("\"tflite_int8_accuracy\": ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
-        assert_eq!(o.correct, (acc * o.samples as f64).round() as usize, "{name}");
+        let acc: f64 = tflite
+            .split("\"tflite_int8_accuracy\": ")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            o.correct,
+            (acc * o.samples as f64).round() as usize,
+            "{name}"
+        );
         assert!((low..=high).contains(&bp), "{name}: {bp} bp");
     }
     let good = run_against_reference("good");
     let bad = run_against_reference("regressed");
-    assert!(good.correct - bad.correct >= good.samples / 10, "regressed is at least 10 points worse");
+    assert!(
+        good.correct - bad.correct >= good.samples / 10,
+        "regressed is at least 10 points worse"
+    );
 }
 
 #[test]
@@ -84,7 +121,15 @@ fn fixtures_use_every_supported_operator_and_fit_the_budget() {
     }
     assert_eq!(
         seen.into_iter().collect::<Vec<_>>(),
-        ["AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "RESHAPE", "SOFTMAX"]
+        [
+            "AVERAGE_POOL_2D",
+            "CONV_2D",
+            "DEPTHWISE_CONV_2D",
+            "FULLY_CONNECTED",
+            "MAX_POOL_2D",
+            "RESHAPE",
+            "SOFTMAX"
+        ]
     );
     let (good_bytes, slow_bytes) = (fixture("good.tflite"), fixture("slow.tflite"));
     let good = Model::parse(&good_bytes).unwrap();
@@ -114,13 +159,20 @@ fn runner_reports_accuracy_and_latency_percentiles_from_the_clock() {
     })
     .unwrap();
     assert_eq!(report.samples, 360);
-    assert_eq!(report.correct as usize, run_against_reference("good").correct);
+    assert_eq!(
+        report.correct as usize,
+        run_against_reference("good").correct
+    );
     assert_eq!(report.max_us, 100_000);
     // 360 samples: three cycles of 1..=100 ms, then 1..=60 ms. At most v ms (v <= 60): 4v
     // samples, so rank 180 (p50) is 45 ms; at most 99 ms: 357 samples = rank 357 (p99).
     assert_eq!(report.p50_us, 45_000);
     assert_eq!(report.p99_us, 99_000);
-    let policy = artifact::Policy { min_accuracy_bp: 9_000, max_p99_latency_us: 10_000, max_accuracy_drop_bp: 200 };
+    let policy = artifact::Policy {
+        min_accuracy_bp: 9_000,
+        max_p99_latency_us: 10_000,
+        max_accuracy_drop_bp: 200,
+    };
     let v = judge(&report, &policy, Some(report.accuracy_bp + 100));
     assert!(v.accuracy_ok && !v.latency_ok && v.drop_ok && !v.passed());
     let v = judge(&report, &policy, Some(report.accuracy_bp + 201));
@@ -137,5 +189,8 @@ fn a_validation_set_for_another_model_shape_is_refused() {
     // Same samples, declared with 11 classes.
     set_bytes[16] = 11;
     let set = ValidationSet::parse(&set_bytes).unwrap();
-    assert_eq!(validation::run(&mut interp, &set, || 0).unwrap_err(), model::Error::ValidationSetMismatch);
+    assert_eq!(
+        validation::run(&mut interp, &set, || 0).unwrap_err(),
+        model::Error::ValidationSetMismatch
+    );
 }

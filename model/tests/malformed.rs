@@ -14,7 +14,10 @@ fn every_truncation_of_a_model_is_an_error() {
         assert!(Model::parse(&good[..len]).is_err(), "prefix {len} parsed");
     }
     assert_eq!(Model::parse(&good[..3]).unwrap_err(), Error::OutOfBounds);
-    assert_eq!(Model::parse(&good[..good.len() / 2]).unwrap_err(), Error::OutOfBounds);
+    assert_eq!(
+        Model::parse(&good[..good.len() / 2]).unwrap_err(),
+        Error::OutOfBounds
+    );
 }
 
 #[test]
@@ -33,18 +36,27 @@ fn not_a_tflite_file_is_refused() {
     let mut m = fixture("good.tflite");
     m[4..8].copy_from_slice(b"PNG!");
     assert_eq!(Model::parse(&m).unwrap_err(), Error::BadIdentifier);
-    assert_eq!(Model::parse(&fixture("good.vset")).unwrap_err(), Error::BadIdentifier);
+    assert_eq!(
+        Model::parse(&fixture("good.vset")).unwrap_err(),
+        Error::BadIdentifier
+    );
 }
 
 #[test]
 fn an_unsupported_operator_is_refused() {
     // Real converter output with an int8 ADD.
-    assert_eq!(Model::parse(&fixture("unsupported_op.tflite")).unwrap_err(), Error::UnsupportedOperator);
+    assert_eq!(
+        Model::parse(&fixture("unsupported_op.tflite")).unwrap_err(),
+        Error::UnsupportedOperator
+    );
 }
 
 #[test]
 fn a_float_model_is_refused_for_its_tensor_types() {
-    assert_eq!(Model::parse(&fixture("float32.tflite")).unwrap_err(), Error::UnsupportedType);
+    assert_eq!(
+        Model::parse(&fixture("float32.tflite")).unwrap_err(),
+        Error::UnsupportedType
+    );
 }
 
 #[test]
@@ -54,7 +66,9 @@ fn a_too_small_arena_is_refused_with_the_size_needed() {
     let mut arena = vec![0u8; model.arena_size - 1];
     assert_eq!(
         Interpreter::new(&model, &mut arena).unwrap_err(),
-        Error::ArenaTooSmall { needed: model.arena_size }
+        Error::ArenaTooSmall {
+            needed: model.arena_size
+        }
     );
     let mut arena = vec![0u8; model.arena_size];
     let mut interp = Interpreter::new(&model, &mut arena).unwrap();
@@ -83,17 +97,30 @@ fn arena_plan_reuses_memory_across_lifetimes() {
 fn malformed_validation_sets_are_refused() {
     let good = fixture("good.vset");
     for len in [0, 19, 20, good.len() - 1] {
-        assert_eq!(ValidationSet::parse(&good[..len]).unwrap_err(), Error::BadValidationSet, "{len}");
+        assert_eq!(
+            ValidationSet::parse(&good[..len]).unwrap_err(),
+            Error::BadValidationSet,
+            "{len}"
+        );
     }
     let mut longer = good.clone();
     longer.push(0);
-    assert_eq!(ValidationSet::parse(&longer).unwrap_err(), Error::BadValidationSet);
+    assert_eq!(
+        ValidationSet::parse(&longer).unwrap_err(),
+        Error::BadValidationSet
+    );
     let mut bad_label = good.clone();
     bad_label[20] = 10; // 10 classes: labels 0..=9
-    assert_eq!(ValidationSet::parse(&bad_label).unwrap_err(), Error::BadValidationSet);
+    assert_eq!(
+        ValidationSet::parse(&bad_label).unwrap_err(),
+        Error::BadValidationSet
+    );
     let mut huge = good;
     huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert_eq!(ValidationSet::parse(&huge).unwrap_err(), Error::BadValidationSet);
+    assert_eq!(
+        ValidationSet::parse(&huge).unwrap_err(),
+        Error::BadValidationSet
+    );
 }
 
 proptest! {

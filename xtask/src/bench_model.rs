@@ -16,27 +16,42 @@ use std::process::Command;
 const INSTRUCTIONS_PER_TICK: f64 = 40.0 / 16.0;
 
 fn fields(line: &str) -> BTreeMap<&str, &str> {
-    line.split_whitespace().filter_map(|kv| kv.split_once('=')).collect()
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .collect()
 }
 
 fn num(f: &BTreeMap<&str, &str>, key: &str) -> Result<f64> {
-    f.get(key).with_context(|| format!("missing {key}"))?.parse().with_context(|| format!("bad {key}"))
+    f.get(key)
+        .with_context(|| format!("missing {key}"))?
+        .parse()
+        .with_context(|| format!("bad {key}"))
 }
 
 fn int(f: &BTreeMap<&str, &str>, key: &str) -> Result<u64> {
-    f.get(key).with_context(|| format!("missing {key}"))?.parse().with_context(|| format!("bad {key}"))
+    f.get(key)
+        .with_context(|| format!("missing {key}"))?
+        .parse()
+        .with_context(|| format!("bad {key}"))
 }
 
 /// Bytes of code the model runtime (`model::...` functions) takes in the firmware.
 fn runtime_code_bytes(elf: &std::path::Path) -> Result<u64> {
-    let nm = Command::new("arm-none-eabi-nm").args(["--print-size", "-C"]).arg(elf).output().context("arm-none-eabi-nm")?;
+    let nm = Command::new("arm-none-eabi-nm")
+        .args(["--print-size", "-C"])
+        .arg(elf)
+        .output()
+        .context("arm-none-eabi-nm")?;
     Ok(String::from_utf8_lossy(&nm.stdout)
         .lines()
         .filter_map(|l| {
             let mut parts = l.splitn(4, ' ');
-            let (_, size, kind, name) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            let (_, size, kind, name) =
+                (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
             let ours = name.starts_with("model::") || name.starts_with("<model::");
-            (matches!(kind, "t" | "T") && ours).then(|| u64::from_str_radix(size, 16).ok()).flatten()
+            (matches!(kind, "t" | "T") && ours)
+                .then(|| u64::from_str_radix(size, 16).ok())
+                .flatten()
         })
         .sum())
 }
@@ -45,14 +60,26 @@ pub fn run(_args: &[String]) -> Result<()> {
     firmware::build()?;
     let elf = firmware::elf("model-bench");
     let out = Command::new("timeout")
-        .args(["300", "qemu-system-arm", "-M", "mps2-an386", "-nographic", "-icount", "shift=4"])
+        .args([
+            "300",
+            "qemu-system-arm",
+            "-M",
+            "mps2-an386",
+            "-nographic",
+            "-icount",
+            "shift=4",
+        ])
         .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
         .arg(&elf)
         .output()
         .context("running qemu-system-arm")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() || !text.lines().any(|l| l == "done") {
-        bail!("model-bench firmware failed ({}):\n{text}{}", out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "model-bench firmware failed ({}):\n{text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let mut models: Vec<Value> = Vec::new();
     for line in text.lines() {
@@ -89,9 +116,21 @@ pub fn run(_args: &[String]) -> Result<()> {
             }));
         }
     }
-    let size = Command::new("arm-none-eabi-size").arg(&elf).output().context("arm-none-eabi-size")?;
-    let size_line = String::from_utf8_lossy(&size.stdout).lines().nth(1).unwrap_or_default().to_owned();
-    let text_bytes: u64 = size_line.split_whitespace().next().unwrap_or("0").parse().unwrap_or(0);
+    let size = Command::new("arm-none-eabi-size")
+        .arg(&elf)
+        .output()
+        .context("arm-none-eabi-size")?;
+    let size_line = String::from_utf8_lossy(&size.stdout)
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let text_bytes: u64 = size_line
+        .split_whitespace()
+        .next()
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
     let runtime_bytes = runtime_code_bytes(&elf)?;
     let report = json!({
         "board": "qemu mps2-an386 (Cortex-M4F), -icount shift=4: 62.5 MIPS",
@@ -102,14 +141,22 @@ pub fn run(_args: &[String]) -> Result<()> {
     });
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("model.json"), serde_json::to_string_pretty(&report)? + "\n")?;
+    std::fs::write(
+        dir.join("model.json"),
+        serde_json::to_string_pretty(&report)? + "\n",
+    )?;
 
-    println!("{:<10} {:>7} {:>6} {:>8} {:>9} {:>9} {:>8}  verdict", "model", "bytes", "arena", "MACs", "accuracy", "p99 (ms)", "max (ms)");
+    println!(
+        "{:<10} {:>7} {:>6} {:>8} {:>9} {:>9} {:>8}  verdict",
+        "model", "bytes", "arena", "MACs", "accuracy", "p99 (ms)", "max (ms)"
+    );
     for m in &models {
         println!(
             "{:<10} {:>7} {:>6} {:>8} {:>8.1}% {:>9.2} {:>8.2}  {}",
             m["name"].as_str().unwrap_or(""),
-            m["bytes"], m["arena_bytes"], m["macs"],
+            m["bytes"],
+            m["arena_bytes"],
+            m["macs"],
             m["accuracy"].as_f64().unwrap_or(0.0) * 100.0,
             m["p99_us"].as_f64().unwrap_or(0.0) / 1000.0,
             m["max_us"].as_f64().unwrap_or(0.0) / 1000.0,
@@ -117,20 +164,38 @@ pub fn run(_args: &[String]) -> Result<()> {
         );
         for op in m["ops"].as_array().into_iter().flatten() {
             if let Some(per_mac) = op["instructions_per_mac"].as_f64() {
-                println!("    {:<18} {:>7} MACs {:>9} instructions {:>6.1} per MAC", op["kind"].as_str().unwrap_or(""), op["macs"], op["instructions"], per_mac);
+                println!(
+                    "    {:<18} {:>7} MACs {:>9} instructions {:>6.1} per MAC",
+                    op["kind"].as_str().unwrap_or(""),
+                    op["macs"],
+                    op["instructions"],
+                    per_mac
+                );
             }
         }
     }
-    println!("model runtime code: {runtime_bytes} bytes; firmware .text (with fixtures): {text_bytes} bytes");
+    println!(
+        "model runtime code: {runtime_bytes} bytes; firmware .text (with fixtures): {text_bytes} bytes"
+    );
     println!("wrote target/bench/model.json");
 
     let verdict = |name: &str| {
-        models.iter().find(|m| m["name"] == name).map(|m| (m["accuracy_ok"] == true, m["latency_ok"] == true))
+        models
+            .iter()
+            .find(|m| m["name"] == name)
+            .map(|m| (m["accuracy_ok"] == true, m["latency_ok"] == true))
     };
-    let expected = [("good", (true, true)), ("regressed", (false, true)), ("slow", (true, false))];
+    let expected = [
+        ("good", (true, true)),
+        ("regressed", (false, true)),
+        ("slow", (true, false)),
+    ];
     for (name, want) in expected {
         if verdict(name) != Some(want) {
-            bail!("{name}: (accuracy ok, latency ok) = {:?}, expected {want:?}", verdict(name));
+            bail!(
+                "{name}: (accuracy ok, latency ok) = {:?}, expected {want:?}",
+                verdict(name)
+            );
         }
     }
     Ok(())

@@ -9,6 +9,14 @@ pub fn run(_args: &[String]) -> Result<()> {
     fmt.args(["fmt", "--all", "--check"]);
     step("rustfmt", &root, fmt)?;
 
+    // The firmware and fuzz workspaces are outside `cargo fmt --all`: check their files directly.
+    let mut fmt_other = std::process::Command::new("rustfmt");
+    fmt_other.args(["--edition", "2024", "--check"]);
+    for dir in ["firmware", "fuzz"] {
+        fmt_other.args(crate::run::rust_files(&root.join(dir))?);
+    }
+    step("rustfmt (firmware, fuzz)", &root, fmt_other)?;
+
     let mut clippy = cargo();
     clippy.args([
         "clippy",

@@ -13,7 +13,9 @@ pub fn dir() -> PathBuf {
 
 /// Path of a release ELF of the firmware workspace.
 pub fn elf(name: &str) -> PathBuf {
-    dir().join("target/thumbv7em-none-eabihf/release").join(name)
+    dir()
+        .join("target/thumbv7em-none-eabihf/release")
+        .join(name)
 }
 
 /// Installs the toolchain if needed and builds every firmware binary (release).
@@ -22,7 +24,17 @@ pub fn build() -> Result<()> {
     // The rustup proxy `cargo`, run inside the firmware folder, picks Debian's toolchain from
     // rust-toolchain.toml; what the outer cargo exported would override that, so clear it.
     let mut cargo = Command::new("cargo");
-    for var in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTDOC", "CARGO_TARGET_DIR", "RUSTC_WRAPPER", "CARGO_BUILD_TARGET", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO"] {
+    for var in [
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTDOC",
+        "CARGO_TARGET_DIR",
+        "RUSTC_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO",
+    ] {
         cargo.env_remove(var);
     }
     cargo.args(["build", "--release", "--quiet"]);

@@ -27,9 +27,19 @@ pub fn apt(packages: &[&str]) -> Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing);
-    step(&format!("apt-get install {}", missing.join(" ")), &root(), install)
+    step(
+        &format!("apt-get install {}", missing.join(" ")),
+        &root(),
+        install,
+    )
 }
 
 /// Debian's Rust (which can build `core` for Cortex-M), its linker, ARM binutils and QEMU.
-pub const FIRMWARE_PACKAGES: &[&str] =
-    &["rustc-web", "cargo-web", "rust-web-src", "lld-22", "qemu-system-arm", "binutils-arm-none-eabi"];
+pub const FIRMWARE_PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "lld-22",
+    "qemu-system-arm",
+    "binutils-arm-none-eabi",
+];

@@ -44,9 +44,21 @@ struct Fixture {
 }
 
 const FIXTURES: [Fixture; 3] = [
-    Fixture { name: "good", model: include_bytes!("../../../model/fixtures/good.tflite"), set: include_bytes!("../../../model/fixtures/good.vset") },
-    Fixture { name: "regressed", model: include_bytes!("../../../model/fixtures/regressed.tflite"), set: include_bytes!("../../../model/fixtures/regressed.vset") },
-    Fixture { name: "slow", model: include_bytes!("../../../model/fixtures/slow.tflite"), set: include_bytes!("../../../model/fixtures/slow.vset") },
+    Fixture {
+        name: "good",
+        model: include_bytes!("../../../model/fixtures/good.tflite"),
+        set: include_bytes!("../../../model/fixtures/good.vset"),
+    },
+    Fixture {
+        name: "regressed",
+        model: include_bytes!("../../../model/fixtures/regressed.tflite"),
+        set: include_bytes!("../../../model/fixtures/regressed.vset"),
+    },
+    Fixture {
+        name: "slow",
+        model: include_bytes!("../../../model/fixtures/slow.tflite"),
+        set: include_bytes!("../../../model/fixtures/slow.vset"),
+    },
 ];
 
 #[entry]
@@ -59,18 +71,34 @@ fn main() -> ! {
     cp.SYST.enable_counter();
 
     // The policy every model artifact carries by default: 90 % accuracy, p99 at most 10 ms.
-    let policy = artifact::Policy { min_accuracy_bp: 9_000, max_p99_latency_us: 10_000, max_accuracy_drop_bp: 10_000 };
+    let policy = artifact::Policy {
+        min_accuracy_bp: 9_000,
+        max_p99_latency_us: 10_000,
+        max_accuracy_drop_bp: 10_000,
+    };
     let mut arena = [0u8; 64 * 1024];
     for f in &FIXTURES {
         let model = Model::parse(f.model).unwrap_or_else(|e| fail_err(f.name, e));
         let set = ValidationSet::parse(f.set).unwrap_or_else(|e| fail_err(f.name, e));
-        let mut interp = Interpreter::new(&model, &mut arena).unwrap_or_else(|e| fail_err(f.name, e));
-        let report = validation::run(&mut interp, &set, || ticks() * NS_PER_TICK).unwrap_or_else(|e| fail_err(f.name, e));
+        let mut interp =
+            Interpreter::new(&model, &mut arena).unwrap_or_else(|e| fail_err(f.name, e));
+        let report = validation::run(&mut interp, &set, || ticks() * NS_PER_TICK)
+            .unwrap_or_else(|e| fail_err(f.name, e));
         let v = judge(&report, &policy, None);
         hprintln!(
             "model={} bytes={} arena={} macs={} samples={} correct={} accuracy_bp={} p50_us={} p99_us={} max_us={} accuracy_ok={} latency_ok={} verdict={}",
-            f.name, f.model.len(), model.arena_size, model.macs(), report.samples, report.correct, report.accuracy_bp,
-            report.p50_us, report.p99_us, report.max_us, u8::from(v.accuracy_ok), u8::from(v.latency_ok),
+            f.name,
+            f.model.len(),
+            model.arena_size,
+            model.macs(),
+            report.samples,
+            report.correct,
+            report.accuracy_bp,
+            report.p50_us,
+            report.p99_us,
+            report.max_us,
+            u8::from(v.accuracy_ok),
+            u8::from(v.latency_ok),
             if v.passed() { "pass" } else { "fail" }
         );
 
@@ -78,7 +106,9 @@ fn main() -> ! {
         let mut op_ticks = [0u64; model::graph::MAX_OPS];
         for i in 0..PROFILE_SAMPLES.min(set.count) {
             let (_, input) = set.sample(i).unwrap_or_else(|| fail("sample"));
-            interp.set_input(input).unwrap_or_else(|e| fail_err(f.name, e));
+            interp
+                .set_input(input)
+                .unwrap_or_else(|e| fail_err(f.name, e));
             let mut last = ticks();
             interp
                 .invoke_observed(|index, _, _| {
@@ -93,7 +123,12 @@ fn main() -> ! {
         for (index, op) in model.ops.iter().enumerate() {
             hprintln!(
                 "op model={} index={} kind={} macs={} ticks={} runs={}",
-                f.name, index, op.kind.name(), model.op_macs(index), op_ticks[index], PROFILE_SAMPLES.min(set.count)
+                f.name,
+                index,
+                op.kind.name(),
+                model.op_macs(index),
+                op_ticks[index],
+                PROFILE_SAMPLES.min(set.count)
             );
         }
     }

@@ -37,22 +37,29 @@ pub fn bias_at(bias: Option<&[u8]>, c: usize) -> i32 {
 /// The common tail of conv, depthwise and fully connected: bias, requantize, offset, clamp.
 #[inline(always)]
 pub fn requantize(acc: i32, q: ChannelQuant, output_offset: i32, act_min: i32, act_max: i32) -> u8 {
-    let v = crate::quant::multiply_by_quantized_multiplier(acc, q.multiplier, q.shift).saturating_add(output_offset);
+    let v = crate::quant::multiply_by_quantized_multiplier(acc, q.multiplier, q.shift)
+        .saturating_add(output_offset);
     v.clamp(act_min, act_max) as i8 as u8
 }
 
 /// `requantize` with single rounding, as TFLite's int8 FULLY_CONNECTED.
 #[inline(always)]
-pub fn requantize_single(acc: i32, q: ChannelQuant, output_offset: i32, act_min: i32, act_max: i32) -> u8 {
-    let v = crate::quant::multiply_by_quantized_multiplier_single(acc, q.multiplier, q.shift).saturating_add(output_offset);
+pub fn requantize_single(
+    acc: i32,
+    q: ChannelQuant,
+    output_offset: i32,
+    act_min: i32,
+    act_max: i32,
+) -> u8 {
+    let v = crate::quant::multiply_by_quantized_multiplier_single(acc, q.multiplier, q.shift)
+        .saturating_add(output_offset);
     v.clamp(act_min, act_max) as i8 as u8
 }
 
 /// Sum over a row of `(weight) * (input + input_offset)`: the multiply-accumulate inner loop.
 #[inline(always)]
 pub fn dot(weights: &[u8], inputs: &[u8], input_offset: i32) -> i32 {
-    weights
-        .iter()
-        .zip(inputs)
-        .fold(0i32, |acc, (&w, &x)| acc.wrapping_add(i32::from(w as i8) * (i32::from(x as i8) + input_offset)))
+    weights.iter().zip(inputs).fold(0i32, |acc, (&w, &x)| {
+        acc.wrapping_add(i32::from(w as i8) * (i32::from(x as i8) + input_offset))
+    })
 }

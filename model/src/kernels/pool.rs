@@ -13,7 +13,13 @@ fn window(o: usize, stride: usize, pad: usize, filter: usize, size: usize) -> (u
     (start, end.saturating_sub(start))
 }
 
-pub fn pool(g: &PoolGeom, op: &Op, average: bool, input: &[u8], output: &mut [u8]) -> Result<(), Error> {
+pub fn pool(
+    g: &PoolGeom,
+    op: &Op,
+    average: bool,
+    input: &[u8],
+    output: &mut [u8],
+) -> Result<(), Error> {
     for oy in 0..g.out_h {
         let (y0, ny) = window(oy, g.stride_h, g.pad_h, g.f_h, g.in_h);
         for ox in 0..g.out_w {
@@ -27,19 +33,28 @@ pub fn pool(g: &PoolGeom, op: &Op, average: bool, input: &[u8], output: &mut [u8
                 let mut max = i32::MIN;
                 for y in y0..y0 + ny {
                     for x in x0..x0 + nx {
-                        let v = i32::from(*input.get((y * g.in_w + x) * g.channels + c).ok_or(Error::OutOfBounds)? as i8);
+                        let v = i32::from(
+                            *input
+                                .get((y * g.in_w + x) * g.channels + c)
+                                .ok_or(Error::OutOfBounds)? as i8,
+                        );
                         sum = sum.saturating_add(v);
                         max = max.max(v);
                     }
                 }
                 let v = if average {
                     // Rounds half away from zero, as TFLite's integer average pool.
-                    if sum > 0 { (sum + count / 2) / count } else { (sum - count / 2) / count }
+                    if sum > 0 {
+                        (sum + count / 2) / count
+                    } else {
+                        (sum - count / 2) / count
+                    }
                 } else {
                     max
                 };
-                *output.get_mut((oy * g.out_w + ox) * g.channels + c).ok_or(Error::OutOfBounds)? =
-                    v.clamp(op.act_min, op.act_max) as i8 as u8;
+                *output
+                    .get_mut((oy * g.out_w + ox) * g.channels + c)
+                    .ok_or(Error::OutOfBounds)? = v.clamp(op.act_min, op.act_max) as i8 as u8;
             }
         }
     }
