@@ -57,7 +57,7 @@ fn run_against_reference(name: &str) -> Outcome {
 
 #[test]
 fn every_fixture_matches_tensorflow_lite_sample_by_sample() {
-    for name in ["good", "regressed", "slow"] {
+    for name in ["good", "regressed", "slow", "per_tensor"] {
         let o = run_against_reference(name);
         // The issue allows one quantization step; the runtime is in fact bit-exact.
         assert_eq!(
@@ -137,6 +137,28 @@ fn fixtures_use_every_supported_operator_and_fit_the_budget() {
     assert_eq!(good.macs(), 13_984);
     assert_eq!(slow.macs(), 460_416);
     assert!(matches!(good.ops[0].kind, OpKind::Conv2d(_)));
+}
+
+#[test]
+fn per_tensor_fixture_has_one_scale_per_weight_tensor() {
+    let bytes = fixture("per_tensor.tflite");
+    let m = Model::parse(&bytes).unwrap();
+    let weights: Vec<_> = m.ops.iter().filter_map(|op| op.weights).collect();
+    assert_eq!(weights.len(), 4);
+    for w in weights {
+        assert!(
+            m.tensors[w].channel_scales.is_empty(),
+            "tensor {w} is per-channel"
+        );
+    }
+    let good_bytes = fixture("good.tflite");
+    let good = Model::parse(&good_bytes).unwrap();
+    assert!(
+        good.ops
+            .iter()
+            .filter_map(|op| op.weights)
+            .all(|w| !good.tensors[w].channel_scales.is_empty())
+    );
 }
 
 #[test]
