@@ -79,7 +79,16 @@ impl Layout {
     }
 
     const fn regions(&self) -> [Region; 8] {
-        [self.bootloader, self.state, self.security_counter, self.active, self.dfu, self.model_a, self.model_b, self.kv]
+        [
+            self.bootloader,
+            self.state,
+            self.security_counter,
+            self.active,
+            self.dfu,
+            self.model_a,
+            self.model_b,
+            self.kv,
+        ]
     }
 
     /// Every rule the bootloader relies on.
@@ -114,7 +123,10 @@ impl Layout {
         if self.security_counter.size != 2 * self.erase_size {
             return Err(LayoutError::CounterNotTwoSectors);
         }
-        if self.image_header_size == 0 || self.image_header_size % self.write_size != 0 || self.image_header_size >= self.active.size {
+        if self.image_header_size == 0
+            || self.image_header_size % self.write_size != 0
+            || self.image_header_size >= self.active.size
+        {
             return Err(LayoutError::HeaderSize);
         }
         Ok(())
@@ -137,13 +149,34 @@ pub const MPS2_AN386: Layout = Layout {
     erase_size: 4 * KIB,
     write_size: 4,
     bootloader: Region { offset: 0, size: 0 },
-    state: Region { offset: 0, size: 4 * KIB },
-    security_counter: Region { offset: 4 * KIB, size: 8 * KIB },
-    active: Region { offset: 12 * KIB, size: 256 * KIB },
-    dfu: Region { offset: 268 * KIB, size: 260 * KIB },
-    model_a: Region { offset: 528 * KIB, size: 224 * KIB },
-    model_b: Region { offset: 752 * KIB, size: 224 * KIB },
-    kv: Region { offset: 976 * KIB, size: 48 * KIB },
+    state: Region {
+        offset: 0,
+        size: 4 * KIB,
+    },
+    security_counter: Region {
+        offset: 4 * KIB,
+        size: 8 * KIB,
+    },
+    active: Region {
+        offset: 12 * KIB,
+        size: 256 * KIB,
+    },
+    dfu: Region {
+        offset: 268 * KIB,
+        size: 260 * KIB,
+    },
+    model_a: Region {
+        offset: 528 * KIB,
+        size: 224 * KIB,
+    },
+    model_b: Region {
+        offset: 752 * KIB,
+        size: 224 * KIB,
+    },
+    kv: Region {
+        offset: 976 * KIB,
+        size: 48 * KIB,
+    },
     image_header_size: KIB,
     load_address: Some(0x0010_0000),
 };
@@ -155,14 +188,38 @@ pub const NRF52840: Layout = Layout {
     flash_size: 1024 * KIB,
     erase_size: 4 * KIB,
     write_size: 4,
-    bootloader: Region { offset: 0, size: 32 * KIB },
-    state: Region { offset: 32 * KIB, size: 4 * KIB },
-    security_counter: Region { offset: 36 * KIB, size: 8 * KIB },
-    active: Region { offset: 44 * KIB, size: 256 * KIB },
-    dfu: Region { offset: 300 * KIB, size: 260 * KIB },
-    model_a: Region { offset: 560 * KIB, size: 208 * KIB },
-    model_b: Region { offset: 768 * KIB, size: 208 * KIB },
-    kv: Region { offset: 976 * KIB, size: 48 * KIB },
+    bootloader: Region {
+        offset: 0,
+        size: 32 * KIB,
+    },
+    state: Region {
+        offset: 32 * KIB,
+        size: 4 * KIB,
+    },
+    security_counter: Region {
+        offset: 36 * KIB,
+        size: 8 * KIB,
+    },
+    active: Region {
+        offset: 44 * KIB,
+        size: 256 * KIB,
+    },
+    dfu: Region {
+        offset: 300 * KIB,
+        size: 260 * KIB,
+    },
+    model_a: Region {
+        offset: 560 * KIB,
+        size: 208 * KIB,
+    },
+    model_b: Region {
+        offset: 768 * KIB,
+        size: 208 * KIB,
+    },
+    kv: Region {
+        offset: 976 * KIB,
+        size: 48 * KIB,
+    },
     image_header_size: KIB,
     load_address: None,
 };

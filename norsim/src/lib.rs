@@ -11,7 +11,9 @@
 //!   programmed) or an interrupted erase (the sector left with arbitrary bytes); after a fault
 //!   every access fails until `power_on`.
 
-use embedded_storage::nor_flash::{ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash};
+use embedded_storage::nor_flash::{
+    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+};
 
 /// What happens at the planned operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +107,10 @@ impl<const W: usize, const E: usize> NorSim<W, E> {
 
     /// Plans a fault at operation `at` (counted from now on) of the given kind.
     pub fn plan(&mut self, fault: Fault) {
-        self.fault = Some(Fault { at: self.ops + fault.at, kind: fault.kind });
+        self.fault = Some(Fault {
+            at: self.ops + fault.at,
+            kind: fault.kind,
+        });
     }
 
     /// Power comes back: faults cleared, operation numbering restarts.
@@ -169,7 +174,10 @@ impl<const W: usize, const E: usize> NorSim<W, E> {
         if offset % align != 0 || len % align != 0 {
             return Err(SimError::NotAligned);
         }
-        if offset.checked_add(len).is_none_or(|end| end > self.mem.len()) {
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > self.mem.len())
+        {
             return Err(SimError::OutOfBounds);
         }
         Ok(offset)
@@ -275,7 +283,10 @@ mod tests {
     fn writes_only_clear_bits_and_must_be_aligned() {
         let mut f = Flash::new(8192);
         f.write(0, &[0x0F, 0xF0, 0x00, 0xFF]).unwrap();
-        assert_eq!(f.write(0, &[0xFF, 0xFF, 0xFF, 0xFF]), Err(SimError::NotErased));
+        assert_eq!(
+            f.write(0, &[0xFF, 0xFF, 0xFF, 0xFF]),
+            Err(SimError::NotErased)
+        );
         f.write(0, &[0x0F, 0x00, 0x00, 0xFF]).unwrap(); // clearing more bits is legal NOR
         assert_eq!(&f.bytes()[..4], &[0x0F, 0x00, 0x00, 0xFF]);
         assert_eq!(f.write(2, &[0; 4]), Err(SimError::NotAligned));
@@ -284,7 +295,15 @@ mod tests {
         assert_eq!(f.write(8192, &[0; 4]), Err(SimError::OutOfBounds));
         f.erase(0, 4096).unwrap();
         assert_eq!(&f.bytes()[..4], &[0xFF; 4]);
-        assert_eq!(f.counters(), Counters { erases: 1, writes: 2, bytes_written: 8, reads: 0 });
+        assert_eq!(
+            f.counters(),
+            Counters {
+                erases: 1,
+                writes: 2,
+                bytes_written: 8,
+                reads: 0
+            }
+        );
     }
 
     #[test]
@@ -299,7 +318,10 @@ mod tests {
     #[test]
     fn a_cut_stops_everything_until_power_returns() {
         let mut f = Flash::new(8192);
-        f.plan(Fault { at: 1, kind: FaultKind::Cut });
+        f.plan(Fault {
+            at: 1,
+            kind: FaultKind::Cut,
+        });
         f.write(0, &[0; 4]).unwrap();
         assert_eq!(f.write(4, &[0; 4]), Err(SimError::PowerCut));
         assert_eq!(&f.bytes()[4..8], &[0xFF; 4], "the cut write did not happen");
@@ -316,17 +338,26 @@ mod tests {
         let mut torn_erases = 0;
         for seed in 0..64 {
             let mut f = Flash::new(8192).with_seed(seed);
-            f.plan(Fault { at: 0, kind: FaultKind::Tear });
+            f.plan(Fault {
+                at: 0,
+                kind: FaultKind::Tear,
+            });
             assert_eq!(f.write(0, &[0u8; 64]), Err(SimError::PowerCut));
             if f.bytes()[..64].iter().any(|&b| b != 0) {
                 torn_writes += 1;
             }
             f.power_on();
-            f.plan(Fault { at: 1, kind: FaultKind::Tear });
+            f.plan(Fault {
+                at: 1,
+                kind: FaultKind::Tear,
+            });
             f.erase(4096, 8192).unwrap();
             f.write(4096, &[0u8; 4096]).unwrap_err(); // op 1: torn
             f.power_on();
-            f.plan(Fault { at: 0, kind: FaultKind::Tear });
+            f.plan(Fault {
+                at: 0,
+                kind: FaultKind::Tear,
+            });
             assert_eq!(f.erase(4096, 8192), Err(SimError::PowerCut));
             if f.bytes()[4096..].iter().any(|&b| b != 0xFF) {
                 torn_erases += 1;

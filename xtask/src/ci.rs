@@ -42,6 +42,9 @@ pub fn run(_args: &[String]) -> Result<()> {
     // device's verdicts on the three fixtures checked.
     crate::bench_model::run(&[])?;
 
+    // The bootloader under a power cut before every flash operation (target/bench/powerloss.json).
+    crate::powerloss::run(&[])?;
+
     println!("ci: all steps passed");
     Ok(())
 }

@@ -5,12 +5,14 @@
 //! - `cargo xtask fuzz [--seconds N]`: runs the cargo-fuzz targets (installs cargo-fuzz).
 //! - `cargo xtask firmware`: builds the Cortex-M firmware with Debian's toolchain.
 //! - `cargo xtask bench-model`: model latency and accuracy on an emulated Cortex-M4.
+//! - `cargo xtask powerloss [--quick]`: the bootloader's power-loss matrix.
 
 mod bench_model;
 mod ci;
 mod firmware;
 mod fuzz;
 mod install;
+mod powerloss;
 mod run;
 
 use anyhow::{Result, bail};
@@ -26,8 +28,11 @@ fn main() -> Result<()> {
         "fuzz" => fuzz::run(rest),
         "firmware" => firmware::run(rest),
         "bench-model" => bench_model::run(rest),
+        "powerloss" => powerloss::run(rest),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask ci | fuzz [--seconds N] | firmware | bench-model");
+            println!(
+                "usage: cargo xtask ci | fuzz [--seconds N] | firmware | bench-model | powerloss [--quick]"
+            );
             Ok(())
         }
         other => bail!("unknown xtask command {other:?}; try `cargo xtask help`"),

@@ -1,0 +1,159 @@
+//! A simulated device: flash, layout, trust root, and the steps of an update's life.
+
+use artifact::{
+    Component, ComponentKind, DocumentType, Envelope, Manifest, PublicKey, TrustRoot, Version,
+    sha256,
+};
+use bootloader::{Decision, Error, SharedFlash, boot};
+use core::cell::RefCell;
+use embassy_boot::{BlockingFirmwareState, BlockingFirmwareUpdater, FirmwareUpdaterConfig};
+use embassy_embedded_hal::flash::partition::BlockingPartition;
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+use layout::{Layout, Region};
+use norsim::{Fault, NorSim};
+
+/// A signed firmware image as it sits in a slot: header, then image.
+#[derive(Debug, Clone)]
+pub struct SlotImage {
+    pub bytes: Vec<u8>,
+    pub digest: [u8; 32],
+    pub version: Version,
+}
+
+fn signing_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[42; 32])
+}
+
+/// The trust root the simulated bootloader carries.
+pub fn trust_root() -> TrustRoot {
+    let k = PublicKey::from_bytes(signing_key().verifying_key().to_bytes()).expect("valid key");
+    let keys: heapless::Vec<PublicKey, { artifact::MAX_KEYS }> = [k].into_iter().collect();
+    TrustRoot {
+        version: 1,
+        root_keys: keys.clone(),
+        root_threshold: 1,
+        signing_keys: keys,
+        signing_threshold: 1,
+    }
+}
+
+/// A signed image of `size` bytes (deterministic content from `seed`) for `layout`'s board.
+pub fn signed_image(
+    layout: &Layout,
+    version: Version,
+    counter: u64,
+    size: usize,
+    seed: u8,
+) -> SlotImage {
+    let image: Vec<u8> = (0..size)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    let digest = sha256(&image);
+    let manifest = Manifest {
+        security_counter: counter,
+        boards: [layout.board].into_iter().collect(),
+        components: [Component {
+            kind: ComponentKind::Firmware,
+            name: "agent",
+            version,
+            size: size as u32,
+            digest,
+        }]
+        .into_iter()
+        .collect(),
+        runtime_abi: Some(1),
+        required_abi: None,
+        arena_size: None,
+        policy: None,
+    };
+    let body = manifest.to_vec().expect("valid manifest");
+    let envelope = Envelope::sign(DocumentType::Manifest, &body, &[signing_key()]).expect("signs");
+    let mut bytes = vec![0xFF; layout.image_header_size as usize];
+    bootloader::header::write(&envelope, &mut bytes).expect("fits");
+    bytes.extend_from_slice(&image);
+    SlotImage {
+        bytes,
+        digest,
+        version,
+    }
+}
+
+/// A device: one flash, its layout, and the trust root its bootloader carries.
+#[allow(missing_debug_implementations)] // the shared flash is a mutex without Debug
+pub struct Device<const W: usize, const E: usize> {
+    pub flash: SharedFlash<NorSim<W, E>>,
+    pub layout: Layout,
+    pub root: TrustRoot,
+}
+
+impl<const W: usize, const E: usize> Clone for Device<W, E> {
+    fn clone(&self) -> Self {
+        Device {
+            flash: Mutex::new(RefCell::new(self.flash.lock(|f| f.borrow().clone()))),
+            layout: self.layout,
+            root: self.root.clone(),
+        }
+    }
+}
+
+impl<const W: usize, const E: usize> Device<W, E> {
+    /// A device whose active slot holds `installed` (confirmed).
+    pub fn new(layout: Layout, installed: &SlotImage, ecc: bool) -> Self {
+        let mut flash = NorSim::<W, E>::new(layout.flash_size as usize).with_ecc(ecc);
+        flash.preload(layout.active.offset as usize, &installed.bytes);
+        Device {
+            flash: Mutex::new(RefCell::new(flash)),
+            layout,
+            root: trust_root(),
+        }
+    }
+
+    fn part(&self, r: Region) -> BlockingPartition<'_, NoopRawMutex, NorSim<W, E>> {
+        BlockingPartition::new(&self.flash, r.offset, r.size)
+    }
+
+    pub fn with_flash<T>(&self, f: impl FnOnce(&mut NorSim<W, E>) -> T) -> T {
+        self.flash.lock(|c| f(&mut c.borrow_mut()))
+    }
+
+    pub fn plan(&self, fault: Fault) {
+        self.with_flash(|f| f.plan(fault));
+    }
+
+    pub fn power_on(&self) {
+        self.with_flash(|f| f.power_on());
+    }
+
+    pub fn ops(&self) -> u64 {
+        self.with_flash(|f| f.ops())
+    }
+
+    /// Reset: the bootloader runs.
+    pub fn boot(&self) -> Result<Decision, Error> {
+        let mut page = vec![0u8; E];
+        boot(&self.flash, &self.layout, &self.root, &mut page)
+    }
+
+    /// The agent writes an update to the DFU slot and marks it for swap.
+    pub fn stage(&self, image: &SlotImage) -> Result<(), embassy_boot::FirmwareUpdaterError> {
+        let mut aligned = [0u8; W];
+        let mut updater = BlockingFirmwareUpdater::new(
+            FirmwareUpdaterConfig {
+                dfu: self.part(self.layout.dfu),
+                state: self.part(self.layout.state),
+            },
+            &mut aligned,
+        );
+        let mut data = image.bytes.clone();
+        data.resize(data.len().div_ceil(W) * W, 0xFF);
+        updater.write_firmware(0, &data)?;
+        updater.mark_updated()
+    }
+
+    /// The application confirms the running image (marks it booted).
+    pub fn confirm(&self) -> Result<(), embassy_boot::FirmwareUpdaterError> {
+        let mut aligned = [0u8; W];
+        BlockingFirmwareState::new(self.part(self.layout.state), &mut aligned).mark_booted()
+    }
+}
