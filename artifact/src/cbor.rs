@@ -51,6 +51,12 @@ impl MapReader {
     }
 }
 
+/// Reads an unsigned integer into `T`; one decoding routine for every width keeps the device
+/// code small. Too large for `T` is malformed, as minicbor's own width checks would say.
+pub(crate) fn uint<T: TryFrom<u64>>(d: &mut Decoder<'_>) -> Result<T, Error> {
+    T::try_from(d.u64()?).map_err(|_| Error::Malformed)
+}
+
 /// Skips the value of an unknown optional field (non-recursive in minicbor, so bounded stack).
 pub(crate) fn skip_value(d: &mut Decoder<'_>) -> Result<(), Error> {
     d.skip().map_err(Error::from)

@@ -1,6 +1,6 @@
 //! The signed envelope: a document's exact bytes plus Ed25519 signatures, and the k-of-n rule.
 
-use crate::cbor::{array_exact, array_len, bytes_exact, finish};
+use crate::cbor::{array_exact, array_len, bytes_exact, finish, uint};
 use crate::key::{KeyId, PublicKey};
 use crate::{Error, MAX_BODY_LEN, MAX_SIGNATURES};
 use heapless::Vec;
@@ -62,7 +62,7 @@ impl<'a> Envelope<'a> {
     pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
         let mut d = Decoder::new(bytes);
         array_exact(&mut d, 3)?;
-        let doc_type = DocumentType::from_u8(d.u8()?)?;
+        let doc_type = DocumentType::from_u8(uint::<u8>(&mut d)?)?;
         let body = d.bytes()?;
         if body.len() > MAX_BODY_LEN {
             return Err(Error::TooLarge);

@@ -1,6 +1,8 @@
 //! The release manifest: components with digests, compatibility, security counter, validation policy.
 
-use crate::cbor::{MapReader, array_len, bytes_exact, check_name, finish, required, skip_value};
+use crate::cbor::{
+    MapReader, array_len, bytes_exact, check_name, finish, required, skip_value, uint,
+};
 use crate::{
     Digest, Error, MAX_ARENA_SIZE, MAX_BOARDS, MAX_COMPONENT_SIZE, MAX_COMPONENTS, Version,
 };
@@ -150,7 +152,7 @@ impl<'a> Manifest<'a> {
         let mut m = Manifest::empty();
         while let Some(k) = map.next_key(d)? {
             match k {
-                key::FORMAT => format = Some(d.u8()?),
+                key::FORMAT => format = Some(uint::<u8>(d)?),
                 key::SECURITY_COUNTER => security_counter = Some(d.u64()?),
                 key::BOARDS => {
                     let n = array_len(d, MAX_BOARDS)?;
@@ -168,9 +170,9 @@ impl<'a> Manifest<'a> {
                     }
                     components = Some(v);
                 }
-                key::RUNTIME_ABI => m.runtime_abi = Some(d.u32()?),
-                key::REQUIRED_ABI => m.required_abi = Some(d.u32()?),
-                key::ARENA_SIZE => m.arena_size = Some(d.u32()?),
+                key::RUNTIME_ABI => m.runtime_abi = Some(uint::<u32>(d)?),
+                key::REQUIRED_ABI => m.required_abi = Some(uint::<u32>(d)?),
+                key::ARENA_SIZE => m.arena_size = Some(uint::<u32>(d)?),
                 key::POLICY => m.policy = Some(decode_policy(d)?),
                 _ => skip_value(d)?,
             }
@@ -358,11 +360,15 @@ fn decode_component<'a>(d: &mut Decoder<'a>) -> Result<Component<'a>, Error> {
     let (mut kind, mut name, mut version, mut size, mut digest) = (None, None, None, None, None);
     while let Some(k) = map.next_key(d)? {
         match k {
-            key::C_KIND => kind = Some(ComponentKind::from_u8(d.u8()?)?),
+            key::C_KIND => kind = Some(ComponentKind::from_u8(uint::<u8>(d)?)?),
             key::C_NAME => name = Some(check_name(d.str()?)?),
             key::C_VERSION => {
                 crate::cbor::array_exact(d, 3)?;
-                version = Some(Version::new(d.u32()?, d.u32()?, d.u32()?));
+                version = Some(Version::new(
+                    uint::<u32>(d)?,
+                    uint::<u32>(d)?,
+                    uint::<u32>(d)?,
+                ));
             }
             key::C_SIZE => {
                 // Read as u64 so an oversized declaration is "too large", not "malformed".
@@ -393,9 +399,9 @@ fn decode_policy(d: &mut Decoder<'_>) -> Result<Policy, Error> {
     let mut min_accuracy = None;
     while let Some(k) = map.next_key(d)? {
         match k {
-            key::P_MIN_ACCURACY => min_accuracy = Some(d.u16()?),
-            key::P_MAX_P99_LATENCY => policy.max_p99_latency_us = d.u32()?,
-            key::P_MAX_DROP => policy.max_accuracy_drop_bp = d.u16()?,
+            key::P_MIN_ACCURACY => min_accuracy = Some(uint::<u16>(d)?),
+            key::P_MAX_P99_LATENCY => policy.max_p99_latency_us = uint::<u32>(d)?,
+            key::P_MAX_DROP => policy.max_accuracy_drop_bp = uint::<u16>(d)?,
             _ => skip_value(d)?,
         }
     }

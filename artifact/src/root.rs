@@ -1,6 +1,6 @@
 //! The trust root (TUF-style, simplified): who may sign releases, and who may replace the root.
 
-use crate::cbor::{MapReader, array_len, bytes_exact, finish, required, skip_value};
+use crate::cbor::{MapReader, array_len, bytes_exact, finish, required, skip_value, uint};
 use crate::envelope::{DocumentType, Envelope};
 use crate::key::PublicKey;
 use crate::manifest::Manifest;
@@ -50,12 +50,12 @@ impl TrustRoot {
         let (mut signing_keys, mut signing_threshold) = (None, None);
         while let Some(k) = map.next_key(&mut d)? {
             match k {
-                key::FORMAT => format = Some(d.u8()?),
-                key::VERSION => version = Some(d.u32()?),
+                key::FORMAT => format = Some(uint::<u8>(&mut d)?),
+                key::VERSION => version = Some(uint::<u32>(&mut d)?),
                 key::ROOT_KEYS => root_keys = Some(decode_keys(&mut d)?),
-                key::ROOT_THRESHOLD => root_threshold = Some(d.u8()?),
+                key::ROOT_THRESHOLD => root_threshold = Some(uint::<u8>(&mut d)?),
                 key::SIGNING_KEYS => signing_keys = Some(decode_keys(&mut d)?),
-                key::SIGNING_THRESHOLD => signing_threshold = Some(d.u8()?),
+                key::SIGNING_THRESHOLD => signing_threshold = Some(uint::<u8>(&mut d)?),
                 _ => skip_value(&mut d)?,
             }
         }

@@ -38,6 +38,13 @@ pub fn trust_root() -> TrustRoot {
     }
 }
 
+/// The trust root as a signed document, as bootloaders bake it in (`FLEET_TRUST_ROOT`).
+/// The key is a fixed test key: this root is for simulators and emulated boards only.
+pub fn signed_trust_root() -> Vec<u8> {
+    let body = trust_root().to_vec().expect("valid root");
+    Envelope::sign(DocumentType::Root, &body, &[signing_key()]).expect("signs")
+}
+
 /// A signed image of `size` bytes (deterministic content from `seed`) for `layout`'s board.
 pub fn signed_image(
     layout: &Layout,
@@ -49,7 +56,13 @@ pub fn signed_image(
     let image: Vec<u8> = (0..size)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect();
-    let digest = sha256(&image);
+    signed_payload(layout, version, counter, &image)
+}
+
+/// `image` signed with the test key and put behind its header, for `layout`'s board.
+pub fn signed_payload(layout: &Layout, version: Version, counter: u64, image: &[u8]) -> SlotImage {
+    let size = image.len();
+    let digest = sha256(image);
     let manifest = Manifest {
         security_counter: counter,
         boards: [layout.board].into_iter().collect(),
@@ -71,7 +84,7 @@ pub fn signed_image(
     let envelope = Envelope::sign(DocumentType::Manifest, &body, &[signing_key()]).expect("signs");
     let mut bytes = vec![0xFF; layout.image_header_size as usize];
     bootloader::header::write(&envelope, &mut bytes).expect("fits");
-    bytes.extend_from_slice(&image);
+    bytes.extend_from_slice(image);
     SlotImage {
         bytes,
         digest,
@@ -102,6 +115,17 @@ impl<const W: usize, const E: usize> Device<W, E> {
     pub fn new(layout: Layout, installed: &SlotImage, ecc: bool) -> Self {
         let mut flash = NorSim::<W, E>::new(layout.flash_size as usize).with_ecc(ecc);
         flash.preload(layout.active.offset as usize, &installed.bytes);
+        Device {
+            flash: Mutex::new(RefCell::new(flash)),
+            layout,
+            root: trust_root(),
+        }
+    }
+
+    /// A device whose flash holds `bytes` (a flash file read back from an emulated board).
+    pub fn from_bytes(layout: Layout, bytes: &[u8]) -> Self {
+        let mut flash = NorSim::<W, E>::new(layout.flash_size as usize);
+        flash.preload(0, bytes);
         Device {
             flash: Mutex::new(RefCell::new(flash)),
             layout,

@@ -1,4 +1,6 @@
-//! `cargo xtask ci`: format, lint, test, and build the fuzz targets, in the order CI needs.
+//! `cargo xtask ci`: everything CI checks, in order: formatting, lints, firmware (with the
+//! model benchmark on an emulated Cortex-M4), every test including the emulator tests, the
+//! fuzz targets' build, and the bootloader's power-loss matrix.
 
 use crate::run::{cargo, root, step};
 use anyhow::Result;
@@ -28,19 +30,21 @@ pub fn run(_args: &[String]) -> Result<()> {
     ]);
     step("clippy", &root, clippy)?;
 
+    // Firmware for the emulated boards (installs Debian's toolchain and QEMU when missing),
+    // then the model runtime on it: figures to target/bench/model.json, verdicts checked.
+    crate::bench_model::run(&[])?;
+
+    // Every test, the emulator ones included (they need the firmware just built).
     let mut test = cargo();
-    test.args(["test", "--workspace"]);
+    test.env("FLEET_QEMU_TESTS", "1")
+        .args(["test", "--workspace"]);
     step("tests", &root, test)?;
 
-    // The fuzz crate is its own workspace; checking it keeps the target compiling and proves
-    // the artifact crate builds without std or alloc, as devices link it.
+    // The fuzz crate is its own workspace; checking it keeps the targets compiling and proves
+    // `artifact` and `model` build without std or alloc, as devices link them.
     let mut fuzz = cargo();
     fuzz.args(["check", "--quiet"]);
     step("fuzz targets and no_std build", &root.join("fuzz"), fuzz)?;
-
-    // The model runtime on an emulated Cortex-M4: figures to target/bench/model.json, and the
-    // device's verdicts on the three fixtures checked.
-    crate::bench_model::run(&[])?;
 
     // The bootloader under a power cut before every flash operation (target/bench/powerloss.json).
     crate::powerloss::run(&[])?;

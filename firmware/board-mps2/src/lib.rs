@@ -1,0 +1,187 @@
+//! Board support for QEMU `mps2-an386` (Cortex-M4F): the flash is a host file reached through
+//! ARM semihosting, with NOR rules enforced here; the CMSDK watchdog; system reset.
+#![no_std]
+
+use cortex_m_semihosting::{nr, syscall};
+use embedded_storage::nor_flash::{
+    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+};
+
+pub use layout::MPS2_AN386 as LAYOUT;
+
+/// Name of the flash file, relative to QEMU's working directory.
+const FLASH_FILE: &[u8] = b"flash.bin\0";
+const WRITE_SIZE: usize = 4;
+const ERASE_SIZE: usize = 4096;
+/// Bytes moved per semihosting call.
+const CHUNK: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlashError {
+    /// The host file could not be opened, read or written.
+    Host,
+    NotAligned,
+    OutOfBounds,
+    /// A write would set a bit that is 0: NOR can only clear bits between erases.
+    NotErased,
+}
+
+impl NorFlashError for FlashError {
+    fn kind(&self) -> NorFlashErrorKind {
+        match self {
+            FlashError::NotAligned => NorFlashErrorKind::NotAligned,
+            FlashError::OutOfBounds => NorFlashErrorKind::OutOfBounds,
+            FlashError::Host | FlashError::NotErased => NorFlashErrorKind::Other,
+        }
+    }
+}
+
+/// The board's flash: `flash.bin` on the host, as big as the layout says. Every semihosting
+/// write reaches the file synchronously, so killing QEMU is a power cut between operations.
+#[derive(Debug)]
+pub struct SemihostingFlash {
+    handle: usize,
+    size: usize,
+}
+
+impl SemihostingFlash {
+    pub fn open() -> Result<Self, FlashError> {
+        // SAFETY: the path is a NUL-terminated static string; mode 3 is "r+b".
+        let handle = unsafe {
+            syscall!(
+                OPEN,
+                FLASH_FILE.as_ptr(),
+                nr::open::RW_BINARY,
+                FLASH_FILE.len() - 1
+            )
+        };
+        if handle == usize::MAX {
+            return Err(FlashError::Host);
+        }
+        // SAFETY: FLEN takes the handle just opened.
+        let len = unsafe { syscall!(FLEN, handle) };
+        if len != LAYOUT.flash_size as usize {
+            return Err(FlashError::Host);
+        }
+        Ok(SemihostingFlash { handle, size: len })
+    }
+
+    fn seek(&mut self, at: usize) -> Result<(), FlashError> {
+        // SAFETY: SEEK on our open handle.
+        if unsafe { syscall!(SEEK, self.handle, at) } != 0 {
+            return Err(FlashError::Host);
+        }
+        Ok(())
+    }
+
+    fn host_read(&mut self, at: usize, buf: &mut [u8]) -> Result<(), FlashError> {
+        self.seek(at)?;
+        // SAFETY: READ fills at most buf.len() bytes of buf; it returns the bytes NOT read.
+        if unsafe { syscall!(READ, self.handle, buf.as_mut_ptr(), buf.len()) } != 0 {
+            return Err(FlashError::Host);
+        }
+        Ok(())
+    }
+
+    fn host_write(&mut self, at: usize, buf: &[u8]) -> Result<(), FlashError> {
+        self.seek(at)?;
+        // SAFETY: WRITE reads buf.len() bytes of buf; it returns the bytes NOT written.
+        if unsafe { syscall!(WRITE, self.handle, buf.as_ptr(), buf.len()) } != 0 {
+            return Err(FlashError::Host);
+        }
+        Ok(())
+    }
+
+    fn range(&self, offset: u32, len: usize, align: usize) -> Result<usize, FlashError> {
+        let at = offset as usize;
+        if at % align != 0 || len % align != 0 {
+            return Err(FlashError::NotAligned);
+        }
+        if at.checked_add(len).is_none_or(|end| end > self.size) {
+            return Err(FlashError::OutOfBounds);
+        }
+        Ok(at)
+    }
+}
+
+impl ErrorType for SemihostingFlash {
+    type Error = FlashError;
+}
+
+impl ReadNorFlash for SemihostingFlash {
+    const READ_SIZE: usize = 1;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
+        let at = self.range(offset, bytes.len(), 1)?;
+        for (i, chunk) in bytes.chunks_mut(CHUNK).enumerate() {
+            self.host_read(at + i * CHUNK, chunk)?;
+        }
+        Ok(())
+    }
+
+    fn capacity(&self) -> usize {
+        self.size
+    }
+}
+
+impl NorFlash for SemihostingFlash {
+    const WRITE_SIZE: usize = WRITE_SIZE;
+    const ERASE_SIZE: usize = ERASE_SIZE;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
+        let len = to.checked_sub(from).ok_or(FlashError::OutOfBounds)? as usize;
+        let at = self.range(from, len, ERASE_SIZE)?;
+        let ones = [0xFFu8; CHUNK];
+        for off in (0..len).step_by(CHUNK) {
+            self.host_write(at + off, &ones)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
+        let at = self.range(offset, bytes.len(), WRITE_SIZE)?;
+        let mut old = [0u8; CHUNK];
+        for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
+            let old = &mut old[..chunk.len()];
+            self.host_read(at + i * CHUNK, old)?;
+            if chunk
+                .iter()
+                .zip(old.iter())
+                .any(|(&new, &was)| new & !was != 0)
+            {
+                return Err(FlashError::NotErased);
+            }
+            for (o, &n) in old.iter_mut().zip(chunk) {
+                *o &= n;
+            }
+            self.host_write(at + i * CHUNK, old)?;
+        }
+        Ok(())
+    }
+}
+
+/// The CMSDK watchdog (0x4000_8000): an interrupt at the first expiry, a reset at the second.
+pub mod watchdog {
+    const BASE: usize = 0x4000_8000;
+    const LOAD: usize = BASE;
+    const CTRL: usize = BASE + 0x8;
+    const LOCK: usize = BASE + 0xC00;
+    /// The watchdog counts the 25 MHz system clock.
+    pub const TICKS_PER_MS: u32 = 25_000;
+
+    /// Starts the watchdog: reset after about `2 * ms` milliseconds unless fed.
+    pub fn arm(ms: u32) {
+        // SAFETY: MMIO registers of the CMSDK watchdog, as documented for mps2-an386.
+        unsafe {
+            core::ptr::write_volatile(LOCK as *mut u32, 0x1ACC_E551);
+            core::ptr::write_volatile(LOAD as *mut u32, ms.saturating_mul(TICKS_PER_MS));
+            core::ptr::write_volatile(CTRL as *mut u32, 0b11); // interrupt + reset enable
+            core::ptr::write_volatile(LOCK as *mut u32, 0);
+        }
+    }
+}
+
+/// Resets the board (SYSRESETREQ). QEMU keeps the flash file; RAM is not cleared.
+pub fn reset() -> ! {
+    cortex_m::peripheral::SCB::sys_reset()
+}
