@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The bootloader binaries, one per board (built with the size-optimised `boot` profile).
-pub const BOOTLOADERS: &[&str] = &["boot-mps2"];
+pub const BOOTLOADERS: &[&str] = &["boot-mps2", "boot-nrf52840"];
 /// Test applications the QEMU tests sign and boot.
 pub const TEST_APPS: &[&str] = &["app-confirm", "app-reset", "app-hang"];
 
