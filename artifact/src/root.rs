@@ -42,6 +42,21 @@ pub struct VerifiedManifest<'a> {
 }
 
 impl TrustRoot {
+    /// A root where one key is both the root and the signing key (1 of 1): for tests,
+    /// simulators and single-operator fleets.
+    pub fn single_key(version: u32, key: PublicKey) -> Self {
+        let mut keys = Vec::new();
+        // Cannot fail: MAX_KEYS >= 1.
+        let _ = keys.push(key);
+        TrustRoot {
+            version,
+            root_keys: keys.clone(),
+            root_threshold: 1,
+            signing_keys: keys,
+            signing_threshold: 1,
+        }
+    }
+
     /// Decodes a root body (unsigned); use `from_self_signed` or `rotate` to trust one.
     pub fn decode_body(bytes: &[u8]) -> Result<Self, Error> {
         let mut d = Decoder::new(bytes);

@@ -8,15 +8,10 @@ use libfuzzer_sys::fuzz_target;
 fn root() -> TrustRoot {
     // Any valid key will do: the target explores parsing, and verification up to the signature.
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-    let public = PublicKey::from_bytes(key.verifying_key().to_bytes()).unwrap();
-    let keys: heapless::Vec<PublicKey, { artifact::MAX_KEYS }> = [public].into_iter().collect();
-    TrustRoot {
-        version: 1,
-        root_keys: keys.clone(),
-        root_threshold: 1,
-        signing_keys: keys,
-        signing_threshold: 1,
-    }
+    TrustRoot::single_key(
+        1,
+        PublicKey::from_bytes(key.verifying_key().to_bytes()).unwrap(),
+    )
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -27,15 +27,10 @@ fn signing_key() -> ed25519_dalek::SigningKey {
 
 /// The trust root the simulated bootloader carries.
 pub fn trust_root() -> TrustRoot {
-    let k = PublicKey::from_bytes(signing_key().verifying_key().to_bytes()).expect("valid key");
-    let keys: heapless::Vec<PublicKey, { artifact::MAX_KEYS }> = [k].into_iter().collect();
-    TrustRoot {
-        version: 1,
-        root_keys: keys.clone(),
-        root_threshold: 1,
-        signing_keys: keys,
-        signing_threshold: 1,
-    }
+    TrustRoot::single_key(
+        1,
+        PublicKey::from_bytes(signing_key().verifying_key().to_bytes()).expect("valid key"),
+    )
 }
 
 /// The trust root as a signed document, as bootloaders bake it in (`FLEET_TRUST_ROOT`).

@@ -1,7 +1,17 @@
-//! memory.x for cortex-m-rt, and the trust root baked into the bootloader (FLEET_TRUST_ROOT).
+//! Build script of every bootloader: the package's memory.x (and device.x) for cortex-m-rt,
+//! and the trust root baked in (FLEET_TRUST_ROOT:
+//! a signed root document, `fleetctl keys root --out ...`).
 fn main() {
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
     std::fs::copy("memory.x", out.join("memory.x")).unwrap();
+    // A package with its own interrupt table ships a device.x (cortex-m-rt's `device` feature
+    // includes one); others get theirs from their PAC.
+    if std::path::Path::new("device.x").exists() {
+        std::fs::copy("device.x", out.join("device.x")).unwrap();
+        println!("cargo:rerun-if-changed=device.x");
+    } else {
+        let _ = std::fs::remove_file(out.join("device.x"));
+    }
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=memory.x");
     println!("cargo:rerun-if-env-changed=FLEET_TRUST_ROOT");
