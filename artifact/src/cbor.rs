@@ -1,4 +1,5 @@
-//! Bounded CBOR reading rules shared by every decoder: definite lengths, ascending keys, critical fields.
+//! Bounded CBOR reading rules shared by every decoder of the fleet (artifact formats and the device
+//! protocol): definite lengths, ascending integer keys, negative keys critical, bounded lists.
 
 use crate::Error;
 use minicbor::Decoder;
@@ -13,13 +14,13 @@ const MAX_MAP_ENTRIES: u64 = 32;
 /// A negative key is a critical extension: this version knows none, so it is refused; an
 /// unknown non-negative key is optional and the caller skips its value.
 #[derive(Debug)]
-pub(crate) struct MapReader {
+pub struct MapReader {
     remaining: u64,
     last_key: Option<u64>,
 }
 
 impl MapReader {
-    pub(crate) fn begin(d: &mut Decoder<'_>) -> Result<Self, Error> {
+    pub fn begin(d: &mut Decoder<'_>) -> Result<Self, Error> {
         let len = d.map()?.ok_or(Error::Malformed)?;
         if len > MAX_MAP_ENTRIES {
             return Err(Error::TooMany);
@@ -31,7 +32,7 @@ impl MapReader {
     }
 
     /// The next key, or `None` when the map is done.
-    pub(crate) fn next_key(&mut self, d: &mut Decoder<'_>) -> Result<Option<u64>, Error> {
+    pub fn next_key(&mut self, d: &mut Decoder<'_>) -> Result<Option<u64>, Error> {
         if self.remaining == 0 {
             return Ok(None);
         }
@@ -53,17 +54,17 @@ impl MapReader {
 
 /// Reads an unsigned integer into `T`; one decoding routine for every width keeps the device
 /// code small. Too large for `T` is malformed, as minicbor's own width checks would say.
-pub(crate) fn uint<T: TryFrom<u64>>(d: &mut Decoder<'_>) -> Result<T, Error> {
+pub fn uint<T: TryFrom<u64>>(d: &mut Decoder<'_>) -> Result<T, Error> {
     T::try_from(d.u64()?).map_err(|_| Error::Malformed)
 }
 
 /// Skips the value of an unknown optional field (non-recursive in minicbor, so bounded stack).
-pub(crate) fn skip_value(d: &mut Decoder<'_>) -> Result<(), Error> {
+pub fn skip_value(d: &mut Decoder<'_>) -> Result<(), Error> {
     d.skip().map_err(Error::from)
 }
 
 /// Reads a definite array header of at most `max` entries.
-pub(crate) fn array_len(d: &mut Decoder<'_>, max: usize) -> Result<usize, Error> {
+pub fn array_len(d: &mut Decoder<'_>, max: usize) -> Result<usize, Error> {
     let len = d.array()?.ok_or(Error::Malformed)?;
     usize::try_from(len)
         .ok()
@@ -72,7 +73,7 @@ pub(crate) fn array_len(d: &mut Decoder<'_>, max: usize) -> Result<usize, Error>
 }
 
 /// Reads a definite array header of exactly `n` entries.
-pub(crate) fn array_exact(d: &mut Decoder<'_>, n: u64) -> Result<(), Error> {
+pub fn array_exact(d: &mut Decoder<'_>, n: u64) -> Result<(), Error> {
     match d.array()? {
         Some(len) if len == n => Ok(()),
         _ => Err(Error::Malformed),
@@ -80,12 +81,12 @@ pub(crate) fn array_exact(d: &mut Decoder<'_>, n: u64) -> Result<(), Error> {
 }
 
 /// Reads a byte string of exactly `N` bytes.
-pub(crate) fn bytes_exact<const N: usize>(d: &mut Decoder<'_>) -> Result<[u8; N], Error> {
+pub fn bytes_exact<const N: usize>(d: &mut Decoder<'_>) -> Result<[u8; N], Error> {
     <[u8; N]>::try_from(d.bytes()?).map_err(|_| Error::Malformed)
 }
 
 /// Refuses anything after the end of a top-level item.
-pub(crate) fn finish(d: &Decoder<'_>) -> Result<(), Error> {
+pub fn finish(d: &Decoder<'_>) -> Result<(), Error> {
     if d.position() == d.input().len() {
         Ok(())
     } else {
@@ -95,7 +96,7 @@ pub(crate) fn finish(d: &Decoder<'_>) -> Result<(), Error> {
 
 /// Names (components, boards): 1 to 32 bytes of `[A-Za-z0-9._-]`, so they are safe in paths,
 /// logs and HTML without escaping surprises.
-pub(crate) fn check_name(s: &str) -> Result<&str, Error> {
+pub fn check_name(s: &str) -> Result<&str, Error> {
     let ok = (1..=crate::MAX_NAME_LEN).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
@@ -103,22 +104,22 @@ pub(crate) fn check_name(s: &str) -> Result<&str, Error> {
 }
 
 /// Sets a field once; a second occurrence cannot happen because keys ascend, but a missing one can.
-pub(crate) fn required<T>(v: Option<T>) -> Result<T, Error> {
+pub fn required<T>(v: Option<T>) -> Result<T, Error> {
     v.ok_or(Error::MissingField)
 }
 
 /// The encoder every `to_vec` writes with.
 #[cfg(feature = "alloc")]
-pub(crate) type VecEncoder = minicbor::Encoder<alloc::vec::Vec<u8>>;
+pub type VecEncoder = minicbor::Encoder<alloc::vec::Vec<u8>>;
 
 /// Encoding failures; writing into a `Vec` has none, so this is uninhabited in practice.
 #[cfg(feature = "alloc")]
-pub(crate) type EncodeError = minicbor::encode::Error<core::convert::Infallible>;
+pub type EncodeError = minicbor::encode::Error<core::convert::Infallible>;
 
 /// Runs `f` against a fresh `Vec` encoder and returns the bytes. Every encoder of this crate
 /// emits definite lengths, ascending keys and minimal integers: the deterministic encoding.
 #[cfg(feature = "alloc")]
-pub(crate) fn encode_to_vec(
+pub fn encode_to_vec(
     f: impl FnOnce(&mut VecEncoder) -> Result<(), EncodeError>,
 ) -> alloc::vec::Vec<u8> {
     let mut e = minicbor::Encoder::new(alloc::vec::Vec::new());

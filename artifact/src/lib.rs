@@ -40,7 +40,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod bundle;
-mod cbor;
+pub mod cbor;
 mod envelope;
 mod error;
 mod key;
