@@ -12,7 +12,7 @@
 //!   every access fails until `power_on`.
 
 use embedded_storage::nor_flash::{
-    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+    ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
 
 /// What happens at the planned operation.
@@ -272,6 +272,10 @@ impl<const W: usize, const E: usize> NorFlash for NorSim<W, E> {
         Ok(())
     }
 }
+
+/// Plain NOR may program a word again as long as bits are only cleared (sequential-storage
+/// relies on it). In ECC mode the model refuses that at run time instead.
+impl<const W: usize, const E: usize> MultiwriteNorFlash for NorSim<W, E> {}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,469 @@
+//! The agent core: model updates from command to commit, with the validation gate.
+
+use crate::Error;
+use crate::store::{ActiveModel, BUF, Counters, Key, Pending, Store};
+use artifact::{ComponentKind, DeviceState, Manifest, MAX_ENVELOPE_LEN, TrustRoot, Version};
+use bootloader::SharedFlash;
+use embassy_embedded_hal::flash::partition::BlockingPartition;
+use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash, ReadNorFlash};
+use heapless::Deque;
+use layout::{Layout, Region};
+use protocol::{ChunkRequest, Command, Failure, Figures, ModelSlot, RevertReason, Step};
+use sha2::{Digest as _, Sha256};
+
+/// Bytes the agent asks for per chunk (a multiple of every supported write size).
+pub const CHUNK: u32 = 1024;
+/// Reports kept until delivered.
+const REPORTS: usize = 16;
+
+/// Who the device is: fixed for a firmware build.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    pub device_id: &'a str,
+    pub board: &'a str,
+    /// Model-runtime ABI this firmware provides.
+    pub runtime_abi: u32,
+    /// Largest tensor arena this firmware can give a model.
+    pub arena_capacity: u32,
+}
+
+/// What the platform should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing to do until the next check-in.
+    Idle,
+    /// Ask for this chunk.
+    Fetch(ChunkRequest),
+    /// The download is complete: run `validate` on the inactive model slot.
+    Validate,
+    /// A new model is active in this slot: reload the interpreter from it.
+    Switched(ModelSlot),
+    Reboot,
+}
+
+/// A step report waiting for delivery (the device id is added when it is sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingReport {
+    pub seq: u32,
+    pub release: u64,
+    pub component: ComponentKind,
+    pub version: Version,
+    pub step: Step,
+}
+
+fn slot_of(n: u8) -> ModelSlot {
+    if n == 0 { ModelSlot::A } else { ModelSlot::B }
+}
+
+fn slot_index(s: ModelSlot) -> u8 {
+    match s {
+        ModelSlot::A => 0,
+        ModelSlot::B => 1,
+    }
+}
+
+/// The agent of one device over its flash.
+#[allow(missing_debug_implementations)] // holds the shared flash mutex and the store
+pub struct Agent<'f, F: NorFlash + MultiwriteNorFlash> {
+    flash: &'f SharedFlash<F>,
+    layout: &'f Layout,
+    root: TrustRoot,
+    identity: Identity<'f>,
+    store: Store<'f, F>,
+    buf: [u8; BUF],
+    envelope: [u8; MAX_ENVELOPE_LEN],
+    envelope_len: usize,
+    active: Option<ActiveModel>,
+    pending: Option<Pending>,
+    /// Bytes of the pending update written (ahead of the persisted offset).
+    cursor: u32,
+    hasher: Sha256,
+    counters: Counters,
+    reports: Deque<PendingReport, REPORTS>,
+    last_validation: Option<Figures>,
+}
+
+impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
+    /// Loads the agent's records; an interrupted download resumes at its last persisted offset.
+    pub fn open(flash: &'f SharedFlash<F>, layout: &'f Layout, root: TrustRoot, identity: Identity<'f>) -> Result<Self, Error> {
+        let mut store = Store::new(flash, layout)?;
+        let mut buf = [0u8; BUF];
+        let active = store.get::<ActiveModel>(Key::ActiveModel, &mut buf)?;
+        let mut pending = store.get::<Pending>(Key::Pending, &mut buf)?;
+        let counters = store.get::<Counters>(Key::Counters, &mut buf)?.unwrap_or_default();
+        let mut envelope = [0u8; MAX_ENVELOPE_LEN];
+        let envelope_len = match pending {
+            Some(_) => match store.get_bytes(Key::Envelope, &mut buf, &mut envelope)? {
+                Some(n) => n,
+                None => {
+                    pending = None;
+                    0
+                }
+            },
+            None => 0,
+        };
+        let mut agent = Agent {
+            flash,
+            layout,
+            root,
+            identity,
+            store,
+            buf,
+            envelope,
+            envelope_len,
+            active,
+            pending,
+            cursor: 0,
+            hasher: Sha256::new(),
+            counters,
+            reports: Deque::new(),
+            last_validation: None,
+        };
+        if let Some(p) = agent.pending {
+            if agent.manifest().is_err() {
+                agent.abandon()?;
+            } else {
+                agent.cursor = p.offset;
+                agent.rehash(p.offset)?;
+            }
+        }
+        Ok(agent)
+    }
+
+    fn manifest(&self) -> Result<Manifest<'_>, Error> {
+        let env = self.envelope.get(..self.envelope_len).ok_or(Error::NoUpdate)?;
+        Ok(self.root.verify_manifest(env).map_err(Error::Refused)?.manifest)
+    }
+
+    /// The active model, if any.
+    pub fn active(&self) -> Option<&ActiveModel> {
+        self.active.as_ref()
+    }
+
+    pub fn active_slot(&self) -> Option<ModelSlot> {
+        self.active.map(|a| slot_of(a.slot))
+    }
+
+    /// The slot an update is written to: the one inference is not using.
+    pub fn inactive_slot(&self) -> ModelSlot {
+        self.active_slot().map_or(ModelSlot::A, ModelSlot::other)
+    }
+
+    pub fn region(&self, slot: ModelSlot) -> Region {
+        match slot {
+            ModelSlot::A => self.layout.model_a,
+            ModelSlot::B => self.layout.model_b,
+        }
+    }
+
+    /// Download progress, for the check-in.
+    pub fn progress(&self) -> Option<protocol::Progress> {
+        self.pending.map(|p| protocol::Progress { release: p.release, offset: self.cursor, total: p.total })
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    pub fn last_validation(&self) -> Option<Figures> {
+        self.last_validation
+    }
+
+    /// Whether a complete download awaits validation (after a reset during validation, too).
+    pub fn needs_validation(&self) -> bool {
+        self.pending.is_some_and(|p| self.cursor == p.total)
+    }
+
+    /// The next report to deliver; `delivered` removes it once the server has it.
+    pub fn report(&self) -> Option<PendingReport> {
+        self.reports.front().copied()
+    }
+
+    pub fn delivered(&mut self, seq: u32) {
+        if self.reports.front().is_some_and(|r| r.seq == seq) {
+            self.reports.pop_front();
+        }
+    }
+
+    fn push_report(&mut self, release: u64, component: ComponentKind, version: Version, step: Step) -> Result<(), Error> {
+        self.counters.report_seq = self.counters.report_seq.wrapping_add(1);
+        if self.reports.is_full() {
+            // Keep the newest: the oldest step is implied by the later ones.
+            self.reports.pop_front();
+        }
+        let _ = self.reports.push_back(PendingReport { seq: self.counters.report_seq, release, component, version, step });
+        self.store.set(Key::Counters, &self.counters, &mut self.buf)
+    }
+
+    /// Handles a command from the server.
+    pub fn on_command(&mut self, cmd: &Command<'_>) -> Result<Next, Error> {
+        match *cmd {
+            Command::Idle { .. } => Ok(Next::Idle),
+            Command::Reboot => Ok(Next::Reboot),
+            Command::Revert { .. } => Ok(Next::Idle),
+            Command::Update { release, envelope, .. } => self.start_update(release, envelope),
+        }
+    }
+
+    /// Checks the release before writing a single byte: signature threshold, board, model
+    /// security counter, runtime ABI, arena and slot size.
+    fn start_update(&mut self, release: u64, envelope: &[u8]) -> Result<Next, Error> {
+        if let Some(p) = self.pending {
+            if p.release == release {
+                return Ok(self.next_fetch());
+            }
+            self.abandon()?;
+        }
+        let checked = self.check_release(envelope);
+        let manifest_version = self
+            .root
+            .verify_manifest(envelope)
+            .ok()
+            .and_then(|v| v.manifest.primary().map(|c| c.version))
+            .unwrap_or_default();
+        let total = match checked {
+            Ok(total) => total,
+            Err(e) => {
+                let failure = match e {
+                    Error::Refused(a) => Failure::Manifest(a),
+                    _ => Failure::Model,
+                };
+                self.counters.failures += 1;
+                self.push_report(release, ComponentKind::Model, manifest_version, Step::Failed(failure))?;
+                return Err(e);
+            }
+        };
+        let dst = self.envelope.get_mut(..envelope.len()).ok_or(Error::DoesNotFit)?;
+        dst.copy_from_slice(envelope);
+        self.envelope_len = envelope.len();
+        // The envelope first, then the pending record that points at it.
+        self.store.set_bytes(Key::Envelope, envelope, &mut self.buf)?;
+        let pending = Pending { release, offset: 0, total };
+        self.store.set(Key::Pending, &pending, &mut self.buf)?;
+        self.pending = Some(pending);
+        self.cursor = 0;
+        self.hasher = Sha256::new();
+        Ok(self.next_fetch())
+    }
+
+    fn check_release(&self, envelope: &[u8]) -> Result<u32, Error> {
+        let verified = self.root.verify_manifest(envelope).map_err(Error::Refused)?;
+        let m = &verified.manifest;
+        let model = m.component(ComponentKind::Model).ok_or(Error::DoesNotFit)?;
+        let set = m.component(ComponentKind::ValidationSet).ok_or(Error::DoesNotFit)?;
+        if m.component(ComponentKind::Firmware).is_some() {
+            return Err(Error::DoesNotFit);
+        }
+        m.check_device(&DeviceState {
+            board: self.identity.board,
+            runtime_abi: self.identity.runtime_abi,
+            firmware_counter: 0,
+            model_counter: self.active.map_or(0, |a| a.security_counter),
+        })
+        .map_err(Error::Refused)?;
+        let total = model.size.checked_add(set.size).ok_or(Error::DoesNotFit)?;
+        if total > self.region(self.inactive_slot()).size || m.arena_size.unwrap_or(u32::MAX) > self.identity.arena_capacity {
+            return Err(Error::DoesNotFit);
+        }
+        Ok(total)
+    }
+
+    fn next_fetch(&self) -> Next {
+        match self.pending {
+            Some(p) if self.cursor < p.total => Next::Fetch(ChunkRequest { release: p.release, offset: self.cursor, len: CHUNK.min(p.total - self.cursor) }),
+            Some(_) => Next::Validate,
+            None => Next::Idle,
+        }
+    }
+
+    fn slot_partition(&self) -> BlockingPartition<'f, embassy_sync::blocking_mutex::raw::NoopRawMutex, F> {
+        let r = self.region(self.inactive_slot());
+        BlockingPartition::new(self.flash, r.offset, r.size)
+    }
+
+    /// Recomputes the running digest of the bytes already written (after a reset).
+    fn rehash(&mut self, upto: u32) -> Result<(), Error> {
+        let (model_size, _) = self.sizes()?;
+        let mut part = self.slot_partition();
+        self.hasher = Sha256::new();
+        // The hash restarts at the validation set's start: only its own bytes feed it.
+        let start = if upto > model_size { model_size } else { 0 };
+        let mut at = start;
+        let mut chunk = [0u8; 256];
+        while at < upto {
+            let n = (upto - at).min(chunk.len() as u32) as usize;
+            part.read(at, &mut chunk[..n]).map_err(|_| Error::Flash)?;
+            self.hasher.update(&chunk[..n]);
+            at += n as u32;
+        }
+        Ok(())
+    }
+
+    fn sizes(&self) -> Result<(u32, u32), Error> {
+        let m = self.manifest()?;
+        let model = m.component(ComponentKind::Model).ok_or(Error::DoesNotFit)?;
+        let set = m.component(ComponentKind::ValidationSet).ok_or(Error::DoesNotFit)?;
+        Ok((model.size, set.size))
+    }
+
+    /// Writes a chunk into the inactive slot, hashing as it goes; a component whose digest
+    /// differs is caught at its last byte, before anything is committed.
+    pub fn on_chunk(&mut self, release: u64, offset: u32, data: &[u8]) -> Result<Next, Error> {
+        let Some(p) = self.pending else { return Err(Error::NoUpdate) };
+        if release != p.release || offset != self.cursor || data.is_empty() || offset + data.len() as u32 > p.total {
+            return Err(Error::UnexpectedChunk);
+        }
+        let (model_size, _) = self.sizes()?;
+        let (model_digest, set_digest) = {
+            let m = self.manifest()?;
+            let d = |k| m.component(k).map(|c| c.digest).unwrap_or_default();
+            (d(ComponentKind::Model), d(ComponentKind::ValidationSet))
+        };
+        let erase = F::ERASE_SIZE as u32;
+        let word = F::WRITE_SIZE;
+        let mut part = self.slot_partition();
+        // Erase each sector when the download first reaches it (a resume restarts at a sector).
+        let end = offset + data.len() as u32;
+        let mut sector = offset.div_ceil(erase) * erase;
+        if offset % erase == 0 {
+            sector = offset;
+        }
+        while sector < end {
+            part.erase(sector, sector + erase).map_err(|_| Error::Flash)?;
+            sector += erase;
+        }
+        // Whole words, then the tail padded with 0xFF (only at the end of the payloads).
+        let whole = data.len() / word * word;
+        if whole > 0 {
+            part.write(offset, &data[..whole]).map_err(|_| Error::Flash)?;
+        }
+        if whole < data.len() {
+            let mut tail = [0xFFu8; 64];
+            let rest = &data[whole..];
+            tail[..rest.len()].copy_from_slice(rest);
+            part.write(offset + whole as u32, &tail[..word]).map_err(|_| Error::Flash)?;
+        }
+        // Hash, finishing the model's digest at its last byte.
+        let mut at = offset;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let boundary = if at < model_size { model_size } else { p.total };
+            let n = ((boundary - at) as usize).min(rest.len());
+            self.hasher.update(&rest[..n]);
+            at += n as u32;
+            rest = &rest[n..];
+            if at == boundary {
+                let digest: [u8; 32] = core::mem::replace(&mut self.hasher, Sha256::new()).finalize().into();
+                let want = if boundary == model_size { model_digest } else { set_digest };
+                if digest != want {
+                    let version = self.manifest()?.primary().map(|c| c.version).unwrap_or_default();
+                    self.abandon()?;
+                    self.counters.failures += 1;
+                    self.push_report(release, ComponentKind::Model, version, Step::Failed(Failure::Digest))?;
+                    return Err(Error::Digest);
+                }
+            }
+        }
+        self.cursor = end;
+        // Persist progress at each completed sector and at the end.
+        if end == p.total || end / erase != offset / erase {
+            let persisted = if end == p.total { end } else { end / erase * erase };
+            let record = Pending { offset: persisted, ..p };
+            self.store.set(Key::Pending, &record, &mut self.buf)?;
+            self.pending = Some(record);
+            if end == p.total {
+                let version = self.manifest()?.primary().map(|c| c.version).unwrap_or_default();
+                self.push_report(release, ComponentKind::Model, version, Step::Downloaded)?;
+            }
+        }
+        Ok(self.next_fetch())
+    }
+
+    /// Runs the new model on its validation set (from the inactive slot's bytes, `slot`) and
+    /// switches to it only if the policy holds; the old model stays in its slot.
+    pub fn validate(&mut self, slot: &[u8], arena: &mut [u8], now_ns: impl FnMut() -> u64) -> Result<Next, Error> {
+        if !self.needs_validation() {
+            return Err(Error::NoUpdate);
+        }
+        let release = self.pending.map_or(0, |p| p.release);
+        let (model_size, set_size) = self.sizes()?;
+        let (version, counter, policy, arena_size, model_digest, set_digest) = {
+            let m = self.manifest()?;
+            let model = m.component(ComponentKind::Model).ok_or(Error::DoesNotFit)?;
+            let set = m.component(ComponentKind::ValidationSet).ok_or(Error::DoesNotFit)?;
+            (model.version, m.security_counter, m.policy.unwrap_or_default(), m.arena_size.unwrap_or(0), model.digest, set.digest)
+        };
+        let model_bytes = slot.get(..model_size as usize).ok_or(Error::DoesNotFit)?;
+        let set_bytes = slot.get(model_size as usize..(model_size + set_size) as usize).ok_or(Error::DoesNotFit)?;
+        // The slot must still hold what was downloaded (flash can change under a reset).
+        if artifact::sha256(model_bytes) != model_digest || artifact::sha256(set_bytes) != set_digest {
+            self.abandon()?;
+            self.push_report(release, ComponentKind::Model, version, Step::Failed(Failure::Digest))?;
+            return Err(Error::Digest);
+        }
+        let outcome = (|| {
+            let model = model::Model::parse(model_bytes)?;
+            let set = model::ValidationSet::parse(set_bytes)?;
+            let mut interp = model::Interpreter::new(&model, arena)?;
+            model::validation::run(&mut interp, &set, now_ns)
+        })();
+        let report = match outcome {
+            Ok(r) => r,
+            Err(e) => {
+                self.abandon()?;
+                self.counters.failures += 1;
+                self.push_report(release, ComponentKind::Model, version, Step::Failed(Failure::Model))?;
+                return Err(Error::Model(e));
+            }
+        };
+        let figures = Figures { samples: report.samples, accuracy_bp: report.accuracy_bp, p50_us: report.p50_us, p99_us: report.p99_us };
+        self.last_validation = Some(figures);
+        self.push_report(release, ComponentKind::Model, version, Step::Validated(figures))?;
+        let verdict = model::judge(&report, &policy, self.active.map(|a| a.accuracy_bp));
+        if !verdict.passed() {
+            let reason = if !verdict.accuracy_ok {
+                RevertReason::Accuracy
+            } else if !verdict.latency_ok {
+                RevertReason::Latency
+            } else {
+                RevertReason::AccuracyDrop
+            };
+            self.abandon()?;
+            self.counters.reverts += 1;
+            self.push_report(release, ComponentKind::Model, version, Step::Reverted(reason))?;
+            return Ok(Next::Idle);
+        }
+        let new_slot = self.inactive_slot();
+        let active = ActiveModel {
+            slot: slot_index(new_slot),
+            version: (version.major, version.minor, version.patch),
+            security_counter: counter,
+            model_size,
+            model_digest,
+            set_size,
+            set_digest,
+            arena_size,
+            accuracy_bp: report.accuracy_bp,
+        };
+        // The switch is this one record: before it the old model is active, after it the new.
+        self.store.set(Key::ActiveModel, &active, &mut self.buf)?;
+        self.active = Some(active);
+        self.clear_pending()?;
+        self.counters.updates += 1;
+        self.push_report(release, ComponentKind::Model, version, Step::Confirmed)?;
+        Ok(Next::Switched(new_slot))
+    }
+
+    fn clear_pending(&mut self) -> Result<(), Error> {
+        self.store.remove(Key::Pending, &mut self.buf)?;
+        self.pending = None;
+        self.envelope_len = 0;
+        self.cursor = 0;
+        Ok(())
+    }
+
+    /// Drops the update in progress; the active model is untouched.
+    fn abandon(&mut self) -> Result<(), Error> {
+        self.clear_pending()
+    }
+}

@@ -1,0 +1,113 @@
+//! The agent's persistent records: a sequential-storage map (postcard values) in the layout's
+//! key-value region. Each store is one CRC-protected item: a power cut leaves the previous
+//! value readable, never a half-written one.
+
+use crate::Error;
+use bootloader::SharedFlash;
+use embassy_embedded_hal::adapter::BlockingAsync;
+use embassy_embedded_hal::flash::partition::BlockingPartition;
+use embassy_futures::block_on;
+use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash};
+use layout::Layout;
+use sequential_storage::cache::Cache;
+use sequential_storage::map::{MapConfig, MapStorage, PostcardValue};
+use serde::{Deserialize, Serialize};
+
+/// Keys of the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Key {
+    ActiveModel = 1,
+    Pending = 2,
+    Envelope = 3,
+    Counters = 4,
+}
+
+/// The model inference runs on, and what it proved on its own validation set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveModel {
+    /// 0 = model slot A, 1 = model slot B.
+    pub slot: u8,
+    pub version: (u32, u32, u32),
+    pub security_counter: u64,
+    pub model_size: u32,
+    pub model_digest: [u8; 32],
+    pub set_size: u32,
+    pub set_digest: [u8; 32],
+    pub arena_size: u32,
+    pub accuracy_bp: u16,
+}
+
+impl PostcardValue<'_> for ActiveModel {}
+
+/// An update in progress (its envelope is stored under `Key::Envelope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub release: u64,
+    /// Bytes of the payloads written and hashed so far (a whole number of erase sectors, or
+    /// the total when the download is complete).
+    pub offset: u32,
+    pub total: u32,
+}
+
+impl PostcardValue<'_> for Pending {}
+
+/// Lifetime counters (reported in every check-in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Counters {
+    pub updates: u32,
+    pub failures: u32,
+    pub reverts: u32,
+    pub report_seq: u32,
+}
+
+impl PostcardValue<'_> for Counters {}
+
+type Part<'f, F> = BlockingAsync<BlockingPartition<'f, NoopRawMutex, F>>;
+
+/// The record store over the key-value region.
+#[allow(missing_debug_implementations)] // sequential-storage's map has no Debug
+pub struct Store<'f, F: NorFlash + MultiwriteNorFlash> {
+    map: MapStorage<u8, Part<'f, F>, Cache<sequential_storage::cache::Uncached, sequential_storage::cache::Uncached, sequential_storage::cache::Uncached, u8>>,
+}
+
+/// Item buffer: the largest record is the envelope.
+pub const BUF: usize = artifact::MAX_ENVELOPE_LEN + 64;
+
+impl<'f, F: NorFlash + MultiwriteNorFlash> Store<'f, F> {
+    pub fn new(flash: &'f SharedFlash<F>, layout: &Layout) -> Result<Self, Error> {
+        let part = BlockingAsync::new(BlockingPartition::new(flash, layout.kv.offset, layout.kv.size));
+        let config = MapConfig::try_new(0..layout.kv.size).map_err(|_| Error::Storage)?;
+        Ok(Store { map: MapStorage::new(part, config, Cache::new_uncached()) })
+    }
+
+    pub fn get<V: for<'a> PostcardValue<'a>>(&mut self, key: Key, buf: &mut [u8; BUF]) -> Result<Option<V>, Error> {
+        block_on(self.map.fetch_item::<V>(buf, &(key as u8))).map_err(|_| Error::Storage)
+    }
+
+    pub fn set<V: for<'a> PostcardValue<'a>>(&mut self, key: Key, value: &V, buf: &mut [u8; BUF]) -> Result<(), Error> {
+        block_on(self.map.store_item(buf, &(key as u8), value)).map_err(|_| Error::Storage)
+    }
+
+    /// Reads raw bytes (the envelope) into `out`; returns their length.
+    pub fn get_bytes(&mut self, key: Key, buf: &mut [u8; BUF], out: &mut [u8]) -> Result<Option<usize>, Error> {
+        let found: Option<&[u8]> = block_on(self.map.fetch_item::<&[u8]>(buf, &(key as u8))).map_err(|_| Error::Storage)?;
+        match found {
+            Some(b) => {
+                let dst = out.get_mut(..b.len()).ok_or(Error::Storage)?;
+                dst.copy_from_slice(b);
+                Ok(Some(b.len()))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub fn set_bytes(&mut self, key: Key, value: &[u8], buf: &mut [u8; BUF]) -> Result<(), Error> {
+        block_on(self.map.store_item(buf, &(key as u8), &value)).map_err(|_| Error::Storage)
+    }
+
+    pub fn remove(&mut self, key: Key, buf: &mut [u8; BUF]) -> Result<(), Error> {
+        block_on(self.map.remove_item(buf, &(key as u8))).map_err(|_| Error::Storage)
+    }
+}
