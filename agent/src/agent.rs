@@ -2,7 +2,7 @@
 
 use crate::Error;
 use crate::store::{ActiveModel, BUF, Counters, Key, Pending, Store};
-use artifact::{ComponentKind, DeviceState, Manifest, MAX_ENVELOPE_LEN, TrustRoot, Version};
+use artifact::{ComponentKind, DeviceState, MAX_ENVELOPE_LEN, Manifest, TrustRoot, Version};
 use bootloader::SharedFlash;
 use embassy_embedded_hal::flash::partition::BlockingPartition;
 use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash, ReadNorFlash};
@@ -85,12 +85,19 @@ pub struct Agent<'f, F: NorFlash + MultiwriteNorFlash> {
 
 impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
     /// Loads the agent's records; an interrupted download resumes at its last persisted offset.
-    pub fn open(flash: &'f SharedFlash<F>, layout: &'f Layout, root: TrustRoot, identity: Identity<'f>) -> Result<Self, Error> {
+    pub fn open(
+        flash: &'f SharedFlash<F>,
+        layout: &'f Layout,
+        root: TrustRoot,
+        identity: Identity<'f>,
+    ) -> Result<Self, Error> {
         let mut store = Store::new(flash, layout)?;
         let mut buf = [0u8; BUF];
         let active = store.get::<ActiveModel>(Key::ActiveModel, &mut buf)?;
         let mut pending = store.get::<Pending>(Key::Pending, &mut buf)?;
-        let counters = store.get::<Counters>(Key::Counters, &mut buf)?.unwrap_or_default();
+        let counters = store
+            .get::<Counters>(Key::Counters, &mut buf)?
+            .unwrap_or_default();
         let mut envelope = [0u8; MAX_ENVELOPE_LEN];
         let envelope_len = match pending {
             Some(_) => match store.get_bytes(Key::Envelope, &mut buf, &mut envelope)? {
@@ -120,8 +127,15 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             last_validation: None,
         };
         if let Some(p) = agent.pending {
+            let committed = agent
+                .manifest()
+                .ok()
+                .and_then(|m| m.component(ComponentKind::Model).map(|c| c.digest));
             if agent.manifest().is_err() {
                 agent.abandon()?;
+            } else if committed.is_some() && committed == agent.active.map(|a| a.model_digest) {
+                // Power went between the switch and the clean-up: the update is done.
+                agent.clear_pending()?;
             } else {
                 agent.cursor = p.offset;
                 agent.rehash(p.offset)?;
@@ -131,8 +145,15 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
     }
 
     fn manifest(&self) -> Result<Manifest<'_>, Error> {
-        let env = self.envelope.get(..self.envelope_len).ok_or(Error::NoUpdate)?;
-        Ok(self.root.verify_manifest(env).map_err(Error::Refused)?.manifest)
+        let env = self
+            .envelope
+            .get(..self.envelope_len)
+            .ok_or(Error::NoUpdate)?;
+        Ok(self
+            .root
+            .verify_manifest(env)
+            .map_err(Error::Refused)?
+            .manifest)
     }
 
     /// The active model, if any.
@@ -158,7 +179,11 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
 
     /// Download progress, for the check-in.
     pub fn progress(&self) -> Option<protocol::Progress> {
-        self.pending.map(|p| protocol::Progress { release: p.release, offset: self.cursor, total: p.total })
+        self.pending.map(|p| protocol::Progress {
+            release: p.release,
+            offset: self.cursor,
+            total: p.total,
+        })
     }
 
     pub fn counters(&self) -> Counters {
@@ -185,13 +210,25 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         }
     }
 
-    fn push_report(&mut self, release: u64, component: ComponentKind, version: Version, step: Step) -> Result<(), Error> {
+    fn push_report(
+        &mut self,
+        release: u64,
+        component: ComponentKind,
+        version: Version,
+        step: Step,
+    ) -> Result<(), Error> {
         self.counters.report_seq = self.counters.report_seq.wrapping_add(1);
         if self.reports.is_full() {
             // Keep the newest: the oldest step is implied by the later ones.
             self.reports.pop_front();
         }
-        let _ = self.reports.push_back(PendingReport { seq: self.counters.report_seq, release, component, version, step });
+        let _ = self.reports.push_back(PendingReport {
+            seq: self.counters.report_seq,
+            release,
+            component,
+            version,
+            step,
+        });
         self.store.set(Key::Counters, &self.counters, &mut self.buf)
     }
 
@@ -201,7 +238,9 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             Command::Idle { .. } => Ok(Next::Idle),
             Command::Reboot => Ok(Next::Reboot),
             Command::Revert { .. } => Ok(Next::Idle),
-            Command::Update { release, envelope, .. } => self.start_update(release, envelope),
+            Command::Update {
+                release, envelope, ..
+            } => self.start_update(release, envelope),
         }
     }
 
@@ -229,16 +268,29 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
                     _ => Failure::Model,
                 };
                 self.counters.failures += 1;
-                self.push_report(release, ComponentKind::Model, manifest_version, Step::Failed(failure))?;
+                self.push_report(
+                    release,
+                    ComponentKind::Model,
+                    manifest_version,
+                    Step::Failed(failure),
+                )?;
                 return Err(e);
             }
         };
-        let dst = self.envelope.get_mut(..envelope.len()).ok_or(Error::DoesNotFit)?;
+        let dst = self
+            .envelope
+            .get_mut(..envelope.len())
+            .ok_or(Error::DoesNotFit)?;
         dst.copy_from_slice(envelope);
         self.envelope_len = envelope.len();
         // The envelope first, then the pending record that points at it.
-        self.store.set_bytes(Key::Envelope, envelope, &mut self.buf)?;
-        let pending = Pending { release, offset: 0, total };
+        self.store
+            .set_bytes(Key::Envelope, envelope, &mut self.buf)?;
+        let pending = Pending {
+            release,
+            offset: 0,
+            total,
+        };
         self.store.set(Key::Pending, &pending, &mut self.buf)?;
         self.pending = Some(pending);
         self.cursor = 0;
@@ -247,10 +299,15 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
     }
 
     fn check_release(&self, envelope: &[u8]) -> Result<u32, Error> {
-        let verified = self.root.verify_manifest(envelope).map_err(Error::Refused)?;
+        let verified = self
+            .root
+            .verify_manifest(envelope)
+            .map_err(Error::Refused)?;
         let m = &verified.manifest;
         let model = m.component(ComponentKind::Model).ok_or(Error::DoesNotFit)?;
-        let set = m.component(ComponentKind::ValidationSet).ok_or(Error::DoesNotFit)?;
+        let set = m
+            .component(ComponentKind::ValidationSet)
+            .ok_or(Error::DoesNotFit)?;
         if m.component(ComponentKind::Firmware).is_some() {
             return Err(Error::DoesNotFit);
         }
@@ -262,7 +319,9 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         })
         .map_err(Error::Refused)?;
         let total = model.size.checked_add(set.size).ok_or(Error::DoesNotFit)?;
-        if total > self.region(self.inactive_slot()).size || m.arena_size.unwrap_or(u32::MAX) > self.identity.arena_capacity {
+        if total > self.region(self.inactive_slot()).size
+            || m.arena_size.unwrap_or(u32::MAX) > self.identity.arena_capacity
+        {
             return Err(Error::DoesNotFit);
         }
         Ok(total)
@@ -270,13 +329,19 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
 
     fn next_fetch(&self) -> Next {
         match self.pending {
-            Some(p) if self.cursor < p.total => Next::Fetch(ChunkRequest { release: p.release, offset: self.cursor, len: CHUNK.min(p.total - self.cursor) }),
+            Some(p) if self.cursor < p.total => Next::Fetch(ChunkRequest {
+                release: p.release,
+                offset: self.cursor,
+                len: CHUNK.min(p.total - self.cursor),
+            }),
             Some(_) => Next::Validate,
             None => Next::Idle,
         }
     }
 
-    fn slot_partition(&self) -> BlockingPartition<'f, embassy_sync::blocking_mutex::raw::NoopRawMutex, F> {
+    fn slot_partition(
+        &self,
+    ) -> BlockingPartition<'f, embassy_sync::blocking_mutex::raw::NoopRawMutex, F> {
         let r = self.region(self.inactive_slot());
         BlockingPartition::new(self.flash, r.offset, r.size)
     }
@@ -302,15 +367,23 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
     fn sizes(&self) -> Result<(u32, u32), Error> {
         let m = self.manifest()?;
         let model = m.component(ComponentKind::Model).ok_or(Error::DoesNotFit)?;
-        let set = m.component(ComponentKind::ValidationSet).ok_or(Error::DoesNotFit)?;
+        let set = m
+            .component(ComponentKind::ValidationSet)
+            .ok_or(Error::DoesNotFit)?;
         Ok((model.size, set.size))
     }
 
     /// Writes a chunk into the inactive slot, hashing as it goes; a component whose digest
     /// differs is caught at its last byte, before anything is committed.
     pub fn on_chunk(&mut self, release: u64, offset: u32, data: &[u8]) -> Result<Next, Error> {
-        let Some(p) = self.pending else { return Err(Error::NoUpdate) };
-        if release != p.release || offset != self.cursor || data.is_empty() || offset + data.len() as u32 > p.total {
+        let Some(p) = self.pending else {
+            return Err(Error::NoUpdate);
+        };
+        if release != p.release
+            || offset != self.cursor
+            || data.is_empty()
+            || offset + data.len() as u32 > p.total
+        {
             return Err(Error::UnexpectedChunk);
         }
         let (model_size, _) = self.sizes()?;
@@ -329,19 +402,22 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             sector = offset;
         }
         while sector < end {
-            part.erase(sector, sector + erase).map_err(|_| Error::Flash)?;
+            part.erase(sector, sector + erase)
+                .map_err(|_| Error::Flash)?;
             sector += erase;
         }
         // Whole words, then the tail padded with 0xFF (only at the end of the payloads).
         let whole = data.len() / word * word;
         if whole > 0 {
-            part.write(offset, &data[..whole]).map_err(|_| Error::Flash)?;
+            part.write(offset, &data[..whole])
+                .map_err(|_| Error::Flash)?;
         }
         if whole < data.len() {
             let mut tail = [0xFFu8; 64];
             let rest = &data[whole..];
             tail[..rest.len()].copy_from_slice(rest);
-            part.write(offset + whole as u32, &tail[..word]).map_err(|_| Error::Flash)?;
+            part.write(offset + whole as u32, &tail[..word])
+                .map_err(|_| Error::Flash)?;
         }
         // Hash, finishing the model's digest at its last byte.
         let mut at = offset;
@@ -353,13 +429,28 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             at += n as u32;
             rest = &rest[n..];
             if at == boundary {
-                let digest: [u8; 32] = core::mem::replace(&mut self.hasher, Sha256::new()).finalize().into();
-                let want = if boundary == model_size { model_digest } else { set_digest };
+                let digest: [u8; 32] = core::mem::replace(&mut self.hasher, Sha256::new())
+                    .finalize()
+                    .into();
+                let want = if boundary == model_size {
+                    model_digest
+                } else {
+                    set_digest
+                };
                 if digest != want {
-                    let version = self.manifest()?.primary().map(|c| c.version).unwrap_or_default();
+                    let version = self
+                        .manifest()?
+                        .primary()
+                        .map(|c| c.version)
+                        .unwrap_or_default();
                     self.abandon()?;
                     self.counters.failures += 1;
-                    self.push_report(release, ComponentKind::Model, version, Step::Failed(Failure::Digest))?;
+                    self.push_report(
+                        release,
+                        ComponentKind::Model,
+                        version,
+                        Step::Failed(Failure::Digest),
+                    )?;
                     return Err(Error::Digest);
                 }
             }
@@ -367,12 +458,23 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         self.cursor = end;
         // Persist progress at each completed sector and at the end.
         if end == p.total || end / erase != offset / erase {
-            let persisted = if end == p.total { end } else { end / erase * erase };
-            let record = Pending { offset: persisted, ..p };
+            let persisted = if end == p.total {
+                end
+            } else {
+                end / erase * erase
+            };
+            let record = Pending {
+                offset: persisted,
+                ..p
+            };
             self.store.set(Key::Pending, &record, &mut self.buf)?;
             self.pending = Some(record);
             if end == p.total {
-                let version = self.manifest()?.primary().map(|c| c.version).unwrap_or_default();
+                let version = self
+                    .manifest()?
+                    .primary()
+                    .map(|c| c.version)
+                    .unwrap_or_default();
                 self.push_report(release, ComponentKind::Model, version, Step::Downloaded)?;
             }
         }
@@ -381,7 +483,12 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
 
     /// Runs the new model on its validation set (from the inactive slot's bytes, `slot`) and
     /// switches to it only if the policy holds; the old model stays in its slot.
-    pub fn validate(&mut self, slot: &[u8], arena: &mut [u8], now_ns: impl FnMut() -> u64) -> Result<Next, Error> {
+    pub fn validate(
+        &mut self,
+        slot: &[u8],
+        arena: &mut [u8],
+        now_ns: impl FnMut() -> u64,
+    ) -> Result<Next, Error> {
         if !self.needs_validation() {
             return Err(Error::NoUpdate);
         }
@@ -390,15 +497,33 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         let (version, counter, policy, arena_size, model_digest, set_digest) = {
             let m = self.manifest()?;
             let model = m.component(ComponentKind::Model).ok_or(Error::DoesNotFit)?;
-            let set = m.component(ComponentKind::ValidationSet).ok_or(Error::DoesNotFit)?;
-            (model.version, m.security_counter, m.policy.unwrap_or_default(), m.arena_size.unwrap_or(0), model.digest, set.digest)
+            let set = m
+                .component(ComponentKind::ValidationSet)
+                .ok_or(Error::DoesNotFit)?;
+            (
+                model.version,
+                m.security_counter,
+                m.policy.unwrap_or_default(),
+                m.arena_size.unwrap_or(0),
+                model.digest,
+                set.digest,
+            )
         };
         let model_bytes = slot.get(..model_size as usize).ok_or(Error::DoesNotFit)?;
-        let set_bytes = slot.get(model_size as usize..(model_size + set_size) as usize).ok_or(Error::DoesNotFit)?;
+        let set_bytes = slot
+            .get(model_size as usize..(model_size + set_size) as usize)
+            .ok_or(Error::DoesNotFit)?;
         // The slot must still hold what was downloaded (flash can change under a reset).
-        if artifact::sha256(model_bytes) != model_digest || artifact::sha256(set_bytes) != set_digest {
+        if artifact::sha256(model_bytes) != model_digest
+            || artifact::sha256(set_bytes) != set_digest
+        {
             self.abandon()?;
-            self.push_report(release, ComponentKind::Model, version, Step::Failed(Failure::Digest))?;
+            self.push_report(
+                release,
+                ComponentKind::Model,
+                version,
+                Step::Failed(Failure::Digest),
+            )?;
             return Err(Error::Digest);
         }
         let outcome = (|| {
@@ -412,13 +537,28 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             Err(e) => {
                 self.abandon()?;
                 self.counters.failures += 1;
-                self.push_report(release, ComponentKind::Model, version, Step::Failed(Failure::Model))?;
+                self.push_report(
+                    release,
+                    ComponentKind::Model,
+                    version,
+                    Step::Failed(Failure::Model),
+                )?;
                 return Err(Error::Model(e));
             }
         };
-        let figures = Figures { samples: report.samples, accuracy_bp: report.accuracy_bp, p50_us: report.p50_us, p99_us: report.p99_us };
+        let figures = Figures {
+            samples: report.samples,
+            accuracy_bp: report.accuracy_bp,
+            p50_us: report.p50_us,
+            p99_us: report.p99_us,
+        };
         self.last_validation = Some(figures);
-        self.push_report(release, ComponentKind::Model, version, Step::Validated(figures))?;
+        self.push_report(
+            release,
+            ComponentKind::Model,
+            version,
+            Step::Validated(figures),
+        )?;
         let verdict = model::judge(&report, &policy, self.active.map(|a| a.accuracy_bp));
         if !verdict.passed() {
             let reason = if !verdict.accuracy_ok {
@@ -430,7 +570,12 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             };
             self.abandon()?;
             self.counters.reverts += 1;
-            self.push_report(release, ComponentKind::Model, version, Step::Reverted(reason))?;
+            self.push_report(
+                release,
+                ComponentKind::Model,
+                version,
+                Step::Reverted(reason),
+            )?;
             return Ok(Next::Idle);
         }
         let new_slot = self.inactive_slot();

@@ -17,7 +17,10 @@
 //! - A model that fails its validation policy is never switched to.
 //! - Progress is persisted at each erase sector: a reset resumes the download there.
 #![no_std]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod agent;
 mod error;

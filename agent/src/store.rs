@@ -69,7 +69,16 @@ type Part<'f, F> = BlockingAsync<BlockingPartition<'f, NoopRawMutex, F>>;
 /// The record store over the key-value region.
 #[allow(missing_debug_implementations)] // sequential-storage's map has no Debug
 pub struct Store<'f, F: NorFlash + MultiwriteNorFlash> {
-    map: MapStorage<u8, Part<'f, F>, Cache<sequential_storage::cache::Uncached, sequential_storage::cache::Uncached, sequential_storage::cache::Uncached, u8>>,
+    map: MapStorage<
+        u8,
+        Part<'f, F>,
+        Cache<
+            sequential_storage::cache::Uncached,
+            sequential_storage::cache::Uncached,
+            sequential_storage::cache::Uncached,
+            u8,
+        >,
+    >,
 }
 
 /// Item buffer: the largest record is the envelope.
@@ -77,22 +86,43 @@ pub const BUF: usize = artifact::MAX_ENVELOPE_LEN + 64;
 
 impl<'f, F: NorFlash + MultiwriteNorFlash> Store<'f, F> {
     pub fn new(flash: &'f SharedFlash<F>, layout: &Layout) -> Result<Self, Error> {
-        let part = BlockingAsync::new(BlockingPartition::new(flash, layout.kv.offset, layout.kv.size));
+        let part = BlockingAsync::new(BlockingPartition::new(
+            flash,
+            layout.kv.offset,
+            layout.kv.size,
+        ));
         let config = MapConfig::try_new(0..layout.kv.size).map_err(|_| Error::Storage)?;
-        Ok(Store { map: MapStorage::new(part, config, Cache::new_uncached()) })
+        Ok(Store {
+            map: MapStorage::new(part, config, Cache::new_uncached()),
+        })
     }
 
-    pub fn get<V: for<'a> PostcardValue<'a>>(&mut self, key: Key, buf: &mut [u8; BUF]) -> Result<Option<V>, Error> {
+    pub fn get<V: for<'a> PostcardValue<'a>>(
+        &mut self,
+        key: Key,
+        buf: &mut [u8; BUF],
+    ) -> Result<Option<V>, Error> {
         block_on(self.map.fetch_item::<V>(buf, &(key as u8))).map_err(|_| Error::Storage)
     }
 
-    pub fn set<V: for<'a> PostcardValue<'a>>(&mut self, key: Key, value: &V, buf: &mut [u8; BUF]) -> Result<(), Error> {
+    pub fn set<V: for<'a> PostcardValue<'a>>(
+        &mut self,
+        key: Key,
+        value: &V,
+        buf: &mut [u8; BUF],
+    ) -> Result<(), Error> {
         block_on(self.map.store_item(buf, &(key as u8), value)).map_err(|_| Error::Storage)
     }
 
     /// Reads raw bytes (the envelope) into `out`; returns their length.
-    pub fn get_bytes(&mut self, key: Key, buf: &mut [u8; BUF], out: &mut [u8]) -> Result<Option<usize>, Error> {
-        let found: Option<&[u8]> = block_on(self.map.fetch_item::<&[u8]>(buf, &(key as u8))).map_err(|_| Error::Storage)?;
+    pub fn get_bytes(
+        &mut self,
+        key: Key,
+        buf: &mut [u8; BUF],
+        out: &mut [u8],
+    ) -> Result<Option<usize>, Error> {
+        let found: Option<&[u8]> = block_on(self.map.fetch_item::<&[u8]>(buf, &(key as u8)))
+            .map_err(|_| Error::Storage)?;
         match found {
             Some(b) => {
                 let dst = out.get_mut(..b.len()).ok_or(Error::Storage)?;

@@ -21,7 +21,8 @@ pub struct SlotImage {
     pub version: Version,
 }
 
-fn signing_key() -> ed25519_dalek::SigningKey {
+/// The fixed test signing key (emulated boards and simulators only).
+pub fn signing_key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[42; 32])
 }
 

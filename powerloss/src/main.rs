@@ -13,7 +13,17 @@ fn main() -> Result<()> {
         .and_then(|i| args.get(i + 1))
         .cloned();
     let started = std::time::Instant::now();
-    let results = powerloss::run_all(quick);
+    let mut results = powerloss::run_all(quick);
+    results.push(powerloss::model_update::matrix(
+        "model-update",
+        "per_tensor",
+        true,
+    ));
+    results.push(powerloss::model_update::matrix(
+        "model-update-rejected",
+        "regressed",
+        false,
+    ));
     let (mut points, mut failures, mut known) = (0, 0, 0);
     println!(
         "{:<22} {:<28} {:>10} {:>9}",
@@ -34,6 +44,10 @@ fn main() -> Result<()> {
             failures += r.failures;
         }
     }
+    let (m_erases, m_writes, m_bytes) = powerloss::model_update::update_cost();
+    println!(
+        "model update (model and validation set, 29 KiB): {m_erases} erases, {m_writes} writes, {m_bytes} bytes written"
+    );
     let costs: Vec<_> = [64 * 1024, 255 * 1024 - 512]
         .iter()
         .map(|&n| powerloss::update_cost(&layout::MPS2_AN386, n))
@@ -64,6 +78,7 @@ fn main() -> Result<()> {
             "cut_points": points,
             "failures": failures,
             "known_limitation_failures": known,
+            "model_update_cost": {"erases": m_erases, "writes": m_writes, "bytes_written": m_bytes},
             "update_cost": costs.iter().map(|c| json!({
                 "image_bytes": c.image_bytes, "slot_bytes": c.slot_bytes, "erases": c.erases,
                 "writes": c.writes, "bytes_written": c.bytes_written,

@@ -1,11 +1,9 @@
 //! Model updates through the agent core: switch after validation, refusals before the first
 //! write, corrupted chunks, failed validations, resets mid-download.
 
-mod common;
-
 use agent::{Agent, Error, Next};
 use artifact::Version;
-use common::*;
+use powerloss::model_update::*;
 use protocol::{Failure, ModelSlot, RevertReason, Step};
 
 fn steps(agent: &mut Agent<'_, Flash>) -> Vec<Step> {
@@ -23,9 +21,14 @@ fn a_good_model_is_validated_then_switched_to() {
     let mut agent = Agent::open(&flash, LAYOUT, root(), identity()).unwrap();
     assert_eq!(agent.active(), None);
     let r = release(1, "good", Version::new(1, 0, 0), 1, "mps2-an386");
-    assert_eq!(run_update(&mut agent, &flash, &r).unwrap(), Next::Switched(ModelSlot::A));
+    assert_eq!(
+        run_update(&mut agent, &flash, &r).unwrap(),
+        Next::Switched(ModelSlot::A)
+    );
     let s = steps(&mut agent);
-    assert!(matches!(s.as_slice(), [Step::Downloaded, Step::Validated(f), Step::Confirmed] if f.accuracy_bp == 9_277 && f.samples == 360));
+    assert!(
+        matches!(s.as_slice(), [Step::Downloaded, Step::Validated(f), Step::Confirmed] if f.accuracy_bp == 9_277 && f.samples == 360)
+    );
     assert!(active_is_intact(&agent, &flash));
     // Reopened after a reset, the agent knows its model.
     drop(agent);
@@ -35,7 +38,10 @@ fn a_good_model_is_validated_then_switched_to() {
     // The next update goes to the other slot; the first stays for an instant revert.
     let mut agent = agent;
     let r2 = release(2, "per_tensor", Version::new(1, 1, 0), 2, "mps2-an386");
-    assert_eq!(run_update(&mut agent, &flash, &r2).unwrap(), Next::Switched(ModelSlot::B));
+    assert_eq!(
+        run_update(&mut agent, &flash, &r2).unwrap(),
+        Next::Switched(ModelSlot::B)
+    );
     assert_eq!(agent.active().unwrap().version, (1, 1, 0));
     assert_eq!(agent.counters().updates, 2);
 }
@@ -44,12 +50,19 @@ fn a_good_model_is_validated_then_switched_to() {
 fn a_less_accurate_model_is_never_switched_to() {
     let flash = new_flash();
     let mut agent = Agent::open(&flash, LAYOUT, root(), identity()).unwrap();
-    run_update(&mut agent, &flash, &release(1, "good", Version::new(1, 0, 0), 1, "mps2-an386")).unwrap();
+    run_update(
+        &mut agent,
+        &flash,
+        &release(1, "good", Version::new(1, 0, 0), 1, "mps2-an386"),
+    )
+    .unwrap();
     steps(&mut agent);
     let bad = release(2, "regressed", Version::new(1, 1, 0), 2, "mps2-an386");
     assert_eq!(run_update(&mut agent, &flash, &bad).unwrap(), Next::Idle);
     let s = steps(&mut agent);
-    assert!(matches!(s.as_slice(), [Step::Downloaded, Step::Validated(f), Step::Reverted(RevertReason::Accuracy)] if f.accuracy_bp == 5_972));
+    assert!(
+        matches!(s.as_slice(), [Step::Downloaded, Step::Validated(f), Step::Reverted(RevertReason::Accuracy)] if f.accuracy_bp == 5_972)
+    );
     assert_eq!(agent.active().unwrap().version, (1, 0, 0));
     assert_eq!(agent.active_slot(), Some(ModelSlot::A));
     assert!(active_is_intact(&agent, &flash));
@@ -59,12 +72,19 @@ fn a_less_accurate_model_is_never_switched_to() {
 fn a_slow_model_is_never_switched_to() {
     let flash = new_flash();
     let mut agent = Agent::open(&flash, LAYOUT, root(), identity()).unwrap();
-    run_update(&mut agent, &flash, &release(1, "good", Version::new(1, 0, 0), 1, "mps2-an386")).unwrap();
+    run_update(
+        &mut agent,
+        &flash,
+        &release(1, "good", Version::new(1, 0, 0), 1, "mps2-an386"),
+    )
+    .unwrap();
     steps(&mut agent);
     let slow = release(2, "slow", Version::new(2, 0, 0), 2, "mps2-an386");
     assert_eq!(run_update(&mut agent, &flash, &slow).unwrap(), Next::Idle);
     let s = steps(&mut agent);
-    assert!(matches!(s.as_slice(), [Step::Downloaded, Step::Validated(f), Step::Reverted(RevertReason::Latency)] if f.p99_us > 10_000));
+    assert!(
+        matches!(s.as_slice(), [Step::Downloaded, Step::Validated(f), Step::Reverted(RevertReason::Latency)] if f.p99_us > 10_000)
+    );
     assert_eq!(agent.active().unwrap().version, (1, 0, 0));
 }
 
@@ -72,21 +92,40 @@ fn a_slow_model_is_never_switched_to() {
 fn refused_releases_write_nothing_to_the_model_slots() {
     let flash = new_flash();
     let mut agent = Agent::open(&flash, LAYOUT, root(), identity()).unwrap();
-    run_update(&mut agent, &flash, &release(1, "good", Version::new(1, 0, 0), 5, "mps2-an386")).unwrap();
+    run_update(
+        &mut agent,
+        &flash,
+        &release(1, "good", Version::new(1, 0, 0), 5, "mps2-an386"),
+    )
+    .unwrap();
     steps(&mut agent);
-    let slot_b = || flash.lock(|f| f.borrow().bytes()[LAYOUT.model_b.offset as usize..LAYOUT.model_b.end() as usize].to_vec());
+    let slot_b = || {
+        flash.lock(|f| {
+            f.borrow().bytes()[LAYOUT.model_b.offset as usize..LAYOUT.model_b.end() as usize]
+                .to_vec()
+        })
+    };
     let before = slot_b();
     let mut tampered = release(2, "per_tensor", Version::new(1, 1, 0), 6, "mps2-an386");
     let n = tampered.envelope.len();
     tampered.envelope[n - 1] ^= 1;
     let cases = [
         (tampered, artifact::Error::BadSignature),
-        (release(3, "per_tensor", Version::new(1, 1, 0), 6, "nrf52840-dk"), artifact::Error::WrongBoard),
-        (release(4, "per_tensor", Version::new(1, 1, 0), 4, "mps2-an386"), artifact::Error::SecurityCounter),
+        (
+            release(3, "per_tensor", Version::new(1, 1, 0), 6, "nrf52840-dk"),
+            artifact::Error::WrongBoard,
+        ),
+        (
+            release(4, "per_tensor", Version::new(1, 1, 0), 4, "mps2-an386"),
+            artifact::Error::SecurityCounter,
+        ),
     ];
     for (r, why) in cases {
         assert_eq!(agent.on_command(&command(&r)), Err(Error::Refused(why)));
-        assert_eq!(steps(&mut agent), vec![Step::Failed(Failure::Manifest(why))]);
+        assert_eq!(
+            steps(&mut agent),
+            vec![Step::Failed(Failure::Manifest(why))]
+        );
         assert_eq!(slot_b(), before, "the inactive slot was touched");
         assert_eq!(agent.progress(), None);
     }
@@ -96,7 +135,12 @@ fn refused_releases_write_nothing_to_the_model_slots() {
 fn a_corrupted_chunk_is_caught_before_commit() {
     let flash = new_flash();
     let mut agent = Agent::open(&flash, LAYOUT, root(), identity()).unwrap();
-    run_update(&mut agent, &flash, &release(1, "good", Version::new(1, 0, 0), 1, "mps2-an386")).unwrap();
+    run_update(
+        &mut agent,
+        &flash,
+        &release(1, "good", Version::new(1, 0, 0), 1, "mps2-an386"),
+    )
+    .unwrap();
     steps(&mut agent);
     let mut r = release(2, "per_tensor", Version::new(1, 1, 0), 2, "mps2-an386");
     r.payload[3000] ^= 0x40; // inside the model
@@ -106,7 +150,10 @@ fn a_corrupted_chunk_is_caught_before_commit() {
     assert_eq!(agent.progress(), None);
     // The same release, delivered cleanly, then installs.
     let clean = release(2, "per_tensor", Version::new(1, 1, 0), 2, "mps2-an386");
-    assert_eq!(run_update(&mut agent, &flash, &clean).unwrap(), Next::Switched(ModelSlot::B));
+    assert_eq!(
+        run_update(&mut agent, &flash, &clean).unwrap(),
+        Next::Switched(ModelSlot::B)
+    );
 }
 
 #[test]
@@ -118,17 +165,31 @@ fn a_reset_mid_download_resumes_at_the_last_sector() {
         let mut next = agent.on_command(&command(&r)).unwrap();
         // 10 chunks of 1 KiB, then the device resets.
         for _ in 0..10 {
-            let Next::Fetch(req) = next else { panic!("{next:?}") };
-            next = agent.on_chunk(req.release, req.offset, &r.payload[req.offset as usize..(req.offset + req.len) as usize]).unwrap();
+            let Next::Fetch(req) = next else {
+                panic!("{next:?}")
+            };
+            next = agent
+                .on_chunk(
+                    req.release,
+                    req.offset,
+                    &r.payload[req.offset as usize..(req.offset + req.len) as usize],
+                )
+                .unwrap();
         }
     }
     let mut agent = Agent::open(&flash, LAYOUT, root(), identity()).unwrap();
     let p = agent.progress().unwrap();
-    assert_eq!((p.release, p.offset, p.total), (1, 8192, r.payload.len() as u32));
+    assert_eq!(
+        (p.release, p.offset, p.total),
+        (1, 8192, r.payload.len() as u32)
+    );
     // The server repeats the command; the agent asks for what it lacks.
     match agent.on_command(&command(&r)).unwrap() {
         Next::Fetch(req) => assert_eq!(req.offset, 8192),
         other => panic!("{other:?}"),
     }
-    assert_eq!(run_update(&mut agent, &flash, &r).unwrap(), Next::Switched(ModelSlot::A));
+    assert_eq!(
+        run_update(&mut agent, &flash, &r).unwrap(),
+        Next::Switched(ModelSlot::A)
+    );
 }

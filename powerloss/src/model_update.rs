@@ -1,0 +1,291 @@
+//! Model updates through the real agent core on a simulated device: fixtures signed as
+//! releases, a strict NOR flash, a clock that makes a model as slow as its multiply-accumulates,
+//! and the power-loss matrix over a whole model update.
+
+use agent::{Agent, Identity, Next};
+use artifact::{
+    Component, ComponentKind, DocumentType, Envelope, Manifest, Policy, Version, sha256,
+};
+use bootloader::SharedFlash;
+use core::cell::RefCell;
+use embassy_sync::blocking_mutex::Mutex;
+use layout::{Layout, MPS2_AN386};
+use norsim::NorSim;
+use protocol::Command;
+
+pub type Flash = NorSim<4, 4096>;
+pub const LAYOUT: &Layout = &MPS2_AN386;
+
+pub use crate::device::trust_root as root;
+
+fn key() -> ed25519_dalek::SigningKey {
+    crate::device::signing_key()
+}
+
+pub fn identity() -> Identity<'static> {
+    Identity {
+        device_id: "node-1",
+        board: "mps2-an386",
+        runtime_abi: 1,
+        arena_capacity: 64 * 1024,
+    }
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../model/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("test fixture")
+}
+
+/// A signed model release: envelope and payloads (model then validation set).
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub id: u64,
+    pub envelope: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub version: Version,
+}
+
+pub fn release(
+    id: u64,
+    name: &str,
+    version: Version,
+    counter: u64,
+    board: &'static str,
+) -> Release {
+    let model = fixture(&format!("{name}.tflite"));
+    let set = fixture(&format!("{name}.vset"));
+    let c = |kind, bytes: &[u8]| Component {
+        kind,
+        name: "digits",
+        version,
+        size: bytes.len() as u32,
+        digest: sha256(bytes),
+    };
+    let manifest = Manifest {
+        security_counter: counter,
+        boards: [board].into_iter().collect(),
+        components: [
+            c(ComponentKind::Model, &model),
+            c(ComponentKind::ValidationSet, &set),
+        ]
+        .into_iter()
+        .collect(),
+        runtime_abi: None,
+        required_abi: Some(1),
+        arena_size: Some(8 * 1024),
+        policy: Some(Policy {
+            min_accuracy_bp: 9_000,
+            max_p99_latency_us: 10_000,
+            max_accuracy_drop_bp: 200,
+        }),
+    };
+    let envelope = Envelope::sign(
+        DocumentType::Manifest,
+        &manifest.to_vec().expect("test fixture"),
+        &[key()],
+    )
+    .expect("test fixture");
+    let mut payload = model;
+    payload.extend_from_slice(&set);
+    Release {
+        id,
+        envelope,
+        payload,
+        version,
+    }
+}
+
+pub fn new_flash() -> SharedFlash<Flash> {
+    Mutex::new(RefCell::new(Flash::new(LAYOUT.flash_size as usize)))
+}
+
+/// Inference latency as the emulated Cortex-M4 measured it: about 111 ns per MAC at 62.5 MIPS
+/// (the slow fixture's 460 k MACs take 51 ms there).
+pub fn clock_for(slot: &[u8], model_size: usize) -> impl FnMut() -> u64 {
+    let macs = model::Model::parse(&slot[..model_size])
+        .map(|m| m.macs())
+        .unwrap_or(0);
+    let mut calls = 0u64;
+    let mut t = 0u64;
+    move || {
+        calls += 1;
+        if calls % 2 == 0 {
+            t += macs * 111;
+        }
+        t
+    }
+}
+
+pub fn command(r: &Release) -> Command<'_> {
+    Command::Update {
+        release: r.id,
+        envelope: &r.envelope,
+        url: "/artifacts/1",
+    }
+}
+
+/// Runs an update to its end: command, every chunk, validation. Returns the last `Next`.
+pub fn run_update(
+    agent: &mut Agent<'_, Flash>,
+    flash: &SharedFlash<Flash>,
+    r: &Release,
+) -> Result<Next, agent::Error> {
+    let mut next = agent.on_command(&command(r))?;
+    loop {
+        match next {
+            Next::Fetch(req) => {
+                let end = (req.offset + req.len) as usize;
+                next = agent.on_chunk(
+                    req.release,
+                    req.offset,
+                    &r.payload[req.offset as usize..end],
+                )?;
+            }
+            Next::Validate => {
+                let region = agent.region(agent.inactive_slot());
+                let slot = flash.lock(|f| {
+                    f.borrow().bytes()[region.offset as usize..region.end() as usize].to_vec()
+                });
+                let model_size = model_size(r);
+                let mut arena = vec![0u8; 64 * 1024];
+                next = agent.validate(&slot, &mut arena, clock_for(&slot, model_size))?;
+            }
+            other => return Ok(other),
+        }
+    }
+}
+
+pub fn model_size(r: &Release) -> usize {
+    let m = root()
+        .verify_manifest(&r.envelope)
+        .expect("test fixture")
+        .manifest;
+    m.component(ComponentKind::Model)
+        .expect("test fixture")
+        .size as usize
+}
+
+/// The active model's slot content matches its record (the invariant of every power cut).
+pub fn active_is_intact(agent: &Agent<'_, Flash>, flash: &SharedFlash<Flash>) -> bool {
+    let Some(a) = agent.active() else {
+        return false;
+    };
+    let region = agent.region(agent.active_slot().expect("test fixture"));
+    flash.lock(|f| {
+        let flash = f.borrow();
+        let bytes = &flash.bytes()[region.offset as usize..region.end() as usize];
+        let model = &bytes[..a.model_size as usize];
+        let set = &bytes[a.model_size as usize..(a.model_size + a.set_size) as usize];
+        sha256(model) == a.model_digest && sha256(set) == a.set_digest
+    })
+}
+
+/// Power-loss matrix of a model update (`model-update...` scenarios of powerloss.json): a
+/// device running `good` 1.0.0 receives `to`; power is cut (or the operation torn) at every
+/// flash operation of the update. After each fault the agent restarts; the active model must
+/// be the old or the new one and intact, never neither; the server then repeats the command
+/// and the update must end where a fault-free one ends.
+pub fn matrix(name: &str, to: &str, expect_switch: bool) -> crate::ScenarioResult {
+    use norsim::{Fault, FaultKind};
+    let old = release(1, "good", Version::new(1, 0, 0), 1, "mps2-an386");
+    let new = release(2, to, Version::new(1, 1, 0), 2, "mps2-an386");
+    let installed = new_flash();
+    {
+        let mut agent = Agent::open(&installed, LAYOUT, root(), identity()).expect("open");
+        run_update(&mut agent, &installed, &old).expect("install the old model");
+    }
+    let snapshot = |f: &SharedFlash<Flash>| -> SharedFlash<Flash> {
+        Mutex::new(RefCell::new(f.lock(|c| c.borrow().clone())))
+    };
+    let final_version = if expect_switch { (1, 1, 0) } else { (1, 0, 0) };
+    let probe = snapshot(&installed);
+    probe.lock(|f| f.borrow_mut().power_on());
+    let ops = {
+        let mut agent = Agent::open(&probe, LAYOUT, root(), identity()).expect("open");
+        let before = probe.lock(|f| f.borrow().ops());
+        run_update(&mut agent, &probe, &new).expect("fault-free update");
+        probe.lock(|f| f.borrow().ops()) - before
+    };
+    let mut result = crate::ScenarioResult {
+        name: name.into(),
+        geometry: "mps2-an386 layout, 4KiB/4B".into(),
+        cut_points: 0,
+        failures: 0,
+        first_failure: None,
+        known_limitation: false,
+    };
+    for k in 0..ops {
+        for kind in [FaultKind::Cut, FaultKind::Tear] {
+            let flash = snapshot(&installed);
+            flash.lock(|f| {
+                let mut f = f.borrow_mut();
+                *f = f.clone().with_seed(k * 2 + kind as u64 + 1);
+                f.power_on();
+            });
+            let outcome = (|| -> Result<(), String> {
+                {
+                    let mut agent = Agent::open(&flash, LAYOUT, root(), identity())
+                        .map_err(|e| format!("open: {e:?}"))?;
+                    flash.lock(|f| f.borrow_mut().plan(Fault { at: k, kind }));
+                    let _ = run_update(&mut agent, &flash, &new);
+                }
+                flash.lock(|f| f.borrow_mut().power_on());
+                let mut agent = Agent::open(&flash, LAYOUT, root(), identity())
+                    .map_err(|e| format!("reopen: {e:?}"))?;
+                if !active_is_intact(&agent, &flash) {
+                    return Err("no intact active model".into());
+                }
+                let v = agent.active().map(|a| a.version);
+                if v != Some((1, 0, 0)) && v != Some((1, 1, 0)) {
+                    return Err(format!("active version {v:?}"));
+                }
+                // The server repeats the command until the device reports the outcome.
+                let _ = run_update(&mut agent, &flash, &new);
+                let agent = Agent::open(&flash, LAYOUT, root(), identity())
+                    .map_err(|e| format!("final open: {e:?}"))?;
+                if !active_is_intact(&agent, &flash)
+                    || agent.active().map(|a| a.version) != Some(final_version)
+                {
+                    return Err(format!("ended on {:?}", agent.active().map(|a| a.version)));
+                }
+                Ok(())
+            })();
+            result.cut_points += 1;
+            if let Err(e) = outcome {
+                result.failures += 1;
+                if result.first_failure.is_none() {
+                    result.first_failure = Some(format!("{kind:?} at operation {k}: {e}"));
+                }
+            }
+        }
+    }
+    result
+}
+
+/// Flash work of one model update (agent records included): (erases, writes, bytes written).
+pub fn update_cost() -> (u64, u64, u64) {
+    let flash = new_flash();
+    let mut agent = Agent::open(&flash, LAYOUT, root(), identity()).expect("open");
+    run_update(
+        &mut agent,
+        &flash,
+        &release(1, "good", Version::new(1, 0, 0), 1, "mps2-an386"),
+    )
+    .expect("install");
+    let before = flash.lock(|f| f.borrow().counters());
+    run_update(
+        &mut agent,
+        &flash,
+        &release(2, "per_tensor", Version::new(1, 1, 0), 2, "mps2-an386"),
+    )
+    .expect("update");
+    let after = flash.lock(|f| f.borrow().counters());
+    (
+        after.erases - before.erases,
+        after.writes - before.writes,
+        after.bytes_written - before.bytes_written,
+    )
+}
