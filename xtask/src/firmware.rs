@@ -9,6 +9,8 @@ use std::process::Command;
 
 /// The bootloader binaries, one per board (built with the size-optimised `boot` profile).
 pub const BOOTLOADERS: &[&str] = &["boot-mps2", "boot-nrf52840"];
+/// Everything built for size as devices carry it: the bootloaders and the agent.
+const SIZE_BUILDS: &[&str] = &["boot-mps2", "boot-nrf52840", "agent-size"];
 /// Test applications the QEMU tests sign and boot.
 pub const TEST_APPS: &[&str] = &["app-confirm", "app-reset", "app-hang"];
 
@@ -19,7 +21,7 @@ pub fn dir() -> PathBuf {
 
 /// Path of a firmware ELF.
 pub fn elf(name: &str) -> PathBuf {
-    let profile = if BOOTLOADERS.contains(&name) {
+    let profile = if SIZE_BUILDS.contains(&name) {
         "boot"
     } else {
         "release"
@@ -78,18 +80,45 @@ pub fn build() -> Result<()> {
     cargo
         .env("FLEET_TRUST_ROOT", &root_doc)
         .args(["build", "--release", "--quiet", "--workspace"]);
-    for boot in BOOTLOADERS {
+    for boot in SIZE_BUILDS {
         cargo.args(["--exclude", boot]);
     }
     step("firmware build (thumbv7em, Debian rustc)", &dir(), cargo)?;
 
-    let mut boot = firmware_cargo();
-    boot.env("FLEET_TRUST_ROOT", &root_doc)
-        .args(["build", "--profile", "boot", "--quiet"]);
-    for b in BOOTLOADERS {
-        boot.args(["-p", b]);
+    // One build each: the bootloaders' features (cortex-m-rt's `device`) must not reach the
+    // agent, whose board support provides no interrupt table.
+    // The agent without its validation path (so without the model runtime), kept aside.
+    let mut core = firmware_cargo();
+    core.env("FLEET_TRUST_ROOT", &root_doc).args([
+        "build",
+        "--profile",
+        "boot",
+        "--quiet",
+        "-p",
+        "agent-size",
+        "--no-default-features",
+    ]);
+    step(
+        "agent without the model runtime (size profile)",
+        &dir(),
+        core,
+    )?;
+    std::fs::copy(
+        elf("agent-size"),
+        elf("agent-size").with_file_name("agent-size-core"),
+    )?;
+    for b in SIZE_BUILDS {
+        let mut boot = firmware_cargo();
+        boot.env("FLEET_TRUST_ROOT", &root_doc).args([
+            "build",
+            "--profile",
+            "boot",
+            "--quiet",
+            "-p",
+            b,
+        ]);
+        step(&format!("{b} (size profile)"), &dir(), boot)?;
     }
-    step("bootloaders (size profile)", &dir(), boot)?;
 
     for app in TEST_APPS {
         raw_binary(app)?;
@@ -97,34 +126,133 @@ pub fn build() -> Result<()> {
     write_sizes()
 }
 
+/// Bytes of text + rodata + data of an ELF (Berkeley `size`: text, data).
+fn text_bytes(elf: &std::path::Path) -> Result<u64> {
+    let out = Command::new("arm-none-eabi-size")
+        .arg(elf)
+        .output()
+        .context("arm-none-eabi-size")?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(2)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum())
+}
+
 /// target/bench/firmware-size.json: each bootloader's size (text + rodata + data).
 fn write_sizes() -> Result<()> {
     let mut boards = serde_json::Map::new();
     let mut largest = 0u64;
     for b in BOOTLOADERS {
-        let out = Command::new("arm-none-eabi-size")
-            .arg(elf(b))
-            .output()
-            .context("arm-none-eabi-size")?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        // Berkeley format: text (with rodata and vectors), data, bss.
-        let bytes: u64 = text
-            .lines()
-            .nth(1)
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(2)
-            .filter_map(|v| v.parse::<u64>().ok())
-            .sum();
+        let bytes = text_bytes(&elf(b))?;
         println!("{b}: {bytes} bytes (text + rodata + data), target 32768");
         largest = largest.max(bytes);
         boards.insert((*b).to_owned(), bytes.into());
     }
-    let doc = serde_json::json!({ "bootloader_bytes": largest, "bootloaders": boards, "target_bytes": 32 * 1024 });
+    let agent = agent_size()?;
+    let doc = serde_json::json!({
+        "bootloader_bytes": largest,
+        "bootloaders": boards,
+        "target_bytes": 32 * 1024,
+        "agent": agent,
+    });
     let path = root().join("target/bench/firmware-size.json");
     std::fs::create_dir_all(path.parent().context("bench dir")?)?;
     std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")?;
     Ok(())
+}
+
+/// Code bytes per crate of a firmware ELF (from the symbol table).
+fn code_by_crate(elf: &std::path::Path) -> Result<std::collections::BTreeMap<String, u64>> {
+    let nm = Command::new("arm-none-eabi-nm")
+        .args(["--print-size", "-C"])
+        .arg(elf)
+        .output()
+        .context("arm-none-eabi-nm")?;
+    let mut by_crate = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&nm.stdout).lines() {
+        let mut parts = line.splitn(4, ' ');
+        let (Some(_), Some(size), Some(kind), Some(name)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if !matches!(kind, "t" | "T" | "r" | "R") {
+            continue;
+        }
+        let name = name.trim_start_matches(['<', '&']);
+        let krate = name
+            .split("::")
+            .next()
+            .unwrap_or(name)
+            .split(' ')
+            .next()
+            .unwrap_or(name)
+            .to_owned();
+        *by_crate.entry(krate).or_insert(0) += u64::from_str_radix(size, 16).unwrap_or(0);
+    }
+    Ok(by_crate)
+}
+
+/// The agent core linked for mps2-an386: code without the model runtime, and its state in RAM
+/// (printed by the firmware itself when QEMU runs it).
+fn agent_size() -> Result<serde_json::Value> {
+    let elf = elf("agent-size");
+    let by_crate = code_by_crate(&elf)?;
+    let total = text_bytes(&elf)?;
+    // The model runtime inlines into the agent at opt-level z: measure the agent built without
+    // its validation path instead of counting symbols.
+    let core = text_bytes(&elf.with_file_name("agent-size-core"))?;
+    let runtime = total.saturating_sub(core);
+    let dir = tempfile_dir()?;
+    let flash = vec![0xFFu8; layout::MPS2_AN386.flash_size as usize];
+    std::fs::write(dir.join("flash.bin"), flash)?;
+    let out = Command::new("timeout")
+        .args([
+            "60",
+            "qemu-system-arm",
+            "-M",
+            "mps2-an386",
+            "-nographic",
+            "-icount",
+            "shift=4",
+        ])
+        .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
+        .arg(&elf)
+        .current_dir(&dir)
+        .output()
+        .context("qemu-system-arm")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let state: u64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("agent state: ")?
+                .strip_suffix(" bytes")?
+                .parse()
+                .ok()
+        })
+        .with_context(|| format!("agent-size printed no state size: {text}"))?;
+    println!(
+        "agent firmware: {total} bytes (text + rodata + data), {core} without the model runtime; agent state {state} bytes of RAM"
+    );
+    Ok(serde_json::json!({
+        "code_bytes": total,
+        "model_runtime_bytes": runtime,
+        "code_bytes_without_model_runtime": core,
+        "state_ram_bytes": state,
+        "code_by_crate": by_crate,
+    }))
+}
+
+/// A fresh working directory under target/ for an emulator run.
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = root().join("target/agent-size-run");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 pub fn run(_args: &[String]) -> Result<()> {

@@ -4,7 +4,7 @@
 
 use cortex_m_semihosting::{nr, syscall};
 use embedded_storage::nor_flash::{
-    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+    ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
 
 pub use layout::MPS2_AN386 as LAYOUT;
@@ -159,6 +159,10 @@ impl NorFlash for SemihostingFlash {
         Ok(())
     }
 }
+
+/// NOR may program a word again while it only clears bits, which `write` enforces (the
+/// key-value store relies on it).
+impl MultiwriteNorFlash for SemihostingFlash {}
 
 /// The CMSDK watchdog (0x4000_8000): an interrupt at the first expiry, a reset at the second.
 pub mod watchdog {
