@@ -13,8 +13,8 @@ use sha2::{Digest as _, Sha256};
 
 /// Bytes the agent asks for per chunk (a multiple of every supported write size).
 pub const CHUNK: u32 = 1024;
-/// Reports kept until delivered.
-const REPORTS: usize = 16;
+/// Reports kept until delivered (in RAM and in flash).
+const REPORTS: usize = crate::store::REPORT_SLOTS as usize;
 
 /// Who the device is: fixed for a firmware build.
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +126,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             reports: Deque::new(),
             last_validation: None,
         };
+        agent.load_reports()?;
         if let Some(p) = agent.pending {
             let committed = agent
                 .manifest()
@@ -204,10 +205,54 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         self.reports.front().copied()
     }
 
-    pub fn delivered(&mut self, seq: u32) {
+    /// The server has the report `seq`: forget it (in flash too).
+    pub fn delivered(&mut self, seq: u32) -> Result<(), Error> {
         if self.reports.front().is_some_and(|r| r.seq == seq) {
             self.reports.pop_front();
+            self.store
+                .remove(Key::Report((seq % REPORTS as u32) as u8), &mut self.buf)?;
         }
+        Ok(())
+    }
+
+    /// The report as the protocol carries it.
+    pub fn message<'a>(&'a self, r: &PendingReport) -> protocol::Report<'a> {
+        protocol::Report {
+            device_id: self.identity.device_id,
+            seq: r.seq,
+            release: r.release,
+            component: r.component,
+            version: r.version,
+            step: r.step,
+        }
+    }
+
+    /// Reads the undelivered reports a reset left in flash, oldest first.
+    fn load_reports(&mut self) -> Result<(), Error> {
+        let mut found: heapless::Vec<PendingReport, REPORTS> = heapless::Vec::new();
+        let mut bytes = [0u8; 128];
+        for slot in 0..crate::store::REPORT_SLOTS {
+            let Some(n) = self
+                .store
+                .get_bytes(Key::Report(slot), &mut self.buf, &mut bytes)?
+            else {
+                continue;
+            };
+            if let Ok(r) = protocol::decode::<protocol::Report>(&bytes[..n]) {
+                let _ = found.push(PendingReport {
+                    seq: r.seq,
+                    release: r.release,
+                    component: r.component,
+                    version: r.version,
+                    step: r.step,
+                });
+            }
+        }
+        found.sort_unstable_by_key(|r| r.seq);
+        for r in found {
+            let _ = self.reports.push_back(r);
+        }
+        Ok(())
     }
 
     fn push_report(
@@ -219,17 +264,28 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
     ) -> Result<(), Error> {
         self.counters.report_seq = self.counters.report_seq.wrapping_add(1);
         if self.reports.is_full() {
-            // Keep the newest: the oldest step is implied by the later ones.
+            // Keep the newest: the oldest step is implied by the later ones (and its flash slot
+            // is the one the new report takes).
             self.reports.pop_front();
         }
-        let _ = self.reports.push_back(PendingReport {
+        let report = PendingReport {
             seq: self.counters.report_seq,
             release,
             component,
             version,
             step,
-        });
-        self.store.set(Key::Counters, &self.counters, &mut self.buf)
+        };
+        let _ = self.reports.push_back(report);
+        // The counter first: a report is never stored under a sequence number used before.
+        self.store
+            .set(Key::Counters, &self.counters, &mut self.buf)?;
+        let mut bytes = [0u8; 128];
+        let n = protocol::encode(&self.message(&report), &mut bytes).map_err(|_| Error::Storage)?;
+        self.store.set_bytes(
+            Key::Report((report.seq % REPORTS as u32) as u8),
+            &bytes[..n],
+            &mut self.buf,
+        )
     }
 
     /// Handles a command from the server.

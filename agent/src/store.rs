@@ -16,12 +16,28 @@ use serde::{Deserialize, Serialize};
 
 /// Keys of the records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub enum Key {
-    ActiveModel = 1,
-    Pending = 2,
-    Envelope = 3,
-    Counters = 4,
+    ActiveModel,
+    Pending,
+    Envelope,
+    Counters,
+    /// Undelivered step reports, `protocol::Report` CBOR, in slots 0..REPORT_SLOTS (by seq).
+    Report(u8),
+}
+
+/// Reports kept in flash until the server has them.
+pub const REPORT_SLOTS: u8 = 16;
+
+impl Key {
+    fn id(self) -> u8 {
+        match self {
+            Key::ActiveModel => 1,
+            Key::Pending => 2,
+            Key::Envelope => 3,
+            Key::Counters => 4,
+            Key::Report(slot) => 16 + slot % REPORT_SLOTS,
+        }
+    }
 }
 
 /// The model inference runs on, and what it proved on its own validation set.
@@ -102,7 +118,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Store<'f, F> {
         key: Key,
         buf: &mut [u8; BUF],
     ) -> Result<Option<V>, Error> {
-        block_on(self.map.fetch_item::<V>(buf, &(key as u8))).map_err(|_| Error::Storage)
+        block_on(self.map.fetch_item::<V>(buf, &key.id())).map_err(|_| Error::Storage)
     }
 
     pub fn set<V: for<'a> PostcardValue<'a>>(
@@ -111,7 +127,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Store<'f, F> {
         value: &V,
         buf: &mut [u8; BUF],
     ) -> Result<(), Error> {
-        block_on(self.map.store_item(buf, &(key as u8), value)).map_err(|_| Error::Storage)
+        block_on(self.map.store_item(buf, &key.id(), value)).map_err(|_| Error::Storage)
     }
 
     /// Reads raw bytes (the envelope) into `out`; returns their length.
@@ -121,8 +137,8 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Store<'f, F> {
         buf: &mut [u8; BUF],
         out: &mut [u8],
     ) -> Result<Option<usize>, Error> {
-        let found: Option<&[u8]> = block_on(self.map.fetch_item::<&[u8]>(buf, &(key as u8)))
-            .map_err(|_| Error::Storage)?;
+        let found: Option<&[u8]> =
+            block_on(self.map.fetch_item::<&[u8]>(buf, &key.id())).map_err(|_| Error::Storage)?;
         match found {
             Some(b) => {
                 let dst = out.get_mut(..b.len()).ok_or(Error::Storage)?;
@@ -134,10 +150,10 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Store<'f, F> {
     }
 
     pub fn set_bytes(&mut self, key: Key, value: &[u8], buf: &mut [u8; BUF]) -> Result<(), Error> {
-        block_on(self.map.store_item(buf, &(key as u8), &value)).map_err(|_| Error::Storage)
+        block_on(self.map.store_item(buf, &key.id(), &value)).map_err(|_| Error::Storage)
     }
 
     pub fn remove(&mut self, key: Key, buf: &mut [u8; BUF]) -> Result<(), Error> {
-        block_on(self.map.remove_item(buf, &(key as u8))).map_err(|_| Error::Storage)
+        block_on(self.map.remove_item(buf, &key.id())).map_err(|_| Error::Storage)
     }
 }

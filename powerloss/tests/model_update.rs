@@ -10,7 +10,7 @@ fn steps(agent: &mut Agent<'_, Flash>) -> Vec<Step> {
     let mut out = vec![];
     while let Some(r) = agent.report() {
         out.push(r.step);
-        agent.delivered(r.seq);
+        agent.delivered(r.seq).unwrap();
     }
     out
 }
@@ -154,6 +154,40 @@ fn a_corrupted_chunk_is_caught_before_commit() {
         run_update(&mut agent, &flash, &clean).unwrap(),
         Next::Switched(ModelSlot::B)
     );
+}
+
+#[test]
+fn undelivered_reports_survive_a_reset() {
+    let flash = new_flash();
+    {
+        let mut agent = Agent::open(&flash, LAYOUT, root(), identity()).unwrap();
+        run_update(
+            &mut agent,
+            &flash,
+            &release(1, "good", Version::new(1, 0, 0), 1, "mps2-an386"),
+        )
+        .unwrap();
+        let first = agent.report().unwrap();
+        assert_eq!(first.step, Step::Downloaded);
+        agent.delivered(first.seq).unwrap();
+        // Validated and Confirmed are not delivered when the device resets.
+    }
+    let mut agent = Agent::open(&flash, LAYOUT, root(), identity()).unwrap();
+    let s = steps(&mut agent);
+    assert!(
+        matches!(s.as_slice(), [Step::Validated(_), Step::Confirmed]),
+        "{s:?}"
+    );
+    let agent = Agent::open(&flash, LAYOUT, root(), identity()).unwrap();
+    assert_eq!(agent.report(), None, "delivered reports stay delivered");
+    let r = agent.message(&agent::PendingReport {
+        seq: 9,
+        release: 1,
+        component: artifact::ComponentKind::Model,
+        version: Version::new(1, 0, 0),
+        step: Step::Confirmed,
+    });
+    assert_eq!(r.device_id, "node-1");
 }
 
 #[test]
