@@ -8,11 +8,22 @@ use embassy_embedded_hal::flash::partition::BlockingPartition;
 use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash, ReadNorFlash};
 use heapless::Deque;
 use layout::{Layout, Region};
-use protocol::{ChunkRequest, Command, Failure, Figures, ModelSlot, RevertReason, Step};
+use protocol::{
+    BootStatus, ChunkRequest, Command, Failure, Figures, ModelSlot, RevertReason, Step,
+};
 use sha2::{Digest as _, Sha256};
 
 /// Bytes the agent asks for per chunk (a multiple of every supported write size).
 pub const CHUNK: u32 = 1024;
+/// Largest image header a layout may ask for.
+const MAX_HEADER: usize = 4096;
+const PHASE_DOWNLOADING: u8 = 0;
+/// Firmware written and marked for swap; waiting for the reboot.
+const PHASE_INSTALLED: u8 = 1;
+/// Firmware booted on trial; waiting for its validation.
+const PHASE_BOOTED: u8 = 2;
+/// Firmware failed its validation; waiting for the reset that reverts it.
+const PHASE_REJECTED: u8 = 3;
 /// Reports kept until delivered (in RAM and in flash).
 const REPORTS: usize = crate::store::REPORT_SLOTS as usize;
 
@@ -38,6 +49,9 @@ pub enum Next {
     Validate,
     /// A new model is active in this slot: reload the interpreter from it.
     Switched(ModelSlot),
+    /// A firmware runs on trial: run `confirm_firmware` on the active model slot.
+    CheckFirmware,
+    /// Reset the device (to swap in a firmware, or to let the bootloader revert one).
     Reboot,
 }
 
@@ -134,12 +148,17 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
                 .and_then(|m| m.component(ComponentKind::Model).map(|c| c.digest));
             if agent.manifest().is_err() {
                 agent.abandon()?;
-            } else if committed.is_some() && committed == agent.active.map(|a| a.model_digest) {
+            } else if !p.firmware
+                && committed.is_some()
+                && committed == agent.active.map(|a| a.model_digest)
+            {
                 // Power went between the switch and the clean-up: the update is done.
                 agent.clear_pending()?;
-            } else {
+            } else if p.phase == PHASE_DOWNLOADING {
                 agent.cursor = p.offset;
                 agent.rehash(p.offset)?;
+            } else {
+                agent.cursor = p.total;
             }
         }
         Ok(agent)
@@ -197,7 +216,8 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
 
     /// Whether a complete download awaits validation (after a reset during validation, too).
     pub fn needs_validation(&self) -> bool {
-        self.pending.is_some_and(|p| self.cursor == p.total)
+        self.pending
+            .is_some_and(|p| !p.firmware && self.cursor == p.total)
     }
 
     /// The next report to deliver; `delivered` removes it once the server has it.
@@ -300,36 +320,40 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         }
     }
 
-    /// Checks the release before writing a single byte: signature threshold, board, model
-    /// security counter, runtime ABI, arena and slot size.
+    /// Checks the release before writing a single byte: signature threshold, board, security
+    /// counter (firmware: the bootloader's; model: the active model's), runtime ABI, arena and
+    /// slot size.
     fn start_update(&mut self, release: u64, envelope: &[u8]) -> Result<Next, Error> {
         if let Some(p) = self.pending {
             if p.release == release {
-                return Ok(self.next_fetch());
+                return Ok(if p.phase == PHASE_DOWNLOADING {
+                    self.next_fetch()
+                } else {
+                    Next::Idle
+                });
+            }
+            if p.phase != PHASE_DOWNLOADING {
+                // A firmware update waits for its reboot: one update at a time.
+                return Ok(Next::Idle);
             }
             self.abandon()?;
         }
         let checked = self.check_release(envelope);
-        let manifest_version = self
+        let (kind, version) = self
             .root
             .verify_manifest(envelope)
             .ok()
-            .and_then(|v| v.manifest.primary().map(|c| c.version))
-            .unwrap_or_default();
-        let total = match checked {
-            Ok(total) => total,
+            .and_then(|v| v.manifest.primary().map(|c| (c.kind, c.version)))
+            .unwrap_or((ComponentKind::Model, Version::default()));
+        let (total, firmware) = match checked {
+            Ok(x) => x,
             Err(e) => {
                 let failure = match e {
                     Error::Refused(a) => Failure::Manifest(a),
                     _ => Failure::Model,
                 };
                 self.counters.failures += 1;
-                self.push_report(
-                    release,
-                    ComponentKind::Model,
-                    manifest_version,
-                    Step::Failed(failure),
-                )?;
+                self.push_report(release, kind, version, Step::Failed(failure))?;
                 return Err(e);
             }
         };
@@ -346,7 +370,21 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             release,
             offset: 0,
             total,
+            firmware,
+            phase: PHASE_DOWNLOADING,
         };
+        if firmware {
+            // The image header (the signed manifest the bootloader checks) goes first.
+            let mut header = [0xFFu8; MAX_HEADER];
+            let header = header
+                .get_mut(..self.layout.image_header_size as usize)
+                .ok_or(Error::DoesNotFit)?;
+            bootloader::header::write(envelope, header).map_err(|_| Error::DoesNotFit)?;
+            let mut part = self.target_partition(true);
+            let erase = F::ERASE_SIZE as u32;
+            part.erase(0, erase).map_err(|_| Error::Flash)?;
+            part.write(0, header).map_err(|_| Error::Flash)?;
+        }
         self.store.set(Key::Pending, &pending, &mut self.buf)?;
         self.pending = Some(pending);
         self.cursor = 0;
@@ -354,33 +392,62 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         Ok(self.next_fetch())
     }
 
-    fn check_release(&self, envelope: &[u8]) -> Result<u32, Error> {
+    /// Returns the payload bytes to download and whether it is a firmware release.
+    fn check_release(&self, envelope: &[u8]) -> Result<(u32, bool), Error> {
         let verified = self
             .root
             .verify_manifest(envelope)
             .map_err(Error::Refused)?;
         let m = &verified.manifest;
-        let model = m.component(ComponentKind::Model).ok_or(Error::DoesNotFit)?;
-        let set = m
-            .component(ComponentKind::ValidationSet)
-            .ok_or(Error::DoesNotFit)?;
-        if m.component(ComponentKind::Firmware).is_some() {
-            return Err(Error::DoesNotFit);
-        }
+        let firmware = m.component(ComponentKind::Firmware);
+        let model = m.component(ComponentKind::Model);
+        let firmware_counter = match firmware {
+            Some(_) => {
+                let r = self.layout.security_counter;
+                bootloader::SecurityCounter::new(BlockingPartition::new(
+                    self.flash, r.offset, r.size,
+                ))
+                .and_then(|mut c| c.get())
+                .map_err(|_| Error::Flash)?
+            }
+            None => 0,
+        };
         m.check_device(&DeviceState {
             board: self.identity.board,
             runtime_abi: self.identity.runtime_abi,
-            firmware_counter: 0,
+            firmware_counter,
             model_counter: self.active.map_or(0, |a| a.security_counter),
         })
         .map_err(Error::Refused)?;
-        let total = model.size.checked_add(set.size).ok_or(Error::DoesNotFit)?;
-        if total > self.region(self.inactive_slot()).size
-            || m.arena_size.unwrap_or(u32::MAX) > self.identity.arena_capacity
-        {
-            return Err(Error::DoesNotFit);
+        match (firmware, model) {
+            (Some(fw), None) => {
+                let header = self.layout.image_header_size;
+                if fw.size > self.layout.max_image_size()
+                    || envelope.len() + bootloader::header::PREFIX_LEN > header as usize
+                {
+                    return Err(Error::DoesNotFit);
+                }
+                // A new firmware must run the active model: same runtime ABI.
+                if m.runtime_abi != Some(self.identity.runtime_abi) && self.active.is_some() {
+                    return Err(Error::Refused(artifact::Error::AbiMismatch));
+                }
+                Ok((fw.size, true))
+            }
+            (None, Some(model)) => {
+                let set = m
+                    .component(ComponentKind::ValidationSet)
+                    .ok_or(Error::DoesNotFit)?;
+                let total = model.size.checked_add(set.size).ok_or(Error::DoesNotFit)?;
+                if total > self.region(self.inactive_slot()).size
+                    || m.arena_size.unwrap_or(u32::MAX) > self.identity.arena_capacity
+                {
+                    return Err(Error::DoesNotFit);
+                }
+                Ok((total, false))
+            }
+            // A firmware shipped with its model is not handled yet.
+            _ => Err(Error::DoesNotFit),
         }
-        Ok(total)
     }
 
     fn next_fetch(&self) -> Next {
@@ -390,30 +457,76 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
                 offset: self.cursor,
                 len: CHUNK.min(p.total - self.cursor),
             }),
-            Some(_) => Next::Validate,
+            Some(p) if !p.firmware => Next::Validate,
+            Some(_) => Next::Reboot,
             None => Next::Idle,
         }
     }
 
-    fn slot_partition(
+    /// Where a release's payloads go: the DFU slot after the image header, or the inactive
+    /// model slot from its start. Returns the partition; `base` is `header_base`.
+    fn target_partition(
         &self,
+        firmware: bool,
     ) -> BlockingPartition<'f, embassy_sync::blocking_mutex::raw::NoopRawMutex, F> {
-        let r = self.region(self.inactive_slot());
+        let r = if firmware {
+            self.layout.dfu
+        } else {
+            self.region(self.inactive_slot())
+        };
         BlockingPartition::new(self.flash, r.offset, r.size)
+    }
+
+    fn header_base(&self, firmware: bool) -> u32 {
+        if firmware {
+            self.layout.image_header_size
+        } else {
+            0
+        }
+    }
+
+    /// (size, digest) of each payload, in download order.
+    fn parts(&self) -> Result<heapless::Vec<(u32, [u8; 32]), 2>, Error> {
+        let m = self.manifest()?;
+        let mut out = heapless::Vec::new();
+        for kind in [
+            ComponentKind::Firmware,
+            ComponentKind::Model,
+            ComponentKind::ValidationSet,
+        ] {
+            if let Some(c) = m.component(kind) {
+                out.push((c.size, c.digest))
+                    .map_err(|_| Error::DoesNotFit)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Start of the payload that contains stream offset `at` (the hash restarts there).
+    fn part_start(&self, at: u32) -> Result<(u32, u32), Error> {
+        let mut start = 0;
+        for (size, _) in self.parts()? {
+            if at < start + size {
+                return Ok((start, start + size));
+            }
+            start += size;
+        }
+        Ok((start, start))
     }
 
     /// Recomputes the running digest of the bytes already written (after a reset).
     fn rehash(&mut self, upto: u32) -> Result<(), Error> {
-        let (model_size, _) = self.sizes()?;
-        let mut part = self.slot_partition();
+        let firmware = self.pending.is_some_and(|p| p.firmware);
+        let base = self.header_base(firmware);
+        let (start, _) = self.part_start(upto)?;
+        let mut part = self.target_partition(firmware);
         self.hasher = Sha256::new();
-        // The hash restarts at the validation set's start: only its own bytes feed it.
-        let start = if upto > model_size { model_size } else { 0 };
         let mut at = start;
         let mut chunk = [0u8; 256];
         while at < upto {
             let n = (upto - at).min(chunk.len() as u32) as usize;
-            part.read(at, &mut chunk[..n]).map_err(|_| Error::Flash)?;
+            part.read(base + at, &mut chunk[..n])
+                .map_err(|_| Error::Flash)?;
             self.hasher.update(&chunk[..n]);
             at += n as u32;
         }
@@ -429,35 +542,29 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         Ok((model.size, set.size))
     }
 
-    /// Writes a chunk into the inactive slot, hashing as it goes; a component whose digest
-    /// differs is caught at its last byte, before anything is committed.
+    /// Writes a chunk where the release goes, hashing as it goes; a payload whose digest
+    /// differs is caught at its last byte, before anything is committed or marked for swap.
     pub fn on_chunk(&mut self, release: u64, offset: u32, data: &[u8]) -> Result<Next, Error> {
         let Some(p) = self.pending else {
             return Err(Error::NoUpdate);
         };
         if release != p.release
+            || p.phase != PHASE_DOWNLOADING
             || offset != self.cursor
             || data.is_empty()
             || offset + data.len() as u32 > p.total
         {
             return Err(Error::UnexpectedChunk);
         }
-        let (model_size, _) = self.sizes()?;
-        let (model_digest, set_digest) = {
-            let m = self.manifest()?;
-            let d = |k| m.component(k).map(|c| c.digest).unwrap_or_default();
-            (d(ComponentKind::Model), d(ComponentKind::ValidationSet))
-        };
+        let base = self.header_base(p.firmware);
         let erase = F::ERASE_SIZE as u32;
         let word = F::WRITE_SIZE;
-        let mut part = self.slot_partition();
-        // Erase each sector when the download first reaches it (a resume restarts at a sector).
-        let end = offset + data.len() as u32;
-        let mut sector = offset.div_ceil(erase) * erase;
-        if offset % erase == 0 {
-            sector = offset;
-        }
-        while sector < end {
+        let mut part = self.target_partition(p.firmware);
+        // Erase each sector when the download first reaches its start (a resume restarts at
+        // one; the header's sector was erased with the header).
+        let (from, to) = (base + offset, base + offset + data.len() as u32);
+        let mut sector = from.div_ceil(erase) * erase;
+        while sector < to {
             part.erase(sector, sector + erase)
                 .map_err(|_| Error::Flash)?;
             sector += erase;
@@ -465,21 +572,26 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         // Whole words, then the tail padded with 0xFF (only at the end of the payloads).
         let whole = data.len() / word * word;
         if whole > 0 {
-            part.write(offset, &data[..whole])
-                .map_err(|_| Error::Flash)?;
+            part.write(from, &data[..whole]).map_err(|_| Error::Flash)?;
         }
         if whole < data.len() {
             let mut tail = [0xFFu8; 64];
             let rest = &data[whole..];
             tail[..rest.len()].copy_from_slice(rest);
-            part.write(offset + whole as u32, &tail[..word])
+            part.write(from + whole as u32, &tail[..word])
                 .map_err(|_| Error::Flash)?;
         }
-        // Hash, finishing the model's digest at its last byte.
+        // Hash, finishing each payload's digest at its last byte.
+        let parts = self.parts()?;
+        let kind = if p.firmware {
+            ComponentKind::Firmware
+        } else {
+            ComponentKind::Model
+        };
         let mut at = offset;
         let mut rest = data;
         while !rest.is_empty() {
-            let boundary = if at < model_size { model_size } else { p.total };
+            let (_, boundary) = self.part_start(at)?;
             let n = ((boundary - at) as usize).min(rest.len());
             self.hasher.update(&rest[..n]);
             at += n as u32;
@@ -488,12 +600,12 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
                 let digest: [u8; 32] = core::mem::replace(&mut self.hasher, Sha256::new())
                     .finalize()
                     .into();
-                let want = if boundary == model_size {
-                    model_digest
-                } else {
-                    set_digest
-                };
-                if digest != want {
+                let mut start = 0;
+                let want = parts.iter().find_map(|&(size, d)| {
+                    start += size;
+                    (start == boundary).then_some(d)
+                });
+                if Some(digest) != want {
                     let version = self
                         .manifest()?
                         .primary()
@@ -501,40 +613,209 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
                         .unwrap_or_default();
                     self.abandon()?;
                     self.counters.failures += 1;
-                    self.push_report(
-                        release,
-                        ComponentKind::Model,
-                        version,
-                        Step::Failed(Failure::Digest),
-                    )?;
+                    self.push_report(release, kind, version, Step::Failed(Failure::Digest))?;
                     return Err(Error::Digest);
                 }
             }
         }
-        self.cursor = end;
+        self.cursor = at;
         // Persist progress at each completed sector and at the end.
-        if end == p.total || end / erase != offset / erase {
+        let end = at;
+        if end == p.total || (base + end) / erase != from / erase {
             let persisted = if end == p.total {
                 end
             } else {
-                end / erase * erase
+                ((base + end) / erase * erase).saturating_sub(base)
             };
-            let record = Pending {
+            let mut record = Pending {
                 offset: persisted,
                 ..p
             };
+            let version = self
+                .manifest()?
+                .primary()
+                .map(|c| c.version)
+                .unwrap_or_default();
+            if end == p.total && p.firmware {
+                // Ask the bootloader to swap at the next reset.
+                let r = self.layout.state;
+                let mut aligned = [0u8; 64];
+                let aligned = aligned.get_mut(..F::WRITE_SIZE).ok_or(Error::Flash)?;
+                embassy_boot::BlockingFirmwareState::new(
+                    BlockingPartition::new(self.flash, r.offset, r.size),
+                    aligned,
+                )
+                .mark_updated()
+                .map_err(|_| Error::Flash)?;
+                record.phase = PHASE_INSTALLED;
+            }
             self.store.set(Key::Pending, &record, &mut self.buf)?;
             self.pending = Some(record);
             if end == p.total {
-                let version = self
-                    .manifest()?
-                    .primary()
-                    .map(|c| c.version)
-                    .unwrap_or_default();
-                self.push_report(release, ComponentKind::Model, version, Step::Downloaded)?;
+                self.push_report(release, kind, version, Step::Downloaded)?;
+                if p.firmware {
+                    self.push_report(release, kind, version, Step::Installed)?;
+                }
             }
         }
         Ok(self.next_fetch())
+    }
+
+    /// After every boot, with what the bootloader said of the running firmware. A firmware on
+    /// trial must prove the active model still meets its policy (`confirm_firmware`); a revert
+    /// the bootloader did on its own is reported here.
+    pub fn after_boot(&mut self, status: BootStatus, running: Version) -> Result<Next, Error> {
+        let Some(p) = self
+            .pending
+            .filter(|p| p.firmware && p.phase != PHASE_DOWNLOADING)
+        else {
+            return Ok(Next::Idle);
+        };
+        let version = self
+            .manifest()?
+            .primary()
+            .map(|c| c.version)
+            .unwrap_or_default();
+        match status {
+            BootStatus::Trial if running == version => {
+                if p.phase == PHASE_INSTALLED {
+                    self.push_report(p.release, ComponentKind::Firmware, version, Step::Booted)?;
+                    let booted = Pending {
+                        phase: PHASE_BOOTED,
+                        ..p
+                    };
+                    self.store.set(Key::Pending, &booted, &mut self.buf)?;
+                    self.pending = Some(booted);
+                }
+                Ok(Next::CheckFirmware)
+            }
+            BootStatus::Reverted | BootStatus::Trial => {
+                // The bootloader went back: the trial hung, crashed, failed its checks, or the
+                // new image was refused. Report it (once), then confirm the old firmware.
+                if p.phase != PHASE_REJECTED {
+                    self.counters.reverts += 1;
+                    self.push_report(
+                        p.release,
+                        ComponentKind::Firmware,
+                        version,
+                        Step::Reverted(RevertReason::NotConfirmed),
+                    )?;
+                }
+                self.mark_booted()?;
+                self.clear_pending()?;
+                Ok(Next::Idle)
+            }
+            BootStatus::Confirmed => {
+                if running == version {
+                    // Confirmed before the power went: finish the bookkeeping.
+                    self.counters.updates += 1;
+                    self.push_report(p.release, ComponentKind::Firmware, version, Step::Confirmed)?;
+                }
+                self.clear_pending()?;
+                Ok(Next::Idle)
+            }
+        }
+    }
+
+    /// On a firmware trial: run the active model's validation set under the new firmware
+    /// (`slot`: the active model slot's bytes). Confirm if its policy still holds; otherwise
+    /// report the revert and ask for a reset, so that the bootloader goes back.
+    pub fn confirm_firmware(
+        &mut self,
+        slot: &[u8],
+        arena: &mut [u8],
+        now_ns: impl FnMut() -> u64,
+    ) -> Result<Next, Error> {
+        let Some(p) = self
+            .pending
+            .filter(|p| p.firmware && p.phase == PHASE_BOOTED)
+        else {
+            return Err(Error::NoUpdate);
+        };
+        let version = self
+            .manifest()?
+            .primary()
+            .map(|c| c.version)
+            .unwrap_or_default();
+        let verdict = match self.active {
+            None => None,
+            Some(a) => {
+                let model_bytes = slot.get(..a.model_size as usize).ok_or(Error::DoesNotFit)?;
+                let set_bytes = slot
+                    .get(a.model_size as usize..(a.model_size + a.set_size) as usize)
+                    .ok_or(Error::DoesNotFit)?;
+                let run = (|| {
+                    let model = model::Model::parse(model_bytes)?;
+                    let set = model::ValidationSet::parse(set_bytes)?;
+                    let mut interp = model::Interpreter::new(&model, arena)?;
+                    model::validation::run(&mut interp, &set, now_ns)
+                })();
+                let report = run.map_err(Error::Model)?;
+                let figures = Figures {
+                    samples: report.samples,
+                    accuracy_bp: report.accuracy_bp,
+                    p50_us: report.p50_us,
+                    p99_us: report.p99_us,
+                };
+                self.last_validation = Some(figures);
+                self.push_report(
+                    p.release,
+                    ComponentKind::Firmware,
+                    version,
+                    Step::Validated(figures),
+                )?;
+                let policy = artifact::Policy {
+                    min_accuracy_bp: a.min_accuracy_bp,
+                    max_p99_latency_us: a.max_p99_latency_us,
+                    max_accuracy_drop_bp: a.max_accuracy_drop_bp,
+                };
+                Some(model::judge(&report, &policy, Some(a.accuracy_bp)))
+            }
+        };
+        match verdict {
+            Some(v) if !v.passed() => {
+                let reason = if !v.accuracy_ok {
+                    RevertReason::Accuracy
+                } else if !v.latency_ok {
+                    RevertReason::Latency
+                } else {
+                    RevertReason::AccuracyDrop
+                };
+                self.counters.reverts += 1;
+                self.push_report(
+                    p.release,
+                    ComponentKind::Firmware,
+                    version,
+                    Step::Reverted(reason),
+                )?;
+                let rejected = Pending {
+                    phase: PHASE_REJECTED,
+                    ..p
+                };
+                self.store.set(Key::Pending, &rejected, &mut self.buf)?;
+                self.pending = Some(rejected);
+                Ok(Next::Reboot)
+            }
+            _ => {
+                self.mark_booted()?;
+                self.counters.updates += 1;
+                self.push_report(p.release, ComponentKind::Firmware, version, Step::Confirmed)?;
+                self.clear_pending()?;
+                Ok(Next::Idle)
+            }
+        }
+    }
+
+    fn mark_booted(&mut self) -> Result<(), Error> {
+        let r = self.layout.state;
+        let mut aligned = [0u8; 64];
+        let aligned = aligned.get_mut(..F::WRITE_SIZE).ok_or(Error::Flash)?;
+        embassy_boot::BlockingFirmwareState::new(
+            BlockingPartition::new(self.flash, r.offset, r.size),
+            aligned,
+        )
+        .mark_booted()
+        .map_err(|_| Error::Flash)
     }
 
     /// Runs the new model on its validation set (from the inactive slot's bytes, `slot`) and
@@ -645,6 +926,9 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             set_digest,
             arena_size,
             accuracy_bp: report.accuracy_bp,
+            min_accuracy_bp: policy.min_accuracy_bp,
+            max_p99_latency_us: policy.max_p99_latency_us,
+            max_accuracy_drop_bp: policy.max_accuracy_drop_bp,
         };
         // The switch is this one record: before it the old model is active, after it the new.
         self.store.set(Key::ActiveModel, &active, &mut self.buf)?;

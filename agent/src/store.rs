@@ -53,6 +53,10 @@ pub struct ActiveModel {
     pub set_digest: [u8; 32],
     pub arena_size: u32,
     pub accuracy_bp: u16,
+    /// Its policy, re-checked after a firmware update.
+    pub min_accuracy_bp: u16,
+    pub max_p99_latency_us: u32,
+    pub max_accuracy_drop_bp: u16,
 }
 
 impl PostcardValue<'_> for ActiveModel {}
@@ -61,10 +65,14 @@ impl PostcardValue<'_> for ActiveModel {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     pub release: u64,
-    /// Bytes of the payloads written and hashed so far (a whole number of erase sectors, or
-    /// the total when the download is complete).
+    /// Bytes of the payloads written and hashed so far (so that the next write starts an erase
+    /// sector, or the total when the download is complete).
     pub offset: u32,
     pub total: u32,
+    /// A firmware (to the DFU slot) rather than a model (to the inactive model slot).
+    pub firmware: bool,
+    /// Firmware only: downloading, installed (marked for swap), booted on trial, rejected.
+    pub phase: u8,
 }
 
 impl PostcardValue<'_> for Pending {}

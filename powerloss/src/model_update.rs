@@ -289,3 +289,62 @@ pub fn update_cost() -> (u64, u64, u64) {
         after.bytes_written - before.bytes_written,
     )
 }
+
+/// A signed firmware release for the board (envelope, and the raw image as its payload).
+pub fn firmware_release(id: u64, version: Version, counter: u64, image: &[u8]) -> Release {
+    let manifest = Manifest {
+        security_counter: counter,
+        boards: ["mps2-an386"].into_iter().collect(),
+        components: [Component {
+            kind: ComponentKind::Firmware,
+            name: "agent",
+            version,
+            size: image.len() as u32,
+            digest: sha256(image),
+        }]
+        .into_iter()
+        .collect(),
+        runtime_abi: Some(1),
+        required_abi: None,
+        arena_size: None,
+        policy: None,
+    };
+    let envelope = Envelope::sign(
+        DocumentType::Manifest,
+        &manifest.to_vec().expect("valid"),
+        &[key()],
+    )
+    .expect("signs");
+    Release {
+        id,
+        envelope,
+        payload: image.to_vec(),
+        version,
+    }
+}
+
+/// Downloads a firmware release to its end (the agent then asks for a reboot).
+pub fn download_firmware(agent: &mut Agent<'_, Flash>, r: &Release) -> Result<Next, agent::Error> {
+    let mut next = agent.on_command(&command(r))?;
+    while let Next::Fetch(req) = next {
+        let end = (req.offset + req.len) as usize;
+        next = agent.on_chunk(
+            req.release,
+            req.offset,
+            &r.payload[req.offset as usize..end],
+        )?;
+    }
+    Ok(next)
+}
+
+/// The active model slot's bytes (what `confirm_firmware` validates).
+pub fn active_slot_bytes(agent: &Agent<'_, Flash>, flash: &SharedFlash<Flash>) -> Vec<u8> {
+    let region = agent.region(agent.active_slot().expect("a model"));
+    flash.lock(|f| f.borrow().bytes()[region.offset as usize..region.end() as usize].to_vec())
+}
+
+/// A clock for a firmware `factor` times slower than the measured one.
+pub fn slowed_clock(slot: &[u8], model_size: usize, factor: u64) -> impl FnMut() -> u64 {
+    let mut inner = clock_for(slot, model_size);
+    move || inner() * factor
+}
