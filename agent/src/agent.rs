@@ -65,6 +65,37 @@ pub struct PendingReport {
     pub step: Step,
 }
 
+/// What an update needs of its verified manifest.
+fn release_info_of(m: &Manifest<'_>) -> Result<ReleaseInfo, Error> {
+    let primary = m.primary().ok_or(Error::DoesNotFit)?;
+    let mut parts = heapless::Vec::new();
+    for kind in [
+        ComponentKind::Firmware,
+        ComponentKind::Model,
+        ComponentKind::ValidationSet,
+    ] {
+        if let Some(c) = m.component(kind) {
+            parts
+                .push((c.size, c.digest))
+                .map_err(|_| Error::DoesNotFit)?;
+        }
+    }
+    let part = |k| m.component(k).map_or((0, [0; 32]), |c| (c.size, c.digest));
+    let (model_size, model_digest) = part(ComponentKind::Model);
+    let (set_size, set_digest) = part(ComponentKind::ValidationSet);
+    Ok(ReleaseInfo {
+        version: primary.version,
+        counter: m.security_counter,
+        policy: m.policy.unwrap_or_default(),
+        arena: m.arena_size.unwrap_or(0),
+        parts,
+        model_size,
+        set_size,
+        model_digest,
+        set_digest,
+    })
+}
+
 fn slot_of(n: u8) -> ModelSlot {
     if n == 0 { ModelSlot::A } else { ModelSlot::B }
 }
@@ -95,6 +126,23 @@ pub struct Agent<'f, F: NorFlash + MultiwriteNorFlash> {
     counters: Counters,
     reports: Deque<PendingReport, REPORTS>,
     last_validation: Option<Figures>,
+    /// What the pending release's verified manifest says (checked once, not per chunk).
+    info: Option<ReleaseInfo>,
+}
+
+/// The parts of a verified manifest the agent needs while an update is in progress.
+#[derive(Debug, Clone)]
+struct ReleaseInfo {
+    version: Version,
+    counter: u64,
+    policy: artifact::Policy,
+    arena: u32,
+    /// (size, digest) of each payload, in download order.
+    parts: heapless::Vec<(u32, [u8; 32]), 2>,
+    model_size: u32,
+    set_size: u32,
+    model_digest: [u8; 32],
+    set_digest: [u8; 32],
 }
 
 impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
@@ -139,14 +187,13 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             counters,
             reports: Deque::new(),
             last_validation: None,
+            info: None,
         };
         agent.load_reports()?;
         if let Some(p) = agent.pending {
-            let committed = agent
-                .manifest()
-                .ok()
-                .and_then(|m| m.component(ComponentKind::Model).map(|c| c.digest));
-            if agent.manifest().is_err() {
+            agent.info = agent.release_info().ok();
+            let committed = agent.info.as_ref().map(|i| i.model_digest);
+            if agent.info.is_none() {
                 agent.abandon()?;
             } else if !p.firmware
                 && committed.is_some()
@@ -174,6 +221,15 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             .verify_manifest(env)
             .map_err(Error::Refused)?
             .manifest)
+    }
+
+    /// Verifies the stored envelope and keeps what the update needs.
+    fn release_info(&self) -> Result<ReleaseInfo, Error> {
+        release_info_of(&self.manifest()?)
+    }
+
+    fn info(&self) -> Result<&ReleaseInfo, Error> {
+        self.info.as_ref().ok_or(Error::NoUpdate)
     }
 
     /// The active model, if any.
@@ -338,14 +394,20 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             }
             self.abandon()?;
         }
-        let checked = self.check_release(envelope);
-        let (kind, version) = self
-            .root
-            .verify_manifest(envelope)
+        // Verified once: the checks, the failure report and the update's info all use it.
+        let verified = self.root.verify_manifest(envelope);
+        let (kind, version) = verified
+            .as_ref()
             .ok()
             .and_then(|v| v.manifest.primary().map(|c| (c.kind, c.version)))
             .unwrap_or((ComponentKind::Model, Version::default()));
-        let (total, firmware) = match checked {
+        let checked = verified.map_err(Error::Refused).and_then(|v| {
+            Ok((
+                self.check_release(&v.manifest, envelope.len())?,
+                release_info_of(&v.manifest)?,
+            ))
+        });
+        let ((total, firmware), info) = match checked {
             Ok(x) => x,
             Err(e) => {
                 let failure = match e {
@@ -366,6 +428,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         // The envelope first, then the pending record that points at it.
         self.store
             .set_bytes(Key::Envelope, envelope, &mut self.buf)?;
+        self.info = Some(info);
         let pending = Pending {
             release,
             offset: 0,
@@ -393,12 +456,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
     }
 
     /// Returns the payload bytes to download and whether it is a firmware release.
-    fn check_release(&self, envelope: &[u8]) -> Result<(u32, bool), Error> {
-        let verified = self
-            .root
-            .verify_manifest(envelope)
-            .map_err(Error::Refused)?;
-        let m = &verified.manifest;
+    fn check_release(&self, m: &Manifest<'_>, envelope_len: usize) -> Result<(u32, bool), Error> {
         let firmware = m.component(ComponentKind::Firmware);
         let model = m.component(ComponentKind::Model);
         let firmware_counter = match firmware {
@@ -423,7 +481,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             (Some(fw), None) => {
                 let header = self.layout.image_header_size;
                 if fw.size > self.layout.max_image_size()
-                    || envelope.len() + bootloader::header::PREFIX_LEN > header as usize
+                    || envelope_len + bootloader::header::PREFIX_LEN > header as usize
                 {
                     return Err(Error::DoesNotFit);
                 }
@@ -487,19 +545,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
 
     /// (size, digest) of each payload, in download order.
     fn parts(&self) -> Result<heapless::Vec<(u32, [u8; 32]), 2>, Error> {
-        let m = self.manifest()?;
-        let mut out = heapless::Vec::new();
-        for kind in [
-            ComponentKind::Firmware,
-            ComponentKind::Model,
-            ComponentKind::ValidationSet,
-        ] {
-            if let Some(c) = m.component(kind) {
-                out.push((c.size, c.digest))
-                    .map_err(|_| Error::DoesNotFit)?;
-            }
-        }
-        Ok(out)
+        Ok(self.info()?.parts.clone())
     }
 
     /// Start of the payload that contains stream offset `at` (the hash restarts there).
@@ -534,12 +580,8 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
     }
 
     fn sizes(&self) -> Result<(u32, u32), Error> {
-        let m = self.manifest()?;
-        let model = m.component(ComponentKind::Model).ok_or(Error::DoesNotFit)?;
-        let set = m
-            .component(ComponentKind::ValidationSet)
-            .ok_or(Error::DoesNotFit)?;
-        Ok((model.size, set.size))
+        let info = self.info()?;
+        Ok((info.model_size, info.set_size))
     }
 
     /// Writes a chunk where the release goes, hashing as it goes; a payload whose digest
@@ -606,11 +648,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
                     (start == boundary).then_some(d)
                 });
                 if Some(digest) != want {
-                    let version = self
-                        .manifest()?
-                        .primary()
-                        .map(|c| c.version)
-                        .unwrap_or_default();
+                    let version = self.info()?.version;
                     self.abandon()?;
                     self.counters.failures += 1;
                     self.push_report(release, kind, version, Step::Failed(Failure::Digest))?;
@@ -631,11 +669,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
                 offset: persisted,
                 ..p
             };
-            let version = self
-                .manifest()?
-                .primary()
-                .map(|c| c.version)
-                .unwrap_or_default();
+            let version = self.info()?.version;
             if end == p.total && p.firmware {
                 // Ask the bootloader to swap at the next reset.
                 let r = self.layout.state;
@@ -671,11 +705,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         else {
             return Ok(Next::Idle);
         };
-        let version = self
-            .manifest()?
-            .primary()
-            .map(|c| c.version)
-            .unwrap_or_default();
+        let version = self.info()?.version;
         match status {
             BootStatus::Trial if running == version => {
                 if p.phase == PHASE_INSTALLED {
@@ -732,11 +762,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         else {
             return Err(Error::NoUpdate);
         };
-        let version = self
-            .manifest()?
-            .primary()
-            .map(|c| c.version)
-            .unwrap_or_default();
+        let version = self.info()?.version;
         let verdict = match self.active {
             None => None,
             Some(a) => {
@@ -831,21 +857,15 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         }
         let release = self.pending.map_or(0, |p| p.release);
         let (model_size, set_size) = self.sizes()?;
-        let (version, counter, policy, arena_size, model_digest, set_digest) = {
-            let m = self.manifest()?;
-            let model = m.component(ComponentKind::Model).ok_or(Error::DoesNotFit)?;
-            let set = m
-                .component(ComponentKind::ValidationSet)
-                .ok_or(Error::DoesNotFit)?;
-            (
-                model.version,
-                m.security_counter,
-                m.policy.unwrap_or_default(),
-                m.arena_size.unwrap_or(0),
-                model.digest,
-                set.digest,
-            )
-        };
+        let info = self.info()?;
+        let (version, counter, policy, arena_size, model_digest, set_digest) = (
+            info.version,
+            info.counter,
+            info.policy,
+            info.arena,
+            info.model_digest,
+            info.set_digest,
+        );
         let model_bytes = slot.get(..model_size as usize).ok_or(Error::DoesNotFit)?;
         let set_bytes = slot
             .get(model_size as usize..(model_size + set_size) as usize)
@@ -942,6 +962,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
     fn clear_pending(&mut self) -> Result<(), Error> {
         self.store.remove(Key::Pending, &mut self.buf)?;
         self.pending = None;
+        self.info = None;
         self.envelope_len = 0;
         self.cursor = 0;
         Ok(())

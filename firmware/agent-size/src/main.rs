@@ -6,10 +6,10 @@
 
 use agent::{Agent, Identity};
 use artifact::{Envelope, TrustRoot};
-use board_mps2::{LAYOUT, SemihostingFlash};
+use board_mps2::{LAYOUT, Num, SemihostingFlash, say};
 use core::cell::RefCell;
 use cortex_m_rt::entry;
-use cortex_m_semihosting::{debug, hprintln};
+use cortex_m_semihosting::debug;
 use embassy_sync::blocking_mutex::Mutex;
 use protocol::Command;
 
@@ -52,10 +52,12 @@ fn main() -> ! {
             || 0,
         );
     }
-    hprintln!(
-        "agent state: {} bytes",
-        core::mem::size_of::<Agent<'static, SemihostingFlash>>()
-    );
+    let size = core::mem::size_of::<Agent<'static, SemihostingFlash>>() as u32;
+    say(&[
+        b"agent state: ",
+        Num(size).as_bytes(&mut [0; 10]),
+        b" bytes\n",
+    ]);
     exit(true)
 }
 

@@ -2,7 +2,7 @@
 //! ARM semihosting, with NOR rules enforced here; the CMSDK watchdog; system reset.
 #![no_std]
 
-use cortex_m_semihosting::{nr, syscall};
+use cortex_m_semihosting::{hio, nr, syscall};
 use embedded_storage::nor_flash::{
     ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
@@ -188,4 +188,33 @@ pub mod watchdog {
 /// Resets the board (SYSRESETREQ). QEMU keeps the flash file; RAM is not cleared.
 pub fn reset() -> ! {
     cortex_m::peripheral::SCB::sys_reset()
+}
+
+/// Writes pieces to the host's stdout without `core::fmt` (several KiB of code saved).
+pub fn say(pieces: &[&[u8]]) {
+    if let Ok(mut out) = hio::hstdout() {
+        for p in pieces {
+            let _ = out.write_all(p);
+        }
+    }
+}
+
+/// A decimal number rendered into a caller's buffer (u32: no 64-bit division linked).
+#[derive(Debug, Clone, Copy)]
+pub struct Num(pub u32);
+
+impl Num {
+    pub fn as_bytes(self, buf: &mut [u8; 10]) -> &[u8] {
+        let mut n = self.0;
+        let mut at = buf.len();
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        &buf[at..]
+    }
 }

@@ -5,11 +5,11 @@
 #![no_main]
 
 use artifact::{Envelope, TrustRoot};
-use board_mps2::{LAYOUT, SemihostingFlash, watchdog};
+use board_mps2::{LAYOUT, Num, SemihostingFlash, say, watchdog};
 use bootloader::{Outcome, verify_loaded};
 use core::cell::RefCell;
 use cortex_m_rt::entry;
-use cortex_m_semihosting::{debug, hio};
+use cortex_m_semihosting::debug;
 use embassy_sync::blocking_mutex::Mutex;
 use embedded_storage::nor_flash::ReadNorFlash;
 
@@ -47,16 +47,16 @@ fn main() -> ! {
         b"boot: ",
         outcome.as_bytes(),
         b" ",
-        Num(v.major.into()).as_str(&mut [0; 20]),
+        Num(v.major).as_bytes(&mut [0; 10]),
         b".",
-        Num(v.minor.into()).as_str(&mut [0; 20]),
+        Num(v.minor).as_bytes(&mut [0; 10]),
         b".",
-        Num(v.patch.into()).as_str(&mut [0; 20]),
+        Num(v.patch).as_bytes(&mut [0; 10]),
         b" counter ",
         Num(u32::try_from(decision.image.security_counter).unwrap_or(u32::MAX))
-            .as_str(&mut [0; 20]),
+            .as_bytes(&mut [0; 10]),
         b" size ",
-        Num(decision.image.size.into()).as_str(&mut [0; 20]),
+        Num(decision.image.size).as_bytes(&mut [0; 10]),
         b"\n",
     ]);
     let Some(load) = LAYOUT.load_address else {
@@ -92,34 +92,6 @@ static __INTERRUPTS: [unsafe extern "C" fn(); 32] = [default_irq; 32];
 
 unsafe extern "C" fn default_irq() {
     halt("unexpected interrupt")
-}
-
-/// Writes pieces to the host's stdout without `core::fmt` (several KiB of code saved).
-fn say(pieces: &[&[u8]]) {
-    if let Ok(mut out) = hio::hstdout() {
-        for p in pieces {
-            let _ = out.write_all(p);
-        }
-    }
-}
-
-/// A decimal number rendered into a caller's buffer (u32: no 64-bit division routine linked).
-struct Num(u32);
-
-impl Num {
-    fn as_str(self, buf: &mut [u8; 20]) -> &[u8] {
-        let mut n = self.0;
-        let mut at = buf.len();
-        loop {
-            at -= 1;
-            buf[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        &buf[at..]
-    }
 }
 
 fn halt(why: &str) -> ! {
