@@ -83,7 +83,11 @@ fn release_info_of(m: &Manifest<'_>) -> Result<ReleaseInfo, Error> {
     let part = |k| m.component(k).map_or((0, [0; 32]), |c| (c.size, c.digest));
     let (model_size, model_digest) = part(ComponentKind::Model);
     let (set_size, set_digest) = part(ComponentKind::ValidationSet);
+    let mut name = [0u8; 32];
+    let len = primary.name.len().min(32);
+    name[..len].copy_from_slice(&primary.name.as_bytes()[..len]);
     Ok(ReleaseInfo {
+        name: (name, len as u8),
         version: primary.version,
         counter: m.security_counter,
         policy: m.policy.unwrap_or_default(),
@@ -133,6 +137,8 @@ pub struct Agent<'f, F: NorFlash + MultiwriteNorFlash> {
 /// The parts of a verified manifest the agent needs while an update is in progress.
 #[derive(Debug, Clone)]
 struct ReleaseInfo {
+    /// The primary component's name (names are at most 32 bytes).
+    name: ([u8; 32], u8),
     version: Version,
     counter: u64,
     policy: artifact::Policy,
@@ -230,6 +236,10 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
 
     fn info(&self) -> Result<&ReleaseInfo, Error> {
         self.info.as_ref().ok_or(Error::NoUpdate)
+    }
+
+    pub fn identity(&self) -> Identity<'f> {
+        self.identity
     }
 
     /// The active model, if any.
@@ -369,6 +379,11 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         match *cmd {
             Command::Idle { .. } => Ok(Next::Idle),
             Command::Reboot => Ok(Next::Reboot),
+            Command::Revert {
+                component: ComponentKind::Model,
+            } => self.revert_model(),
+            // A confirmed firmware goes back by an update to the last good release (the server
+            // sends it): embassy-boot cannot swap a completed swap back.
             Command::Revert { .. } => Ok(Next::Idle),
             Command::Update {
                 release, envelope, ..
@@ -832,6 +847,61 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         }
     }
 
+    /// Back to the previous model (a rollout was rolled back): only if its slot still holds it
+    /// intact, and no update is writing over it.
+    fn revert_model(&mut self) -> Result<Next, Error> {
+        let (Some(current), Some(previous)) = (
+            self.active,
+            self.store
+                .get::<ActiveModel>(Key::PreviousModel, &mut self.buf)?,
+        ) else {
+            return Ok(Next::Idle);
+        };
+        if self.pending.is_some_and(|p| !p.firmware) {
+            self.abandon()?;
+        }
+        if previous.slot == current.slot || !self.slot_intact(&previous)? {
+            return Ok(Next::Idle);
+        }
+        self.store.set(Key::ActiveModel, &previous, &mut self.buf)?;
+        self.store
+            .set(Key::PreviousModel, &current, &mut self.buf)?;
+        self.active = Some(previous);
+        self.counters.reverts += 1;
+        let (a, b, c) = current.version;
+        self.push_report(
+            0,
+            ComponentKind::Model,
+            Version::new(a, b, c),
+            Step::Reverted(RevertReason::Requested),
+        )?;
+        Ok(Next::Switched(slot_of(previous.slot)))
+    }
+
+    /// Whether a model's slot still holds the bytes its record names.
+    fn slot_intact(&self, m: &ActiveModel) -> Result<bool, Error> {
+        let r = self.region(slot_of(m.slot));
+        let mut part = BlockingPartition::new(self.flash, r.offset, r.size);
+        let mut chunk = [0u8; 256];
+        for (start, size, digest) in [
+            (0, m.model_size, m.model_digest),
+            (m.model_size, m.set_size, m.set_digest),
+        ] {
+            let mut h = Sha256::new();
+            let mut at = start;
+            while at < start + size {
+                let n = (start + size - at).min(chunk.len() as u32) as usize;
+                part.read(at, &mut chunk[..n]).map_err(|_| Error::Flash)?;
+                h.update(&chunk[..n]);
+                at += n as u32;
+            }
+            if <[u8; 32]>::from(h.finalize()) != digest {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     fn mark_booted(&mut self) -> Result<(), Error> {
         let r = self.layout.state;
         let mut aligned = [0u8; 64];
@@ -936,8 +1006,11 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             return Ok(Next::Idle);
         }
         let new_slot = self.inactive_slot();
+        let (name, name_len) = self.info()?.name;
         let active = ActiveModel {
             slot: slot_index(new_slot),
+            name,
+            name_len,
             version: (version.major, version.minor, version.patch),
             security_counter: counter,
             model_size,
@@ -950,6 +1023,10 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             max_p99_latency_us: policy.max_p99_latency_us,
             max_accuracy_drop_bp: policy.max_accuracy_drop_bp,
         };
+        // The previous model stays in its slot, recorded for an instant revert.
+        if let Some(old) = self.active {
+            self.store.set(Key::PreviousModel, &old, &mut self.buf)?;
+        }
         // The switch is this one record: before it the old model is active, after it the new.
         self.store.set(Key::ActiveModel, &active, &mut self.buf)?;
         self.active = Some(active);

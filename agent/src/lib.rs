@@ -24,7 +24,9 @@
 
 mod agent;
 mod error;
+mod session;
 pub mod store;
 
 pub use agent::{Agent, CHUNK, Identity, Next, PendingReport};
 pub use error::Error;
+pub use session::{DEFAULT_POLL_MS, Outgoing, Session, TIMEOUT_MS};

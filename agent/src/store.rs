@@ -21,6 +21,8 @@ pub enum Key {
     Pending,
     Envelope,
     Counters,
+    /// The model the active one replaced, still in the other slot.
+    PreviousModel,
     /// Undelivered step reports, `protocol::Report` CBOR, in slots 0..REPORT_SLOTS (by seq).
     Report(u8),
 }
@@ -35,6 +37,7 @@ impl Key {
             Key::Pending => 2,
             Key::Envelope => 3,
             Key::Counters => 4,
+            Key::PreviousModel => 5,
             Key::Report(slot) => 16 + slot % REPORT_SLOTS,
         }
     }
@@ -45,6 +48,9 @@ impl Key {
 pub struct ActiveModel {
     /// 0 = model slot A, 1 = model slot B.
     pub slot: u8,
+    /// The model's name from its manifest (`name_len` bytes of `name`).
+    pub name: [u8; 32],
+    pub name_len: u8,
     pub version: (u32, u32, u32),
     pub security_counter: u64,
     pub model_size: u32,
@@ -60,6 +66,15 @@ pub struct ActiveModel {
 }
 
 impl PostcardValue<'_> for ActiveModel {}
+
+impl ActiveModel {
+    pub fn name(&self) -> &str {
+        self.name
+            .get(..usize::from(self.name_len))
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+}
 
 /// An update in progress (its envelope is stored under `Key::Envelope`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
