@@ -100,6 +100,39 @@ fn release_info_of(m: &Manifest<'_>) -> Result<ReleaseInfo, Error> {
     })
 }
 
+/// A model's validation run: parse, plan, run every sample through the interpreter.
+fn run_validation(
+    model_bytes: &[u8],
+    set_bytes: &[u8],
+    arena: &mut [u8],
+    now_ns: impl FnMut() -> u64,
+) -> Result<model::Report, model::Error> {
+    let model = model::Model::parse(model_bytes)?;
+    let set = model::ValidationSet::parse(set_bytes)?;
+    let mut interp = model::Interpreter::new(&model, arena)?;
+    model::validation::run(&mut interp, &set, now_ns)
+}
+
+fn figures_of(r: &model::Report) -> Figures {
+    Figures {
+        samples: r.samples,
+        accuracy_bp: r.accuracy_bp,
+        p50_us: r.p50_us,
+        p99_us: r.p99_us,
+    }
+}
+
+/// The first part of a policy a verdict fails.
+fn revert_reason(v: &model::Verdict) -> RevertReason {
+    if !v.accuracy_ok {
+        RevertReason::Accuracy
+    } else if !v.latency_ok {
+        RevertReason::Latency
+    } else {
+        RevertReason::AccuracyDrop
+    }
+}
+
 fn slot_of(n: u8) -> ModelSlot {
     if n == 0 { ModelSlot::A } else { ModelSlot::B }
 }
@@ -687,15 +720,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             let version = self.info()?.version;
             if end == p.total && p.firmware {
                 // Ask the bootloader to swap at the next reset.
-                let r = self.layout.state;
-                let mut aligned = [0u8; 64];
-                let aligned = aligned.get_mut(..F::WRITE_SIZE).ok_or(Error::Flash)?;
-                embassy_boot::BlockingFirmwareState::new(
-                    BlockingPartition::new(self.flash, r.offset, r.size),
-                    aligned,
-                )
-                .mark_updated()
-                .map_err(|_| Error::Flash)?;
+                self.boot_state(|state| state.mark_updated())?;
                 record.phase = PHASE_INSTALLED;
             }
             self.store.set(Key::Pending, &record, &mut self.buf)?;
@@ -785,19 +810,9 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
                 let set_bytes = slot
                     .get(a.model_size as usize..(a.model_size + a.set_size) as usize)
                     .ok_or(Error::DoesNotFit)?;
-                let run = (|| {
-                    let model = model::Model::parse(model_bytes)?;
-                    let set = model::ValidationSet::parse(set_bytes)?;
-                    let mut interp = model::Interpreter::new(&model, arena)?;
-                    model::validation::run(&mut interp, &set, now_ns)
-                })();
-                let report = run.map_err(Error::Model)?;
-                let figures = Figures {
-                    samples: report.samples,
-                    accuracy_bp: report.accuracy_bp,
-                    p50_us: report.p50_us,
-                    p99_us: report.p99_us,
-                };
+                let report =
+                    run_validation(model_bytes, set_bytes, arena, now_ns).map_err(Error::Model)?;
+                let figures = figures_of(&report);
                 self.last_validation = Some(figures);
                 self.push_report(
                     p.release,
@@ -815,13 +830,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         };
         match verdict {
             Some(v) if !v.passed() => {
-                let reason = if !v.accuracy_ok {
-                    RevertReason::Accuracy
-                } else if !v.latency_ok {
-                    RevertReason::Latency
-                } else {
-                    RevertReason::AccuracyDrop
-                };
+                let reason = revert_reason(&v);
                 self.counters.reverts += 1;
                 self.push_report(
                     p.release,
@@ -903,15 +912,27 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
     }
 
     fn mark_booted(&mut self) -> Result<(), Error> {
+        self.boot_state(|state| state.mark_booted())
+    }
+
+    /// embassy-boot's state partition, as the application side sees it.
+    fn boot_state(
+        &self,
+        op: impl FnOnce(
+            &mut embassy_boot::BlockingFirmwareState<
+                '_,
+                BlockingPartition<'f, embassy_sync::blocking_mutex::raw::NoopRawMutex, F>,
+            >,
+        ) -> Result<(), embassy_boot::FirmwareUpdaterError>,
+    ) -> Result<(), Error> {
         let r = self.layout.state;
         let mut aligned = [0u8; 64];
         let aligned = aligned.get_mut(..F::WRITE_SIZE).ok_or(Error::Flash)?;
-        embassy_boot::BlockingFirmwareState::new(
+        let mut state = embassy_boot::BlockingFirmwareState::new(
             BlockingPartition::new(self.flash, r.offset, r.size),
             aligned,
-        )
-        .mark_booted()
-        .map_err(|_| Error::Flash)
+        );
+        op(&mut state).map_err(|_| Error::Flash)
     }
 
     /// Runs the new model on its validation set (from the inactive slot's bytes, `slot`) and
@@ -953,12 +974,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             )?;
             return Err(Error::Digest);
         }
-        let outcome = (|| {
-            let model = model::Model::parse(model_bytes)?;
-            let set = model::ValidationSet::parse(set_bytes)?;
-            let mut interp = model::Interpreter::new(&model, arena)?;
-            model::validation::run(&mut interp, &set, now_ns)
-        })();
+        let outcome = run_validation(model_bytes, set_bytes, arena, now_ns);
         let report = match outcome {
             Ok(r) => r,
             Err(e) => {
@@ -973,12 +989,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
                 return Err(Error::Model(e));
             }
         };
-        let figures = Figures {
-            samples: report.samples,
-            accuracy_bp: report.accuracy_bp,
-            p50_us: report.p50_us,
-            p99_us: report.p99_us,
-        };
+        let figures = figures_of(&report);
         self.last_validation = Some(figures);
         self.push_report(
             release,
@@ -988,13 +999,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         )?;
         let verdict = model::judge(&report, &policy, self.active.map(|a| a.accuracy_bp));
         if !verdict.passed() {
-            let reason = if !verdict.accuracy_ok {
-                RevertReason::Accuracy
-            } else if !verdict.latency_ok {
-                RevertReason::Latency
-            } else {
-                RevertReason::AccuracyDrop
-            };
+            let reason = revert_reason(&verdict);
             self.abandon()?;
             self.counters.reverts += 1;
             self.push_report(

@@ -37,23 +37,10 @@ fn int(f: &BTreeMap<&str, &str>, key: &str) -> Result<u64> {
 
 /// Bytes of code the model runtime (`model::...` functions) takes in the firmware.
 fn runtime_code_bytes(elf: &std::path::Path) -> Result<u64> {
-    let nm = Command::new("arm-none-eabi-nm")
-        .args(["--print-size", "-C"])
-        .arg(elf)
-        .output()
-        .context("arm-none-eabi-nm")?;
-    Ok(String::from_utf8_lossy(&nm.stdout)
-        .lines()
-        .filter_map(|l| {
-            let mut parts = l.splitn(4, ' ');
-            let (_, size, kind, name) =
-                (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-            let ours = name.starts_with("model::") || name.starts_with("<model::");
-            (matches!(kind, "t" | "T") && ours)
-                .then(|| u64::from_str_radix(size, 16).ok())
-                .flatten()
-        })
-        .sum())
+    Ok(crate::firmware::code_by_crate(elf)?
+        .get("model")
+        .copied()
+        .unwrap_or(0))
 }
 
 pub fn run(_args: &[String]) -> Result<()> {

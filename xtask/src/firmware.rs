@@ -166,7 +166,7 @@ fn write_sizes() -> Result<()> {
 }
 
 /// Code bytes per crate of a firmware ELF (from the symbol table).
-fn code_by_crate(elf: &std::path::Path) -> Result<std::collections::BTreeMap<String, u64>> {
+pub fn code_by_crate(elf: &std::path::Path) -> Result<std::collections::BTreeMap<String, u64>> {
     let nm = Command::new("arm-none-eabi-nm")
         .args(["--print-size", "-C"])
         .arg(elf)
