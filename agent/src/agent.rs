@@ -367,7 +367,15 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
                 });
             }
         }
-        found.sort_unstable_by_key(|r| r.seq);
+        // Insertion sort by sequence number: at most 16 entries, and far less code on the
+        // device than the generic sort.
+        for i in 1..found.len() {
+            let mut j = i;
+            while j > 0 && found[j - 1].seq > found[j].seq {
+                found.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         for r in found {
             let _ = self.reports.push_back(r);
         }
