@@ -22,6 +22,13 @@ fn key() -> ed25519_dalek::SigningKey {
     crate::device::signing_key()
 }
 
+pub fn identity_of(device_id: &'static str) -> Identity<'static> {
+    Identity {
+        device_id,
+        ..identity()
+    }
+}
+
 pub fn identity() -> Identity<'static> {
     Identity {
         device_id: "node-1",

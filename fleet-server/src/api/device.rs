@@ -1,0 +1,191 @@
+//! The device API: check-in, chunks (POST of a ChunkRequest, or GET with Range), reports.
+//! Bodies are `protocol` messages; answers are server frames, as on a serial link.
+
+use super::{AppState, bearer, blocking};
+use crate::error::ApiError;
+use crate::store::{self, Device};
+use actix_web::{HttpRequest, HttpResponse, web};
+use protocol::{Chunk, ChunkRequest, Command, ServerFrame};
+
+/// How often an idle device checks in.
+const POLL_S: u32 = 60;
+
+/// The device a credential belongs to (the credential is taken out of the request first: the
+/// request itself stays on its worker thread).
+fn authenticate(state: &AppState, credential: Option<&str>) -> Result<Device, ApiError> {
+    let mut conn = state.pool.get()?;
+    store::device_by_credential(&mut conn, credential.ok_or(ApiError::Unauthorized)?)
+}
+
+fn credential(req: &HttpRequest) -> Option<String> {
+    bearer(req).map(str::to_owned)
+}
+
+fn frame(f: &ServerFrame<'_>, room: usize) -> Result<HttpResponse, ApiError> {
+    let mut buf = vec![0u8; room];
+    let n = f.encode(&mut buf)?;
+    buf.truncate(n);
+    Ok(HttpResponse::Ok()
+        .content_type("application/cbor")
+        .body(buf))
+}
+
+pub async fn check_in(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.into_inner();
+    let credential = credential(&req);
+    let answer = blocking(move || {
+        let device = authenticate(&state, credential.as_deref())?;
+        let c: protocol::CheckIn = protocol::decode(&body)?;
+        if c.device_id != device.id {
+            return Err(ApiError::Forbidden);
+        }
+        let mut conn = state.pool.get()?;
+        store::record_check_in(&mut conn, &c)?;
+        let offer = match store::assignment(&mut conn, &device.id)? {
+            Some(a) => {
+                let running = match a.kind.as_str() {
+                    "firmware" => Some(c.firmware.version.to_string()),
+                    _ => c.model.map(|m| m.version.to_string()),
+                };
+                let in_progress = c.update.is_some_and(|u| u.release == a.id as u64);
+                let wanted = running.as_deref() != Some(a.version.as_str()) || in_progress;
+                (wanted && !store::gave_up(&mut conn, &device.id, a.id)?).then_some(a)
+            }
+            None => None,
+        };
+        Ok(offer)
+    })
+    .await?;
+    match answer {
+        Some(a) => {
+            let url = format!("/api/device/artifacts/{}", a.id);
+            frame(
+                &ServerFrame::Command(Command::Update {
+                    release: a.id as u64,
+                    envelope: &a.envelope,
+                    url: &url,
+                }),
+                a.envelope.len() + 512,
+            )
+        }
+        None => frame(
+            &ServerFrame::Command(Command::Idle {
+                poll_after_s: POLL_S,
+            }),
+            64,
+        ),
+    }
+}
+
+/// The payload of an artifact this device may fetch.
+fn assigned_payload(
+    state: &AppState,
+    credential: Option<&str>,
+    release: i64,
+) -> Result<Vec<u8>, ApiError> {
+    let device = authenticate(state, credential)?;
+    let mut conn = state.pool.get()?;
+    match store::assignment(&mut conn, &device.id)? {
+        Some(a) if a.id == release => Ok(std::fs::read(store::payload_path(
+            &state.data,
+            &a.payload_sha256,
+        ))?),
+        _ => Err(ApiError::Forbidden),
+    }
+}
+
+pub async fn chunk(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.into_inner();
+    let credential = credential(&req);
+    let (r, payload) = blocking(move || {
+        let r: ChunkRequest = protocol::decode(&body)?;
+        let payload = assigned_payload(&state, credential.as_deref(), r.release as i64)?;
+        Ok((r, payload))
+    })
+    .await?;
+    let start = (r.offset as usize).min(payload.len());
+    let end = (start + r.len as usize).min(payload.len());
+    frame(
+        &ServerFrame::Chunk(Chunk {
+            release: r.release,
+            offset: r.offset,
+            data: &payload[start..end],
+        }),
+        end - start + 64,
+    )
+}
+
+/// `GET` with an optional `Range: bytes=a-b` (gateways cache whole artifacts this way).
+pub async fn artifact_range(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.into_inner();
+    let id = path.into_inner();
+    let range = req
+        .headers()
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let credential = credential(&req);
+    let payload = blocking(move || assigned_payload(&state, credential.as_deref(), id)).await?;
+    let Some(spec) = range.as_deref().and_then(|r| r.strip_prefix("bytes=")) else {
+        return Ok(HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(payload));
+    };
+    let (a, b) = spec
+        .split_once('-')
+        .ok_or_else(|| ApiError::Invalid("bad_range", spec.to_owned()))?;
+    let start: usize = a
+        .parse()
+        .map_err(|_| ApiError::Invalid("bad_range", spec.to_owned()))?;
+    let end: usize = if b.is_empty() {
+        payload.len() - 1
+    } else {
+        b.parse()
+            .map_err(|_| ApiError::Invalid("bad_range", spec.to_owned()))?
+    };
+    if start > end || end >= payload.len() {
+        return Ok(HttpResponse::RangeNotSatisfiable()
+            .insert_header(("content-range", format!("bytes */{}", payload.len())))
+            .finish());
+    }
+    Ok(HttpResponse::PartialContent()
+        .insert_header((
+            "content-range",
+            format!("bytes {start}-{end}/{}", payload.len()),
+        ))
+        .content_type("application/octet-stream")
+        .body(payload[start..=end].to_vec()))
+}
+
+pub async fn report(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.into_inner();
+    let credential = credential(&req);
+    let seq = blocking(move || {
+        let device = authenticate(&state, credential.as_deref())?;
+        let r: protocol::Report = protocol::decode(&body)?;
+        if r.device_id != device.id {
+            return Err(ApiError::Forbidden);
+        }
+        let mut conn = state.pool.get()?;
+        store::insert_report(&mut conn, &r)?;
+        Ok(r.seq)
+    })
+    .await?;
+    frame(&ServerFrame::ReportAck { seq }, 16)
+}

@@ -1,0 +1,57 @@
+//! Storage: SQLite (embedded, the default) or PostgreSQL through one diesel code path, a pool,
+//! and the migrations of the backend in use, run at start.
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// One connection type for both backends.
+#[derive(diesel::MultiConnection)]
+#[allow(missing_debug_implementations)] // diesel's connections have no Debug
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type DbPool = Pool<ConnectionManager<AnyConnection>>;
+pub type DbConn = PooledConnection<ConnectionManager<AnyConnection>>;
+
+/// SQLite needs its pragmas on every connection: WAL for concurrent readers, a busy timeout
+/// instead of immediate "database is locked", foreign keys on.
+#[derive(Debug, Clone, Copy)]
+struct Pragmas;
+
+impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for Pragmas {
+    fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
+        if let AnyConnection::Sqlite(c) = conn {
+            c.batch_execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+                .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens the pool for `url` (`sqlite://PATH` or a file path; `postgres://...`) and migrates.
+pub fn open(url: &str) -> anyhow::Result<DbPool> {
+    let url = url.strip_prefix("sqlite://").unwrap_or(url).to_owned();
+    if url.starts_with("postgres") {
+        // AnyConnection hides PostgreSQL's own error; try once directly for a clear message.
+        PgConnection::establish(&url).map_err(|e| anyhow::anyhow!("PostgreSQL at {url}: {e}"))?;
+    }
+    let manager = ConnectionManager::<AnyConnection>::new(url);
+    let pool = Pool::builder()
+        .max_size(8)
+        .connection_customizer(Box::new(Pragmas))
+        .build(manager)?;
+    let mut conn = pool.get()?;
+    match &mut *conn {
+        AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+        AnyConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
+    }
+    .map_err(|e| anyhow::anyhow!("migrations: {e}"))?;
+    Ok(pool)
+}

@@ -1,0 +1,19 @@
+//! The fleet server: signed artifact store, device API (the `protocol` crate's CBOR messages
+//! over HTTP), operator API (JSON). Rollouts, the dashboard and operations come next.
+//!
+//! # Invariants
+//!
+//! - The server never holds a signing key: bundles are verified against the fleet's trust root
+//!   on upload, and devices verify them again.
+//! - Device credentials are stored as SHA-256 hashes; an unknown credential is 401, and a
+//!   device can fetch only the artifact assigned to it.
+//! - Every report is stored once per (device, seq), so redelivery after a lost acknowledgement
+//!   counts once.
+
+pub mod api;
+pub mod db;
+pub mod error;
+pub mod schema;
+pub mod store;
+
+pub use api::{AppState, configure};

@@ -1,0 +1,275 @@
+//! Queries: devices and their credentials, artifacts (payloads content-addressed on disk),
+//! assignments, reports.
+
+use crate::db::AnyConnection;
+use crate::error::ApiError;
+use crate::schema::{artifacts, assignments, devices, reports};
+use diesel::prelude::*;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = devices)]
+pub struct Device {
+    pub id: String,
+    pub board: String,
+    pub tags: String,
+    #[serde(skip)]
+    pub credential_sha256: String,
+    pub firmware_version: Option<String>,
+    pub model_version: Option<String>,
+    pub model_slot: Option<i32>,
+    pub last_seen_ms: Option<i64>,
+    pub last_accuracy_bp: Option<i32>,
+    pub last_p99_us: Option<i64>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = artifacts)]
+pub struct Artifact {
+    pub id: i64,
+    pub kind: String,
+    pub name: String,
+    pub version: String,
+    pub security_counter: i64,
+    pub boards: String,
+    #[serde(skip)]
+    pub envelope: Vec<u8>,
+    pub payload_sha256: String,
+    pub payload_len: i64,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = reports)]
+pub struct StoredReport {
+    pub device_id: String,
+    pub seq: i64,
+    pub release_id: i64,
+    pub component: String,
+    pub version: String,
+    pub step: String,
+    pub detail: String,
+    pub received_ms: i64,
+}
+
+/// Enrols a device; returns its credential (shown once, stored hashed).
+pub fn enroll(
+    conn: &mut AnyConnection,
+    id: &str,
+    board: &str,
+    tags: &str,
+) -> Result<String, ApiError> {
+    let mut raw = [0u8; 32];
+    getrandom::getrandom(&mut raw).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let credential = hex::encode(raw);
+    let exists = devices::table.find(id).count().get_result::<i64>(conn)? > 0;
+    if exists {
+        return Err(ApiError::Conflict("device"));
+    }
+    diesel::insert_into(devices::table)
+        .values((
+            devices::id.eq(id),
+            devices::board.eq(board),
+            devices::tags.eq(tags),
+            devices::credential_sha256.eq(sha256_hex(credential.as_bytes())),
+        ))
+        .execute(conn)?;
+    Ok(credential)
+}
+
+pub fn device_by_credential(
+    conn: &mut AnyConnection,
+    credential: &str,
+) -> Result<Device, ApiError> {
+    devices::table
+        .filter(devices::credential_sha256.eq(sha256_hex(credential.as_bytes())))
+        .select(Device::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(ApiError::Unauthorized)
+}
+
+pub fn list_devices(conn: &mut AnyConnection) -> Result<Vec<Device>, ApiError> {
+    Ok(devices::table
+        .order(devices::id)
+        .select(Device::as_select())
+        .load(conn)?)
+}
+
+/// Where a payload with this digest lives.
+pub fn payload_path(data: &Path, sha256: &str) -> PathBuf {
+    data.join("artifacts").join(sha256)
+}
+
+/// Stores a verified bundle: payloads content-addressed on disk (written through a temporary
+/// file and a rename), the manifest in the database.
+pub fn insert_artifact(
+    conn: &mut AnyConnection,
+    data: &Path,
+    verified: &artifact::VerifiedBundle<'_>,
+) -> Result<Artifact, ApiError> {
+    let m = &verified.verified.manifest;
+    let primary = m
+        .primary()
+        .ok_or_else(|| ApiError::Invalid("inconsistent_components", "no component".into()))?;
+    let payload: Vec<u8> = verified
+        .payloads
+        .iter()
+        .flat_map(|p| p.iter().copied())
+        .collect();
+    let digest = sha256_hex(&payload);
+    let path = payload_path(data, &digest);
+    if !path.exists() {
+        std::fs::create_dir_all(path.parent().unwrap_or(data))?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &payload)?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    let boards = m.boards.join(",");
+    let envelope = verified_envelope_bytes(verified);
+    diesel::insert_into(artifacts::table)
+        .values((
+            artifacts::kind.eq(primary.kind.as_str()),
+            artifacts::name.eq(primary.name),
+            artifacts::version.eq(primary.version.to_string()),
+            artifacts::security_counter.eq(m.security_counter as i64),
+            artifacts::boards.eq(boards),
+            artifacts::envelope.eq(envelope),
+            artifacts::payload_sha256.eq(&digest),
+            artifacts::payload_len.eq(payload.len() as i64),
+            artifacts::created_ms.eq(now_ms()),
+        ))
+        .execute(conn)?;
+    Ok(artifacts::table
+        .order(artifacts::id.desc())
+        .select(Artifact::as_select())
+        .first(conn)?)
+}
+
+fn verified_envelope_bytes(v: &artifact::VerifiedBundle<'_>) -> Vec<u8> {
+    v.verified.envelope.to_vec()
+}
+
+pub fn artifact(conn: &mut AnyConnection, id: i64) -> Result<Artifact, ApiError> {
+    artifacts::table
+        .find(id)
+        .select(Artifact::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(ApiError::NotFound("artifact"))
+}
+
+pub fn list_artifacts(conn: &mut AnyConnection) -> Result<Vec<Artifact>, ApiError> {
+    Ok(artifacts::table
+        .order(artifacts::id)
+        .select(Artifact::as_select())
+        .load(conn)?)
+}
+
+/// Assigns an artifact to a device (the rollout engine's unit of work).
+pub fn assign(conn: &mut AnyConnection, device: &str, artifact_id: i64) -> Result<(), ApiError> {
+    artifact(conn, artifact_id)?;
+    conn.transaction(|conn| {
+        diesel::delete(assignments::table.find(device)).execute(conn)?;
+        diesel::insert_into(assignments::table)
+            .values((
+                assignments::device_id.eq(device),
+                assignments::artifact_id.eq(artifact_id),
+            ))
+            .execute(conn)
+    })?;
+    Ok(())
+}
+
+pub fn assignment(conn: &mut AnyConnection, device: &str) -> Result<Option<Artifact>, ApiError> {
+    let id: Option<i64> = assignments::table
+        .find(device)
+        .select(assignments::artifact_id)
+        .first(conn)
+        .optional()?;
+    id.map(|id| artifact(conn, id)).transpose()
+}
+
+/// Records what a device said in a check-in.
+pub fn record_check_in(
+    conn: &mut AnyConnection,
+    c: &protocol::CheckIn<'_>,
+) -> Result<(), ApiError> {
+    diesel::update(devices::table.find(c.device_id))
+        .set((
+            devices::firmware_version.eq(Some(c.firmware.version.to_string())),
+            devices::model_version.eq(c.model.map(|m| m.version.to_string())),
+            devices::model_slot.eq(c.model.map(|m| i32::from(m.slot == protocol::ModelSlot::B))),
+            devices::last_seen_ms.eq(Some(now_ms())),
+            devices::last_accuracy_bp.eq(c.validation.map(|f| i32::from(f.accuracy_bp))),
+            devices::last_p99_us.eq(c.validation.map(|f| i64::from(f.p99_us))),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Stores a report once; a redelivered (device, seq) is acknowledged and not stored again.
+/// Returns whether it was new.
+pub fn insert_report(conn: &mut AnyConnection, r: &protocol::Report<'_>) -> Result<bool, ApiError> {
+    let (step, detail) = match r.step {
+        protocol::Step::Downloaded => ("downloaded", String::new()),
+        protocol::Step::Installed => ("installed", String::new()),
+        protocol::Step::Booted => ("booted", String::new()),
+        protocol::Step::Validated(f) => ("validated", serde_json::json!({"samples": f.samples, "accuracy_bp": f.accuracy_bp, "p50_us": f.p50_us, "p99_us": f.p99_us}).to_string()),
+        protocol::Step::Confirmed => ("confirmed", String::new()),
+        protocol::Step::Reverted(reason) => ("reverted", format!("{reason:?}")),
+        protocol::Step::Failed(f) => ("failed", format!("{f:?}")),
+    };
+    let exists = reports::table
+        .find((r.device_id, i64::from(r.seq)))
+        .count()
+        .get_result::<i64>(conn)?
+        > 0;
+    if exists {
+        return Ok(false);
+    }
+    diesel::insert_into(reports::table)
+        .values((
+            reports::device_id.eq(r.device_id),
+            reports::seq.eq(i64::from(r.seq)),
+            reports::release_id.eq(r.release as i64),
+            reports::component.eq(r.component.as_str()),
+            reports::version.eq(r.version.to_string()),
+            reports::step.eq(step),
+            reports::detail.eq(detail),
+            reports::received_ms.eq(now_ms()),
+        ))
+        .execute(conn)?;
+    Ok(true)
+}
+
+pub fn reports_of(conn: &mut AnyConnection, device: &str) -> Result<Vec<StoredReport>, ApiError> {
+    Ok(reports::table
+        .filter(reports::device_id.eq(device))
+        .order(reports::seq)
+        .select(StoredReport::as_select())
+        .load(conn)?)
+}
+
+/// Whether a device gave up on a release (failed or reverted): it is not offered again.
+pub fn gave_up(conn: &mut AnyConnection, device: &str, release: i64) -> Result<bool, ApiError> {
+    Ok(reports::table
+        .filter(reports::device_id.eq(device))
+        .filter(reports::release_id.eq(release))
+        .filter(reports::step.eq("failed").or(reports::step.eq("reverted")))
+        .count()
+        .get_result::<i64>(conn)?
+        > 0)
+}

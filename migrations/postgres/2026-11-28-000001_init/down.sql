@@ -1,0 +1,1 @@
+DROP TABLE reports; DROP TABLE assignments; DROP TABLE artifacts; DROP TABLE devices;
