@@ -13,6 +13,7 @@
 pub mod api;
 pub mod db;
 pub mod error;
+pub mod rollout;
 pub mod schema;
 pub mod store;
 
