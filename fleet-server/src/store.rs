@@ -138,7 +138,8 @@ pub fn insert_artifact(
         std::fs::rename(&tmp, &path)?;
     }
     let boards = m.boards.join(",");
-    let envelope = verified_envelope_bytes(verified);
+    // Re-encoded from the decoded envelope: the signed body is the same bytes.
+    let envelope = verified.verified.envelope.to_vec();
     diesel::insert_into(artifacts::table)
         .values((
             artifacts::kind.eq(primary.kind.as_str()),
@@ -156,10 +157,6 @@ pub fn insert_artifact(
         .order(artifacts::id.desc())
         .select(Artifact::as_select())
         .first(conn)?)
-}
-
-fn verified_envelope_bytes(v: &artifact::VerifiedBundle<'_>) -> Vec<u8> {
-    v.verified.envelope.to_vec()
 }
 
 pub fn artifact(conn: &mut AnyConnection, id: i64) -> Result<Artifact, ApiError> {
