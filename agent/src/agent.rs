@@ -640,6 +640,12 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         Ok((info.model_size, info.set_size))
     }
 
+    /// Bytes of the model (then the validation set) of the update in progress: where the
+    /// platform's interpreter finds them in the inactive slot.
+    pub fn pending_sizes(&self) -> Option<(u32, u32)> {
+        self.sizes().ok()
+    }
+
     /// Writes a chunk where the release goes, hashing as it goes; a payload whose digest
     /// differs is caught at its last byte, before anything is committed or marked for swap.
     pub fn on_chunk(&mut self, release: u64, offset: u32, data: &[u8]) -> Result<Next, Error> {

@@ -11,10 +11,16 @@
 //!   counts once.
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod db;
+pub mod demo;
 pub mod error;
+pub mod log;
+pub mod metrics;
 pub mod rollout;
 pub mod schema;
+pub mod server;
 pub mod store;
 
 pub use api::{AppState, configure};

@@ -1,97 +1,153 @@
-//! `fleet-server`: serves the device and operator APIs.
-//!
-//! `fleet-server serve --root root.cbor [--listen 127.0.0.1:8080] [--data ./fleet-data]
-//! [--database-url URL]`. The operator token is read from DATA/operator-token (created on first
-//! start, mode 0600).
+//! `fleet-server`: `serve` the device and operator APIs, `migrate` the database, or run the
+//! `demo` (the server with 48 simulated devices and three staged rollouts).
 
 use anyhow::{Context, Result};
-use artifact::TrustRoot;
-use clap::{Parser, Subcommand};
-use fleet_server::{AppState, configure, db};
+use clap::{Args, Parser, Subcommand};
+use fleet_server::server::{self, Config};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "fleet-server",
     version,
-    about = "Fleet server for signed OTA updates"
+    about = "Fleet server for signed OTA updates with staged rollouts gated on inference quality"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+/// Settings shared by every command: flags, else environment, else the file, else defaults.
+#[derive(Debug, Args)]
+struct Common {
+    /// TOML file with any of: listen, data, database_url, root, poll_seconds, tick_ms, workers.
+    #[arg(long, env = "FLEET_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "FLEET_LISTEN")]
+    listen: Option<String>,
+    /// Data directory (SQLite database, artifacts, operator token) [default: fleet-data].
+    #[arg(long, env = "FLEET_DATA")]
+    data: Option<PathBuf>,
+    /// `postgres://...` for PostgreSQL [default: SQLite in DATA/fleet.db].
+    #[arg(long, env = "FLEET_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Seconds an idle device waits between check-ins [default: 60].
+    #[arg(long, env = "FLEET_POLL_SECONDS")]
+    poll_seconds: Option<u32>,
+    /// Milliseconds between rollout engine passes [default: 1000].
+    #[arg(long, env = "FLEET_TICK_MS")]
+    tick_ms: Option<u64>,
+    /// HTTP worker threads [default: one per core].
+    #[arg(long, env = "FLEET_WORKERS")]
+    workers: Option<usize>,
+}
+
+impl Common {
+    fn config(self, root: Option<PathBuf>) -> Result<Config> {
+        let file = match &self.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        Ok(Config {
+            listen: self.listen,
+            data: self.data,
+            database_url: self.database_url,
+            root,
+            poll_seconds: self.poll_seconds,
+            tick_ms: self.tick_ms,
+            workers: self.workers,
+        }
+        .or(file))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the device and operator APIs.
+    #[command(
+        after_help = "Example:\n  fleet-server serve --root keys/root.cbor --data /var/lib/fleet"
+    )]
     Serve {
+        #[command(flatten)]
+        common: Common,
         /// The fleet's trust root (`fleetctl keys root`): uploads must verify against it.
-        #[arg(long)]
-        root: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
-        #[arg(long, default_value = "fleet-data")]
-        data: PathBuf,
-        /// `postgres://...` for PostgreSQL; SQLite in DATA/fleet.db by default.
-        #[arg(long)]
-        database_url: Option<String>,
+        #[arg(long, env = "FLEET_ROOT")]
+        root: Option<PathBuf>,
+    },
+    /// Run the database migrations and exit.
+    #[command(
+        after_help = "Example:\n  fleet-server migrate --database-url postgres://fleet@db/fleet"
+    )]
+    Migrate {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The server with simulated devices: fresh keys, 48 devices, three staged rollouts.
+    #[command(
+        after_help = "Example:\n  fleet-server demo --listen 127.0.0.1:8080 --data ./fleet-data"
+    )]
+    Demo {
+        #[command(flatten)]
+        common: Common,
+        /// Simulated devices.
+        #[arg(long, default_value_t = 48)]
+        devices: usize,
     },
 }
 
-fn operator_token(data: &std::path::Path) -> Result<String> {
-    let path = data.join("operator-token");
-    if let Ok(t) = std::fs::read_to_string(&path) {
-        return Ok(t.trim().to_owned());
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Serve { common, root } => {
+            let config = common.config(root)?;
+            let root_path = config
+                .root
+                .clone()
+                .context("--root (or FLEET_ROOT, or root in the config file) is required")?;
+            let root = server::read_root(&root_path)?;
+            serve(server::prepare(config, root)?, None)
+        }
+        Command::Migrate { common } => {
+            let config = common.config(None)?;
+            std::fs::create_dir_all(config.data())?;
+            fleet_server::db::open(&config.database_url())?;
+            println!("migrations applied to {}", config.database_url());
+            Ok(())
+        }
+        Command::Demo { common, devices } => {
+            let mut config = common.config(None)?;
+            config.poll_seconds = config.poll_seconds.or(Some(2));
+            config.tick_ms = config.tick_ms.or(Some(500));
+            let data = config.data();
+            fleet_server::demo::reset_data(&data)?;
+            let (key, root) = fleet_server::demo::keys(&data)?;
+            let prepared = server::prepare(config, root.clone())?;
+            serve(prepared, Some((key, root, devices)))
+        }
     }
-    let mut raw = [0u8; 24];
-    getrandom::getrandom(&mut raw).map_err(|e| anyhow::anyhow!("random: {e}"))?;
-    let token = hex::encode(raw);
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| path.display().to_string())?;
-    f.write_all(token.as_bytes())?;
-    Ok(token)
 }
 
-#[actix_web::main]
-async fn main() -> Result<()> {
-    let Command::Serve {
-        root,
-        listen,
-        data,
-        database_url,
-    } = Cli::parse().command;
-    std::fs::create_dir_all(&data).with_context(|| data.display().to_string())?;
-    let root_bytes = std::fs::read(&root).with_context(|| root.display().to_string())?;
-    let root = TrustRoot::from_self_signed(&root_bytes)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", root.display()))?;
-    let url = database_url.unwrap_or_else(|| data.join("fleet.db").display().to_string());
-    let pool = db::open(&url)?;
-    let admin_token = operator_token(&data)?;
-    let state = AppState {
-        pool,
-        data: data.clone(),
-        root,
-        admin_token,
-    };
-    println!(
-        "fleet-server listening on http://{listen} (data in {}, operator token in {}/operator-token)",
-        data.display(),
-        data.display()
-    );
-    actix_web::HttpServer::new(move || {
-        actix_web::App::new()
-            .app_data(actix_web::web::Data::new(state.clone()))
-            .configure(configure)
+type Demo = (ed25519_dalek::SigningKey, artifact::TrustRoot, usize);
+
+fn serve(p: server::Prepared, demo: Option<Demo>) -> Result<()> {
+    let data = p.config.data();
+    let listen = p.config.listen();
+    actix_web::rt::System::new().block_on(async move {
+        let (running, addr) = server::bind(p.state, &listen, p.config.workers)?;
+        let base = format!("http://{addr}");
+        println!(
+            "fleet-server listening on {base} (dashboard {base}/, API {base}/api/openapi.json); data in {}, operator token in {}",
+            data.display(),
+            data.join("operator-token").display()
+        );
+        if let Some((key, root, devices)) = demo {
+            let token = p.admin_token.clone();
+            std::thread::spawn(move || {
+                if let Err(e) = fleet_server::demo::run(&base, &token, &key, root, devices) {
+                    eprintln!("demo: {e:#}");
+                }
+            });
+        }
+        running.await.context("HTTP server")
     })
-    .bind(&listen)
-    .with_context(|| listen.clone())?
-    .run()
-    .await?;
-    Ok(())
 }

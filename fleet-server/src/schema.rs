@@ -27,6 +27,7 @@ diesel::table! {
         payload_sha256 -> Text,
         payload_len -> BigInt,
         created_ms -> BigInt,
+        bad_reason -> Nullable<Text>,
     }
 }
 
@@ -50,4 +51,78 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(devices, artifacts, assignments, reports);
+diesel::table! {
+    rollouts (id) {
+        id -> BigInt,
+        artifact_id -> BigInt,
+        selector -> Text,
+        spec -> Text,
+        state -> Text,
+        stage -> Integer,
+        stage_started_ms -> BigInt,
+        halted_gate -> Nullable<Text>,
+        lease_owner -> Nullable<Text>,
+        lease_until_ms -> BigInt,
+        created_by -> Text,
+        created_ms -> BigInt,
+        updated_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    rollout_devices (rollout_id, device_id) {
+        rollout_id -> BigInt,
+        device_id -> Text,
+        stage -> Integer,
+        state -> Text,
+        previous_version -> Nullable<Text>,
+        previous_accuracy_bp -> Nullable<Integer>,
+        accuracy_bp -> Nullable<Integer>,
+        p99_us -> Nullable<BigInt>,
+        finished_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    rollout_events (id) {
+        id -> BigInt,
+        rollout_id -> BigInt,
+        at_ms -> BigInt,
+        stage -> Integer,
+        kind -> Text,
+        detail -> Text,
+    }
+}
+
+diesel::table! {
+    operator_tokens (token_sha256) {
+        token_sha256 -> Text,
+        name -> Text,
+        role -> Text,
+        created_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at_ms -> BigInt,
+        actor -> Text,
+        role -> Text,
+        action -> Text,
+        target -> Text,
+        detail -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    devices,
+    artifacts,
+    assignments,
+    reports,
+    rollouts,
+    rollout_devices,
+    rollout_events,
+    operator_tokens,
+    audit_log,
+);

@@ -15,7 +15,7 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
@@ -49,6 +49,8 @@ pub struct Artifact {
     pub payload_sha256: String,
     pub payload_len: i64,
     pub created_ms: i64,
+    /// Set when a rollout of this release halted: it is offered to no device again.
+    pub bad_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -269,4 +271,85 @@ pub fn gave_up(conn: &mut AnyConnection, device: &str, release: i64) -> Result<b
         .count()
         .get_result::<i64>(conn)?
         > 0)
+}
+
+pub fn device(conn: &mut AnyConnection, id: &str) -> Result<Device, ApiError> {
+    devices::table
+        .find(id)
+        .select(Device::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(ApiError::NotFound("device"))
+}
+
+/// An artifact with what its signed manifest says, who signed it, and which devices run it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactDetail {
+    #[serde(flatten)]
+    pub artifact: Artifact,
+    pub signing_key_ids: Vec<String>,
+    pub components: Vec<serde_json::Value>,
+    pub runtime_abi: Option<u32>,
+    pub required_abi: Option<u32>,
+    pub arena_size: Option<u32>,
+    pub policy: Option<serde_json::Value>,
+    pub running_on: Vec<String>,
+}
+
+pub fn artifact_detail(
+    conn: &mut AnyConnection,
+    root: &artifact::TrustRoot,
+    id: i64,
+) -> Result<ArtifactDetail, ApiError> {
+    let a = artifact(conn, id)?;
+    let envelope = a.envelope.clone();
+    // Stored only after verification; verified again here so that what is shown is signed.
+    let v = root
+        .verify_manifest(&envelope)
+        .map_err(|e| ApiError::Internal(format!("stored envelope: {e}")))?;
+    let m = &v.manifest;
+    let running_on: Vec<String> = if a.kind == "firmware" {
+        devices::table
+            .filter(devices::firmware_version.eq(&a.version))
+            .select(devices::id)
+            .load(conn)?
+    } else {
+        devices::table
+            .filter(devices::model_version.eq(&a.version))
+            .select(devices::id)
+            .load(conn)?
+    };
+    Ok(ArtifactDetail {
+        signing_key_ids: v
+            .envelope
+            .signatures
+            .iter()
+            .map(|s| s.key_id.to_string())
+            .collect(),
+        components: m
+            .components
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "kind": c.kind.as_str(),
+                    "name": c.name,
+                    "version": c.version.to_string(),
+                    "size": c.size,
+                    "sha256": hex::encode(c.digest),
+                })
+            })
+            .collect(),
+        runtime_abi: m.runtime_abi,
+        required_abi: m.required_abi,
+        arena_size: m.arena_size,
+        policy: m.policy.map(|p| {
+            serde_json::json!({
+                "min_accuracy_bp": p.min_accuracy_bp,
+                "max_p99_latency_us": p.max_p99_latency_us,
+                "max_accuracy_drop_bp": p.max_accuracy_drop_bp,
+            })
+        }),
+        running_on,
+        artifact: a,
+    })
 }

@@ -4,47 +4,15 @@
 
 use agent::{Agent, Next, Outgoing, Session};
 use artifact::Version;
-use fleet_server::{AppState, configure, db};
 use powerloss::model_update::*;
 use protocol::{BootStatus, DeviceFrame, Firmware, ServerFrame};
-use std::sync::mpsc;
 
-struct Server {
-    base: String,
-    token: String,
-    _dir: tempfile::TempDir,
-}
+mod support;
+
+use support::{Backend, Server};
 
 fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let pool = db::open(dir.path().join("fleet.db").to_str().unwrap()).unwrap();
-    let state = AppState {
-        pool,
-        data: dir.path().to_owned(),
-        root: root(),
-        admin_token: "operator-secret".into(),
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let server = actix_web::HttpServer::new(move || {
-                actix_web::App::new()
-                    .app_data(actix_web::web::Data::new(state.clone()))
-                    .configure(configure)
-            })
-            .workers(1)
-            .bind("127.0.0.1:0")
-            .unwrap();
-            tx.send(server.addrs()[0]).unwrap();
-            server.run().await.unwrap();
-        })
-    });
-    let addr = rx.recv().unwrap();
-    Server {
-        base: format!("http://{addr}"),
-        token: "operator-secret".into(),
-        _dir: dir,
-    }
+    support::start(Backend::Sqlite)
 }
 
 fn client() -> reqwest::blocking::Client {
@@ -240,7 +208,83 @@ fn refusals() {
             .send()
             .unwrap()
             .status(),
+        401,
+        "a device credential is no operator token"
+    );
+    // Roles: a viewer reads and is refused every action; an operator cannot make tokens.
+    let token_for = |role: &str| -> String {
+        let resp = client()
+            .post(format!("{}/api/tokens", s.base))
+            .bearer_auth(&s.token)
+            .json(&serde_json::json!({ "name": format!("{role}-1"), "role": role }))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        resp.json::<serde_json::Value>().unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let viewer = token_for("viewer");
+    let operator = token_for("operator");
+    let status = |method: &str, path: &str, token: &str, body: serde_json::Value| {
+        let c = client();
+        let req = match method {
+            "GET" => c.get(format!("{}{path}", s.base)),
+            _ => c.post(format!("{}{path}", s.base)).json(&body),
+        };
+        req.bearer_auth(token).send().unwrap().status().as_u16()
+    };
+    assert_eq!(
+        status("GET", "/api/devices", &viewer, serde_json::Value::Null),
+        200
+    );
+    assert_eq!(
+        status("GET", "/api/audit", &viewer, serde_json::Value::Null),
+        200
+    );
+    let enrol = serde_json::json!({"id": "node-9", "board": "mps2-an386"});
+    assert_eq!(status("POST", "/api/devices", &viewer, enrol.clone()), 403);
+    let rollout = serde_json::json!({"artifact_id": 1, "stages": ["100%"]});
+    assert_eq!(status("POST", "/api/rollouts", &viewer, rollout), 403);
+    assert_eq!(
+        status(
+            "POST",
+            "/api/rollouts/1/pause",
+            &viewer,
+            serde_json::Value::Null
+        ),
         403
+    );
+    let token = serde_json::json!({"name": "x", "role": "admin"});
+    assert_eq!(status("POST", "/api/tokens", &operator, token), 403);
+    assert_eq!(status("POST", "/api/devices", &operator, enrol), 201);
+    // Every action is in the audit log, with who did it.
+    let audit: serde_json::Value = client()
+        .get(format!("{}/api/audit", s.base))
+        .bearer_auth(&viewer)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let actions: Vec<(String, String)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap().to_owned(),
+                e["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions[..3],
+        [
+            ("operator-1".to_owned(), "device.enroll".to_owned()),
+            ("admin".to_owned(), "token.create".to_owned()),
+            ("admin".to_owned(), "token.create".to_owned()),
+        ]
     );
     // A bundle with a flipped bit, and one signed by an unknown key.
     let r = release(1, "good", Version::new(1, 0, 0), 1, "mps2-an386");
@@ -257,6 +301,42 @@ fn refusals() {
     let resp = upload(&s, b"this is not a bundle at all".to_vec());
     assert_eq!(resp.status(), 422);
     assert!(resp.text().unwrap().contains("\"error\":\"bad_magic\""));
+    // Signed by a key the fleet's root does not know.
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let fixture = fleet_sim::fixtures::GOOD;
+    let foreign = fleet_sim::release::model_bundle(
+        &fixture,
+        "digits",
+        Version::new(1, 0, 0),
+        1,
+        "mps2-an386",
+        fleet_sim::release::STRICT,
+        &[stranger],
+    )
+    .unwrap();
+    let resp = upload(&s, foreign);
+    assert_eq!(resp.status(), 422);
+    assert!(resp.text().unwrap().contains("\"error\":\"unknown_key\""));
+    // Signed by the fleet's key, for a board the fleet does not have.
+    let other_board = fleet_sim::release::model_bundle(
+        &fixture,
+        "digits",
+        Version::new(1, 0, 0),
+        1,
+        "esp32-c3",
+        fleet_sim::release::STRICT,
+        &[powerloss::device::signing_key()],
+    )
+    .unwrap();
+    let resp = upload(&s, other_board);
+    assert_eq!(resp.status(), 422);
+    assert!(resp.text().unwrap().contains("\"error\":\"wrong_board\""));
+    // Truncated: malformed.
+    let mut cut = bundle(&r);
+    cut.truncate(40);
+    let resp = upload(&s, cut);
+    assert_eq!(resp.status(), 422);
+    assert!(resp.text().unwrap().contains("\"error\":\"truncated\""));
     // A device cannot fetch an artifact not assigned to it.
     let resp = upload(&s, bundle(&r));
     let id: serde_json::Value = serde_json::from_str(&resp.text().unwrap()).unwrap();

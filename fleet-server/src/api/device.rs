@@ -3,18 +3,22 @@
 
 use super::{AppState, bearer, blocking};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::rollout::state::{self as rollouts, DeviceCommand};
 use crate::store::{self, Device};
 use actix_web::{HttpRequest, HttpResponse, web};
+use diesel::Connection as _;
 use protocol::{Chunk, ChunkRequest, Command, ServerFrame};
-
-/// How often an idle device checks in.
-const POLL_S: u32 = 60;
 
 /// The device a credential belongs to (the credential is taken out of the request first: the
 /// request itself stays on its worker thread).
 fn authenticate(state: &AppState, credential: Option<&str>) -> Result<Device, ApiError> {
     let mut conn = state.pool.get()?;
-    store::device_by_credential(&mut conn, credential.ok_or(ApiError::Unauthorized)?)
+    let found = store::device_by_credential(&mut conn, credential.ok_or(ApiError::Unauthorized)?);
+    if found.is_err() {
+        Metrics::add(&state.metrics.device_auth_failures, 1);
+    }
+    found
 }
 
 fn credential(req: &HttpRequest) -> Option<String> {
@@ -36,6 +40,7 @@ pub async fn check_in(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let state = state.into_inner();
+    let poll_s = state.poll_s;
     let credential = credential(&req);
     let answer = blocking(move || {
         let device = authenticate(&state, credential.as_deref())?;
@@ -45,23 +50,15 @@ pub async fn check_in(
         }
         let mut conn = state.pool.get()?;
         store::record_check_in(&mut conn, &c)?;
-        let offer = match store::assignment(&mut conn, &device.id)? {
-            Some(a) => {
-                let running = match a.kind.as_str() {
-                    "firmware" => Some(c.firmware.version.to_string()),
-                    _ => c.model.map(|m| m.version.to_string()),
-                };
-                let in_progress = c.update.is_some_and(|u| u.release == a.id as u64);
-                let wanted = running.as_deref() != Some(a.version.as_str()) || in_progress;
-                (wanted && !store::gave_up(&mut conn, &device.id, a.id)?).then_some(a)
-            }
-            None => None,
-        };
-        Ok(offer)
+        Metrics::add(&state.metrics.checkins, 1);
+        rollouts::command_for(&mut conn, &device.id, &c)
     })
     .await?;
     match answer {
-        Some(a) => {
+        Some(DeviceCommand::Revert(component)) => {
+            frame(&ServerFrame::Command(Command::Revert { component }), 64)
+        }
+        Some(DeviceCommand::Update(a)) => {
             let url = format!("/api/device/artifacts/{}", a.id);
             frame(
                 &ServerFrame::Command(Command::Update {
@@ -74,7 +71,7 @@ pub async fn check_in(
         }
         None => frame(
             &ServerFrame::Command(Command::Idle {
-                poll_after_s: POLL_S,
+                poll_after_s: poll_s,
             }),
             64,
         ),
@@ -104,6 +101,7 @@ pub async fn chunk(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let state = state.into_inner();
+    let metrics = state.metrics.clone();
     let credential = credential(&req);
     let (r, payload) = blocking(move || {
         let r: ChunkRequest = protocol::decode(&body)?;
@@ -113,6 +111,8 @@ pub async fn chunk(
     .await?;
     let start = (r.offset as usize).min(payload.len());
     let end = (start + r.len as usize).min(payload.len());
+    Metrics::add(&metrics.chunks, 1);
+    Metrics::add(&metrics.chunk_bytes, (end - start) as u64);
     frame(
         &ServerFrame::Chunk(Chunk {
             release: r.release,
@@ -183,7 +183,22 @@ pub async fn report(
             return Err(ApiError::Forbidden);
         }
         let mut conn = state.pool.get()?;
-        store::insert_report(&mut conn, &r)?;
+        // The report and what it changes in its rollout land together, or neither does.
+        let new = conn.transaction(|conn| {
+            let new = store::insert_report(conn, &r)?;
+            if new {
+                rollouts::on_report(conn, &r)?;
+            }
+            Ok::<_, ApiError>(new)
+        })?;
+        Metrics::add(
+            if new {
+                &state.metrics.reports
+            } else {
+                &state.metrics.duplicate_reports
+            },
+            1,
+        );
         Ok(r.seq)
     })
     .await?;

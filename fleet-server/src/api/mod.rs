@@ -1,12 +1,15 @@
-//! HTTP routes: the device API (CBOR, `protocol` messages) and the operator API (JSON).
+//! HTTP routes: the device API (CBOR, `protocol` messages), the operator API (JSON, described
+//! by `openapi.json`), and operations (`/healthz`, `/metrics`).
 
 mod device;
-mod operator;
+pub mod operator;
 
 use crate::db::DbPool;
-use actix_web::web;
+use crate::metrics::Metrics;
+use actix_web::{HttpRequest, HttpResponse, web};
 use artifact::TrustRoot;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -14,8 +17,9 @@ pub struct AppState {
     pub pool: DbPool,
     pub data: PathBuf,
     pub root: TrustRoot,
-    /// Operator token (admin) until tokens with roles come.
-    pub admin_token: String,
+    pub metrics: Arc<Metrics>,
+    /// How long an idle device waits before its next check-in.
+    pub poll_s: u32,
 }
 
 impl std::fmt::Debug for AppState {
@@ -25,6 +29,29 @@ impl std::fmt::Debug for AppState {
             .finish_non_exhaustive()
     }
 }
+
+/// The operator API's routes (method, path), as `openapi.json` documents them; a test keeps
+/// the two equal.
+pub const OPERATOR_ROUTES: &[(&str, &str)] = &[
+    ("post", "/api/devices"),
+    ("get", "/api/devices"),
+    ("get", "/api/devices/{id}"),
+    ("get", "/api/devices/{id}/reports"),
+    ("post", "/api/artifacts"),
+    ("get", "/api/artifacts"),
+    ("get", "/api/artifacts/{id}"),
+    ("post", "/api/assignments"),
+    ("post", "/api/rollouts"),
+    ("get", "/api/rollouts"),
+    ("get", "/api/rollouts/{id}"),
+    ("post", "/api/rollouts/{id}/{action}"),
+    ("post", "/api/tokens"),
+    ("get", "/api/whoami"),
+    ("get", "/api/audit"),
+];
+
+/// The OpenAPI document of the operator API.
+pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -37,22 +64,42 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/device/reports", web::post().to(device::report))
         .route("/api/devices", web::post().to(operator::enroll))
         .route("/api/devices", web::get().to(operator::devices))
+        .route("/api/devices/{id}", web::get().to(operator::device))
         .route(
             "/api/devices/{id}/reports",
             web::get().to(operator::reports),
         )
         .route("/api/artifacts", web::post().to(operator::upload))
         .route("/api/artifacts", web::get().to(operator::artifacts))
-        .route("/api/assignments", web::post().to(operator::assign));
+        .route("/api/artifacts/{id}", web::get().to(operator::artifact))
+        .route("/api/assignments", web::post().to(operator::assign))
+        .route("/api/rollouts", web::post().to(operator::create_rollout))
+        .route("/api/rollouts", web::get().to(operator::list_rollouts))
+        .route("/api/rollouts/{id}", web::get().to(operator::rollout))
+        .route(
+            "/api/rollouts/{id}/{action}",
+            web::post().to(operator::rollout_action),
+        )
+        .route("/api/tokens", web::post().to(operator::create_token))
+        .route("/api/whoami", web::get().to(operator::whoami))
+        .route("/api/audit", web::get().to(operator::audit_log))
+        .route("/api/openapi.json", web::get().to(openapi))
+        .route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics));
 }
 
 /// The bearer token of a request.
-fn bearer(req: &actix_web::HttpRequest) -> Option<&str> {
+fn bearer(req: &HttpRequest) -> Option<&str> {
     req.headers()
         .get("authorization")?
         .to_str()
         .ok()?
         .strip_prefix("Bearer ")
+}
+
+/// An operator's token: the bearer token.
+pub fn operator_token(req: &HttpRequest) -> Option<String> {
+    bearer(req).map(str::to_owned)
 }
 
 /// Runs blocking database work off the async threads.
@@ -62,4 +109,39 @@ async fn blocking<T: Send + 'static>(
     web::block(f)
         .await
         .map_err(|e| crate::error::ApiError::Internal(e.to_string()))?
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
+}
+
+/// Healthy when the database answers.
+async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    let state = state.into_inner();
+    let ok = blocking(move || {
+        use diesel::RunQueryDsl;
+        let mut conn = state.pool.get()?;
+        diesel::sql_query("SELECT 1").execute(&mut *conn)?;
+        Ok(())
+    })
+    .await;
+    match ok {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ok" })),
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "unavailable", "error": e.to_string() })),
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, crate::error::ApiError> {
+    let state = state.into_inner();
+    let text = blocking(move || {
+        let mut conn = state.pool.get()?;
+        state.metrics.render(&mut conn, crate::store::now_ms())
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(text))
 }

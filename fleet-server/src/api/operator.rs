@@ -1,21 +1,61 @@
 //! The operator API (JSON): enrolment, devices, artifact upload (verified against the trust
-//! root), assignments. Every call needs the operator token.
+//! root), assignments, rollouts, tokens and the audit log. Viewers read; operators act; admins
+//! also manage tokens. Every action is in the audit log.
 
-use super::{AppState, bearer, blocking};
+use super::{AppState, blocking};
+use crate::auth::{self, Principal, Role};
 use crate::error::ApiError;
-use crate::store;
+use crate::rollout::state::{self as rollouts, NewRollout};
+use crate::{audit, store};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
+use std::sync::Arc;
 
-fn operator(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    match bearer(req) {
-        Some(t) if t == state.admin_token => Ok(()),
-        Some(_) => Err(ApiError::Forbidden),
-        None => Err(ApiError::Unauthorized),
+/// The principal of a request (bearer token, or the dashboard's session), if its role is at
+/// least `need`.
+pub async fn authorize(
+    state: &Arc<AppState>,
+    req: &HttpRequest,
+    need: Role,
+) -> Result<Principal, ApiError> {
+    let token = super::operator_token(req).ok_or(ApiError::Unauthorized)?;
+    let state = state.clone();
+    let who = blocking(move || auth::lookup(&mut *state.pool.get()?, &token)).await?;
+    if who.role < need {
+        return Err(ApiError::Forbidden);
     }
+    Ok(who)
+}
+
+/// Runs an operator action and records it in the audit log, in one place.
+async fn act<T: Send + 'static>(
+    state: Arc<AppState>,
+    who: Principal,
+    action: &'static str,
+    target: String,
+    f: impl FnOnce(&mut crate::db::AnyConnection, &Principal) -> Result<(T, String), ApiError>
+    + Send
+    + 'static,
+) -> Result<T, ApiError> {
+    blocking(move || {
+        let mut conn = state.pool.get()?;
+        let (out, detail) = f(&mut conn, &who)?;
+        audit::record(&mut conn, &who, action, &target, &detail)?;
+        crate::log::info(
+            "operator_action",
+            &[
+                ("actor", who.name.clone()),
+                ("action", action.into()),
+                ("target", target),
+            ],
+        );
+        Ok(out)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Enroll {
     id: String,
     board: String,
@@ -23,28 +63,37 @@ pub struct Enroll {
     tags: Vec<String>,
 }
 
+fn valid_name(s: &str, max: usize) -> bool {
+    (1..=max).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+}
+
 pub async fn enroll(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<Enroll>,
 ) -> Result<HttpResponse, ApiError> {
-    operator(&state, &req)?;
+    let state = state.into_inner();
+    let who = authorize(&state, &req, Role::Operator).await?;
     let e = body.into_inner();
-    let valid = (1..=protocol::MAX_DEVICE_ID).contains(&e.id.len())
-        && e.id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
-    if !valid {
+    if !valid_name(&e.id, protocol::MAX_DEVICE_ID) {
         return Err(ApiError::Invalid(
             "invalid_device_id",
             format!("device id {:?}: 1-64 of [A-Za-z0-9._:-]", e.id),
         ));
     }
-    let state = state.into_inner();
-    let (id, credential) = blocking(move || {
-        let mut conn = state.pool.get()?;
-        let credential = store::enroll(&mut conn, &e.id, &e.board, &e.tags.join(","))?;
-        Ok((e.id, credential))
+    if let Some(t) = e.tags.iter().find(|t| !valid_name(t, 64)) {
+        return Err(ApiError::Invalid(
+            "invalid_tag",
+            format!("tag {t:?}: 1-64 of [A-Za-z0-9._:-]"),
+        ));
+    }
+    let target = e.id.clone();
+    let (id, credential) = act(state, who, "device.enroll", target, move |conn, _| {
+        let credential = store::enroll(conn, &e.id, &e.board, &e.tags.join(","))?;
+        let detail = format!("board {} tags {}", e.board, e.tags.join(","));
+        Ok(((e.id, credential), detail))
     })
     .await?;
     Ok(HttpResponse::Created().json(serde_json::json!({ "id": id, "credential": credential })))
@@ -54,10 +103,22 @@ pub async fn devices(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    operator(&state, &req)?;
     let state = state.into_inner();
+    authorize(&state, &req, Role::Viewer).await?;
     let list = blocking(move || store::list_devices(&mut *state.pool.get()?)).await?;
     Ok(HttpResponse::Ok().json(list))
+}
+
+pub async fn device(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.into_inner();
+    authorize(&state, &req, Role::Viewer).await?;
+    let id = path.into_inner();
+    let d = blocking(move || store::device(&mut *state.pool.get()?, &id)).await?;
+    Ok(HttpResponse::Ok().json(d))
 }
 
 pub async fn reports(
@@ -65,8 +126,8 @@ pub async fn reports(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    operator(&state, &req)?;
     let state = state.into_inner();
+    authorize(&state, &req, Role::Viewer).await?;
     let id = path.into_inner();
     let list = blocking(move || store::reports_of(&mut *state.pool.get()?, &id)).await?;
     Ok(HttpResponse::Ok().json(list))
@@ -78,13 +139,43 @@ pub async fn upload(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    operator(&state, &req)?;
     let state = state.into_inner();
-    let stored = blocking(move || {
-        let verified = artifact::bundle::open(&body, &state.root)
-            .map_err(|e| ApiError::Invalid(e.code(), e.to_string()))?;
-        store::insert_artifact(&mut *state.pool.get()?, &state.data, &verified)
-    })
+    let who = authorize(&state, &req, Role::Operator).await?;
+    let data = state.data.clone();
+    let root = state.root.clone();
+    let stored = act(
+        state,
+        who,
+        "artifact.upload",
+        String::new(),
+        move |conn, _| {
+            let verified = artifact::bundle::open(&body, &root)
+                .map_err(|e| ApiError::Invalid(e.code(), e.to_string()))?;
+            // A release for a board no layout of this fleet describes cannot be meant for it.
+            if let Some(b) = verified
+                .verified
+                .manifest
+                .boards
+                .iter()
+                .find(|b| layout::board(b).is_none())
+            {
+                let known: Vec<&str> = layout::BOARDS.iter().map(|l| l.board).collect();
+                return Err(ApiError::Invalid(
+                    "wrong_board",
+                    format!(
+                        "board {b:?} is not a board of this fleet ({})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            let a = store::insert_artifact(conn, &data, &verified)?;
+            let detail = format!(
+                "{} {} {} ({} bytes, sha256 {})",
+                a.kind, a.name, a.version, a.payload_len, a.payload_sha256
+            );
+            Ok((a, detail))
+        },
+    )
     .await?;
     Ok(HttpResponse::Created().json(stored))
 }
@@ -93,13 +184,28 @@ pub async fn artifacts(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    operator(&state, &req)?;
     let state = state.into_inner();
+    authorize(&state, &req, Role::Viewer).await?;
     let list = blocking(move || store::list_artifacts(&mut *state.pool.get()?)).await?;
     Ok(HttpResponse::Ok().json(list))
 }
 
+pub async fn artifact(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.into_inner();
+    authorize(&state, &req, Role::Viewer).await?;
+    let id = path.into_inner();
+    let root = state.root.clone();
+    let detail =
+        blocking(move || store::artifact_detail(&mut *state.pool.get()?, &root, id)).await?;
+    Ok(HttpResponse::Ok().json(detail))
+}
+
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Assign {
     device_id: String,
     artifact_id: i64,
@@ -110,9 +216,144 @@ pub async fn assign(
     req: HttpRequest,
     body: web::Json<Assign>,
 ) -> Result<HttpResponse, ApiError> {
-    operator(&state, &req)?;
-    let a = body.into_inner();
     let state = state.into_inner();
-    blocking(move || store::assign(&mut *state.pool.get()?, &a.device_id, a.artifact_id)).await?;
+    let who = authorize(&state, &req, Role::Operator).await?;
+    let a = body.into_inner();
+    act(
+        state,
+        who,
+        "assignment.set",
+        a.device_id.clone(),
+        move |conn, _| {
+            store::device(conn, &a.device_id)?;
+            store::assign(conn, &a.device_id, a.artifact_id)?;
+            Ok(((), format!("artifact {}", a.artifact_id)))
+        },
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn create_rollout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<NewRollout>,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.into_inner();
+    let who = authorize(&state, &req, Role::Operator).await?;
+    let new = body.into_inner();
+    let view = act(
+        state,
+        who,
+        "rollout.create",
+        String::new(),
+        move |conn, who| {
+            let id = rollouts::create(conn, &new, &who.name)?;
+            let detail = format!(
+                "rollout {id}: artifact {} stages {}",
+                new.artifact_id,
+                new.stages.join(",")
+            );
+            Ok((rollouts::view(conn, id, true)?, detail))
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+pub async fn list_rollouts(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.into_inner();
+    authorize(&state, &req, Role::Viewer).await?;
+    let list = blocking(move || rollouts::list(&mut *state.pool.get()?)).await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+pub async fn rollout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.into_inner();
+    authorize(&state, &req, Role::Viewer).await?;
+    let id = path.into_inner();
+    let view = blocking(move || rollouts::view(&mut *state.pool.get()?, id, true)).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// `POST /api/rollouts/{id}/{pause|resume|abort|rollback}`.
+pub async fn rollout_action(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(i64, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.into_inner();
+    let who = authorize(&state, &req, Role::Operator).await?;
+    let (id, action) = path.into_inner();
+    let action: &'static str = match action.as_str() {
+        "pause" => "rollout.pause",
+        "resume" => "rollout.resume",
+        "abort" => "rollout.abort",
+        "rollback" => "rollout.rollback",
+        _ => return Err(ApiError::NotFound("action")),
+    };
+    let view = act(state, who, action, id.to_string(), move |conn, who| {
+        let verb = action.trim_start_matches("rollout.");
+        rollouts::operator_action(conn, id, verb, &who.name)?;
+        Ok((rollouts::view(conn, id, true)?, String::new()))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    name: String,
+    role: Role,
+}
+
+pub async fn create_token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<NewToken>,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.into_inner();
+    let who = authorize(&state, &req, Role::Admin).await?;
+    let t = body.into_inner();
+    if !valid_name(&t.name, 64) {
+        return Err(ApiError::Invalid(
+            "invalid_name",
+            format!("token name {:?}: 1-64 of [A-Za-z0-9._:-]", t.name),
+        ));
+    }
+    let name = t.name.clone();
+    let token = act(state, who, "token.create", name, move |conn, _| {
+        Ok((
+            auth::create(conn, &t.name, t.role)?,
+            t.role.as_str().to_owned(),
+        ))
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({ "token": token })))
+}
+
+pub async fn whoami(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let who = authorize(&state.into_inner(), &req, Role::Viewer).await?;
+    Ok(HttpResponse::Ok().json(who))
+}
+
+pub async fn audit_log(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.into_inner();
+    authorize(&state, &req, Role::Viewer).await?;
+    let list = blocking(move || audit::recent(&mut *state.pool.get()?, 500)).await?;
+    Ok(HttpResponse::Ok().json(list))
 }

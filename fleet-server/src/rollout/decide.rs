@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 /// How big a stage is: a share of the selected devices, or a count (cumulative).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// Percent of the selected devices, 1..=100.
     Percent(u8),
@@ -13,7 +14,7 @@ pub enum Stage {
 }
 
 /// What a stage must show before the next one starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Gates {
     /// Validated reports needed from the stage (at least one).
     pub min_reports: u32,
@@ -39,7 +40,7 @@ impl Default for Gates {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Spec {
     pub stages: Vec<Stage>,
     /// How long a stage runs after its last device confirmed before the next one starts.
@@ -56,17 +57,72 @@ pub struct Candidate {
 
 /// Where a device of the current stage stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceResult {
+pub enum Progress {
     /// Offered, not finished.
     Pending,
-    /// Validated and confirmed, with its figures and the accuracy of what it replaced.
-    Confirmed {
-        accuracy_bp: u16,
-        p99_us: u32,
-        replaced_accuracy_bp: Option<u16>,
-    },
+    /// Validated and confirmed.
+    Confirmed,
     /// Refused, failed, or went back (on its own validation set, or the bootloader reverted).
     Failed,
+}
+
+/// A device of the current stage: where it stands, its own validation figures (also when it
+/// rejected the release itself), and the accuracy of the version it replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceResult {
+    pub progress: Progress,
+    pub accuracy_bp: Option<u16>,
+    pub p99_us: Option<u32>,
+    pub replaced_accuracy_bp: Option<u16>,
+}
+
+impl DeviceResult {
+    pub const PENDING: DeviceResult = DeviceResult {
+        progress: Progress::Pending,
+        accuracy_bp: None,
+        p99_us: None,
+        replaced_accuracy_bp: None,
+    };
+}
+
+/// The figures of a stage that the gates compare (also shown beside their thresholds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct StageFigures {
+    pub devices: u32,
+    pub pending: u32,
+    pub confirmed: u32,
+    pub failed: u32,
+    /// Devices that sent validation figures.
+    pub validated: u32,
+    pub min_accuracy_bp: Option<u16>,
+    pub max_p99_us: Option<u32>,
+    pub max_accuracy_drop_bp: Option<u16>,
+}
+
+pub fn figures(results: &[(String, DeviceResult)]) -> StageFigures {
+    let mut f = StageFigures {
+        devices: results.len() as u32,
+        ..StageFigures::default()
+    };
+    for (_, r) in results {
+        match r.progress {
+            Progress::Pending => f.pending += 1,
+            Progress::Confirmed => f.confirmed += 1,
+            Progress::Failed => f.failed += 1,
+        }
+        if let Some(a) = r.accuracy_bp {
+            f.validated += 1;
+            f.min_accuracy_bp = Some(f.min_accuracy_bp.map_or(a, |m| m.min(a)));
+            if let Some(old) = r.replaced_accuracy_bp {
+                let drop = old.saturating_sub(a);
+                f.max_accuracy_drop_bp = Some(f.max_accuracy_drop_bp.map_or(drop, |m| m.max(drop)));
+            }
+        }
+        if let Some(p) = r.p99_us {
+            f.max_p99_us = Some(f.max_p99_us.map_or(p, |m| m.max(p)));
+        }
+    }
+    f
 }
 
 /// What the engine does next with a rollout.
@@ -134,10 +190,42 @@ pub fn evaluate(
     next: Option<Vec<String>>,
 ) -> Decision {
     let g = &spec.gates;
+    // The figures gates first: a device that rejected the release on its own validation set
+    // still sent the figures that name the gate.
+    for (d, r) in results {
+        if let Some(a) = r.accuracy_bp {
+            if a < g.min_accuracy_bp {
+                return Decision::Halt {
+                    gate: "min_accuracy",
+                    evidence: format!("{d}: accuracy {a} bp < {} bp", g.min_accuracy_bp),
+                };
+            }
+        }
+        if let Some(p) = r.p99_us {
+            if p > g.max_p99_latency_us {
+                return Decision::Halt {
+                    gate: "max_p99_latency",
+                    evidence: format!("{d}: p99 {p} us > {} us", g.max_p99_latency_us),
+                };
+            }
+        }
+        if let (Some(max), Some(old), Some(a)) = (
+            g.max_accuracy_drop_bp,
+            r.replaced_accuracy_bp,
+            r.accuracy_bp,
+        ) {
+            if old.saturating_sub(a) > max {
+                return Decision::Halt {
+                    gate: "max_accuracy_drop",
+                    evidence: format!("{d}: accuracy {old} -> {a} bp, drop over {max} bp"),
+                };
+            }
+        }
+    }
     let total = results.len().max(1);
     let failed: Vec<&str> = results
         .iter()
-        .filter(|(_, r)| *r == DeviceResult::Failed)
+        .filter(|(_, r)| r.progress == Progress::Failed)
         .map(|(d, _)| d.as_str())
         .collect();
     if failed.len() * 10_000 > total * usize::from(g.max_failure_rate_bp) {
@@ -151,41 +239,11 @@ pub fn evaluate(
             ),
         };
     }
-    let mut validated = 0u32;
-    for (d, r) in results {
-        let DeviceResult::Confirmed {
-            accuracy_bp,
-            p99_us,
-            replaced_accuracy_bp,
-        } = *r
-        else {
-            continue;
-        };
-        validated += 1;
-        if accuracy_bp < g.min_accuracy_bp {
-            return Decision::Halt {
-                gate: "min_accuracy",
-                evidence: format!("{d}: accuracy {accuracy_bp} bp < {} bp", g.min_accuracy_bp),
-            };
-        }
-        if p99_us > g.max_p99_latency_us {
-            return Decision::Halt {
-                gate: "max_p99_latency",
-                evidence: format!("{d}: p99 {p99_us} us > {} us", g.max_p99_latency_us),
-            };
-        }
-        if let (Some(max), Some(old)) = (g.max_accuracy_drop_bp, replaced_accuracy_bp) {
-            if old.saturating_sub(accuracy_bp) > max {
-                return Decision::Halt {
-                    gate: "max_accuracy_drop",
-                    evidence: format!(
-                        "{d}: accuracy {old} -> {accuracy_bp} bp, drop over {max} bp"
-                    ),
-                };
-            }
-        }
-    }
-    let all_done = results.iter().all(|(_, r)| *r != DeviceResult::Pending);
+    let validated = results
+        .iter()
+        .filter(|(_, r)| r.progress == Progress::Confirmed && r.accuracy_bp.is_some())
+        .count() as u32;
+    let all_done = results.iter().all(|(_, r)| r.progress != Progress::Pending);
     let soaked = confirmed_at_ms.is_some_and(|t| now_ms >= t + spec.soak_ms);
     if !all_done || validated < g.min_reports.max(1).min(results.len() as u32) || !soaked {
         return Decision::Wait;
@@ -227,12 +285,18 @@ mod tests {
     }
 
     fn ok(acc: u16) -> DeviceResult {
-        DeviceResult::Confirmed {
-            accuracy_bp: acc,
-            p99_us: 5_651,
+        DeviceResult {
+            progress: Progress::Confirmed,
+            accuracy_bp: Some(acc),
+            p99_us: Some(5_651),
             replaced_accuracy_bp: Some(9_277),
         }
     }
+
+    const FAILED: DeviceResult = DeviceResult {
+        progress: Progress::Failed,
+        ..DeviceResult::PENDING
+    };
 
     #[test]
     fn stages_cover_the_fleet_once_with_canaries_across_tags() {
@@ -271,7 +335,7 @@ mod tests {
         let s = spec();
         let r = vec![
             ("n00".to_string(), ok(9_277)),
-            ("n01".to_string(), DeviceResult::Pending),
+            ("n01".to_string(), DeviceResult::PENDING),
         ];
         assert_eq!(evaluate(&s, 0, &r, None, 0, Some(vec![])), Decision::Wait);
         let r = vec![
@@ -310,22 +374,59 @@ mod tests {
             Decision::Halt { gate, evidence } => (gate, evidence),
             other => panic!("{other:?}"),
         };
-        let (gate, ev) = halt(vec![
-            ("n00".into(), DeviceResult::Failed),
-            ("n01".into(), ok(9_277)),
-        ]);
+        let (gate, ev) = halt(vec![("n00".into(), FAILED), ("n01".into(), ok(9_277))]);
         assert_eq!(gate, "max_failure_rate");
         assert_eq!(ev, "1 of 2 devices failed or reverted (n00)");
         assert_eq!(halt(vec![("n00".into(), ok(5_972))]).0, "min_accuracy");
-        let slow = DeviceResult::Confirmed {
-            accuracy_bp: 9_888,
-            p99_us: 51_114,
+        let slow = DeviceResult {
+            accuracy_bp: Some(9_888),
+            p99_us: Some(51_114),
             replaced_accuracy_bp: None,
+            ..ok(0)
         };
         assert_eq!(
             halt(vec![("n00".into(), slow)]),
             ("max_p99_latency", "n00: p99 51114 us > 10000 us".into())
         );
         assert_eq!(halt(vec![("n00".into(), ok(9_050))]).0, "max_accuracy_drop");
+        // A device that rejected the release itself names the gate its figures fail.
+        let rejected = DeviceResult {
+            progress: Progress::Failed,
+            ..ok(5_972)
+        };
+        assert_eq!(
+            halt(vec![
+                ("n00".into(), rejected),
+                ("n01".into(), DeviceResult::PENDING)
+            ]),
+            ("min_accuracy", "n00: accuracy 5972 bp < 9000 bp".into())
+        );
+    }
+
+    #[test]
+    fn stage_figures_are_what_the_gates_compare() {
+        let slow = DeviceResult {
+            p99_us: Some(12_000),
+            ..ok(9_100)
+        };
+        let f = figures(&[
+            ("a".into(), ok(9_277)),
+            ("b".into(), slow),
+            ("c".into(), FAILED),
+            ("d".into(), DeviceResult::PENDING),
+        ]);
+        assert_eq!(
+            f,
+            StageFigures {
+                devices: 4,
+                pending: 1,
+                confirmed: 2,
+                failed: 1,
+                validated: 2,
+                min_accuracy_bp: Some(9_100),
+                max_p99_us: Some(12_000),
+                max_accuracy_drop_bp: Some(177),
+            }
+        );
     }
 }

@@ -1,0 +1,98 @@
+//! The rollout driver: at every tick, each running rollout whose lease this process holds is
+//! judged by `decide::evaluate` and the decision applied. The lease (a row update that only
+//! succeeds when the lease is free, expired or already ours) makes one process drive a rollout
+//! at a time when several share one PostgreSQL; every applied decision re-checks the stage, so
+//! a process that lost its lease while thinking changes nothing.
+
+use super::decide::{self, Decision};
+use super::state;
+use crate::db::{AnyConnection, DbPool};
+use crate::error::ApiError;
+use crate::schema::rollouts;
+use crate::store::now_ms;
+use diesel::prelude::*;
+use std::time::Duration;
+
+/// How long a lease lasts without renewal (a crashed driver is replaced after this).
+pub const LEASE_MS: i64 = 10_000;
+
+/// Takes or renews the lease on `rollout` for `owner`.
+pub fn lease(
+    conn: &mut AnyConnection,
+    rollout: i64,
+    owner: &str,
+    now: i64,
+) -> Result<bool, ApiError> {
+    let n = diesel::update(
+        rollouts::table.find(rollout).filter(
+            rollouts::lease_owner
+                .is_null()
+                .or(rollouts::lease_owner.eq(owner))
+                .or(rollouts::lease_until_ms.lt(now)),
+        ),
+    )
+    .set((
+        rollouts::lease_owner.eq(owner),
+        rollouts::lease_until_ms.eq(now + LEASE_MS),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// One pass over the running rollouts. Returns the decisions applied (for logs and tests).
+pub fn tick(conn: &mut AnyConnection, owner: &str) -> Result<Vec<(i64, Decision)>, ApiError> {
+    let mut applied = Vec::new();
+    for id in state::running(conn)? {
+        let now = now_ms();
+        if !lease(conn, id, owner, now)? {
+            continue;
+        }
+        let r = state::get(conn, id)?;
+        let spec = r.spec()?;
+        let s = state::stage_state(conn, id, r.stage)?;
+        let decision = decide::evaluate(
+            &spec,
+            r.stage as usize,
+            &s.results,
+            s.finished_ms,
+            now as u64,
+            s.next,
+        );
+        let done = match &decision {
+            Decision::Wait => false,
+            Decision::Advance { .. } => state::advance(conn, id, r.stage)?,
+            Decision::Complete => state::complete(conn, id, r.stage)?,
+            Decision::Halt { gate, evidence } => state::halt(conn, id, gate, evidence)?,
+        };
+        if done {
+            crate::log::info(
+                "rollout_decision",
+                &[
+                    ("rollout", id.to_string()),
+                    ("decision", format!("{decision:?}")),
+                ],
+            );
+            applied.push((id, decision));
+        }
+    }
+    Ok(applied)
+}
+
+/// Runs `tick` every `every` on a thread of its own, for the life of the process.
+pub fn spawn(pool: DbPool, owner: String, every: Duration) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("rollout-engine".into())
+        .spawn(move || {
+            loop {
+                let outcome = pool
+                    .get()
+                    .map_err(ApiError::from)
+                    .and_then(|mut c| tick(&mut c, &owner));
+                if let Err(e) = outcome {
+                    crate::log::warn("rollout_tick_failed", &[("error", e.to_string())]);
+                }
+                std::thread::sleep(every);
+            }
+        })
+        .map(drop)
+}

@@ -1,0 +1,156 @@
+//! Starting the server: configuration (flags, environment, file), the database, the operator
+//! token, the rollout engine and the HTTP server.
+
+use crate::api::{AppState, configure};
+use crate::metrics::Metrics;
+use crate::{auth, db, rollout};
+use anyhow::{Context, Result};
+use artifact::TrustRoot;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything the server is configured with. Flags and environment variables override the
+/// configuration file, which overrides the defaults.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (127.0.0.1:8080).
+    pub listen: Option<String>,
+    /// Data directory: SQLite database, artifacts, operator token (./fleet-data).
+    pub data: Option<PathBuf>,
+    /// `postgres://...`; SQLite in DATA/fleet.db when absent.
+    pub database_url: Option<String>,
+    /// The fleet's trust root (`fleetctl keys root`).
+    pub root: Option<PathBuf>,
+    /// Seconds an idle device waits between check-ins (60).
+    pub poll_seconds: Option<u32>,
+    /// Milliseconds between rollout engine passes (1000).
+    pub tick_ms: Option<u64>,
+    /// HTTP worker threads (one per core by default).
+    pub workers: Option<usize>,
+}
+
+impl Config {
+    /// Reads a TOML configuration file.
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+        toml::from_str(&text).with_context(|| path.display().to_string())
+    }
+
+    /// `self` where set, else `base`.
+    pub fn or(self, base: Config) -> Config {
+        Config {
+            listen: self.listen.or(base.listen),
+            data: self.data.or(base.data),
+            database_url: self.database_url.or(base.database_url),
+            root: self.root.or(base.root),
+            poll_seconds: self.poll_seconds.or(base.poll_seconds),
+            tick_ms: self.tick_ms.or(base.tick_ms),
+            workers: self.workers.or(base.workers),
+        }
+    }
+
+    pub fn listen(&self) -> String {
+        self.listen
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:8080".into())
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.data.clone().unwrap_or_else(|| "fleet-data".into())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| self.data().join("fleet.db").display().to_string())
+    }
+}
+
+/// The admin token in DATA/operator-token, created (mode 0600) on first start.
+pub fn operator_token(data: &Path) -> Result<String> {
+    let path = data.join("operator-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return Ok(t.trim().to_owned());
+    }
+    let token = auth::new_token().map_err(|e| anyhow::anyhow!("{e}"))?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| path.display().to_string())?;
+    f.write_all(token.as_bytes())?;
+    f.sync_all()?;
+    Ok(token)
+}
+
+/// A prepared server: state, admin token, and what `run` needs.
+#[derive(Debug)]
+pub struct Prepared {
+    pub state: AppState,
+    pub admin_token: String,
+    pub config: Config,
+}
+
+/// Opens the data directory and the database (migrating it), installs the admin token and
+/// starts the rollout engine.
+pub fn prepare(config: Config, root: TrustRoot) -> Result<Prepared> {
+    let data = config.data();
+    std::fs::create_dir_all(&data).with_context(|| data.display().to_string())?;
+    let pool = db::open(&config.database_url())?;
+    let admin_token = operator_token(&data)?;
+    auth::install(&mut *pool.get()?, "admin", auth::Role::Admin, &admin_token)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let owner = format!(
+        "{}-{}",
+        std::process::id(),
+        auth::new_token().map_err(|e| anyhow::anyhow!("{e}"))?
+    );
+    rollout::engine::spawn(
+        pool.clone(),
+        owner,
+        Duration::from_millis(config.tick_ms.unwrap_or(1000)),
+    )?;
+    Ok(Prepared {
+        state: AppState {
+            pool,
+            data,
+            root,
+            metrics: Arc::new(Metrics::default()),
+            poll_s: config.poll_seconds.unwrap_or(60),
+        },
+        admin_token,
+        config,
+    })
+}
+
+/// Binds the HTTP server; returns it (to run) and the address it listens on.
+pub fn bind(
+    state: AppState,
+    listen: &str,
+    workers: Option<usize>,
+) -> Result<(actix_web::dev::Server, std::net::SocketAddr)> {
+    let mut server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(actix_web::web::Data::new(state.clone()))
+            .app_data(actix_web::web::PayloadConfig::new(64 * 1024 * 1024))
+            .configure(configure)
+    });
+    if let Some(w) = workers {
+        server = server.workers(w);
+    }
+    let server = server.bind(listen).with_context(|| listen.to_owned())?;
+    let addr = server.addrs()[0];
+    Ok((server.run(), addr))
+}
+
+/// Reads a trust root file.
+pub fn read_root(path: &Path) -> Result<TrustRoot> {
+    let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
+    TrustRoot::from_self_signed(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}

@@ -1,0 +1,78 @@
+//! Test support: a real fleet server on a free port, over SQLite in a temporary directory or,
+//! when FLEET_TEST_DATABASE_URL names a PostgreSQL server, in a fresh schema of its own.
+
+#![allow(dead_code)] // each test binary uses part of it
+
+use diesel::Connection as _;
+use diesel::connection::SimpleConnection as _;
+use fleet_server::server::{self, Config};
+use std::sync::mpsc;
+
+/// Which database a test server uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// SQLite always; PostgreSQL too when the test command started one.
+pub fn backends() -> Vec<Backend> {
+    let mut b = vec![Backend::Sqlite];
+    if std::env::var("FLEET_TEST_DATABASE_URL").is_ok() {
+        b.push(Backend::Postgres);
+    }
+    b
+}
+
+/// A new schema on the test PostgreSQL server; the URL selects it for every connection.
+pub fn postgres_schema() -> String {
+    let url = std::env::var("FLEET_TEST_DATABASE_URL").expect("FLEET_TEST_DATABASE_URL");
+    let mut raw = [0u8; 8];
+    getrandom::getrandom(&mut raw).unwrap();
+    let schema = format!("t_{}", hex::encode(raw));
+    let mut conn = diesel::PgConnection::establish(&url).unwrap();
+    conn.batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+#[derive(Debug)]
+pub struct Server {
+    pub base: String,
+    pub token: String,
+    pub dir: tempfile::TempDir,
+    pub backend: Backend,
+}
+
+/// Starts a server with the test trust root, devices polling every second and the rollout
+/// engine passing every 200 ms.
+pub fn start(backend: Backend) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        listen: Some("127.0.0.1:0".into()),
+        data: Some(dir.path().to_owned()),
+        database_url: (backend == Backend::Postgres).then(postgres_schema),
+        poll_seconds: Some(1),
+        tick_ms: Some(200),
+        workers: Some(2),
+        ..Config::default()
+    };
+    let prepared = server::prepare(config, powerloss::device::trust_root()).unwrap();
+    let token = prepared.admin_token.clone();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let (running, addr) = server::bind(prepared.state, "127.0.0.1:0", Some(2)).unwrap();
+            tx.send(addr).unwrap();
+            running.await.unwrap();
+        })
+    });
+    let addr = rx.recv().unwrap();
+    Server {
+        base: format!("http://{addr}"),
+        token,
+        dir,
+        backend,
+    }
+}

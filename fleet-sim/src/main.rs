@@ -1,0 +1,91 @@
+//! `fleet-sim`: enrols N virtual devices with a running fleet server and runs them until
+//! interrupted, printing a status line every few seconds.
+
+use clap::Parser;
+use fleet_sim::{DeviceConfig, Faults, Fleet, operator::Operator};
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fleet-sim",
+    version,
+    about = "Virtual devices (the real agent over a simulated flash) for a fleet server",
+    after_help = "Example:\n  fleet-sim --server http://127.0.0.1:8080 --token $(cat fleet-data/operator-token) \\\n    --root root.cbor --devices 40 --lines 4 --slow-every 10 --slowdown 3"
+)]
+struct Cli {
+    #[arg(long, env = "FLEET_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Operator token (to enrol the devices).
+    #[arg(long, env = "FLEET_TOKEN")]
+    token: String,
+    /// The fleet's trust root: the devices verify every release against it.
+    #[arg(long)]
+    root: std::path::PathBuf,
+    #[arg(long, default_value_t = 40)]
+    devices: usize,
+    /// Device ids are PREFIX-NN.
+    #[arg(long, default_value = "sim")]
+    prefix: String,
+    #[arg(long, default_value = "mps2-an386")]
+    board: String,
+    /// Devices are spread over this many tags line-1..line-N.
+    #[arg(long, default_value_t = 4)]
+    lines: usize,
+    /// Every Nth device is of a slower class (0: none).
+    #[arg(long, default_value_t = 0)]
+    slow_every: usize,
+    /// How much slower that class is.
+    #[arg(long, default_value_t = 3)]
+    slowdown: u64,
+    /// Chance that a chunk answer is lost, per mille.
+    #[arg(long, default_value_t = 0)]
+    link_cut_per_mille: u16,
+    /// Chance per exchange of a power cut within the next flash operations, per mille.
+    #[arg(long, default_value_t = 0)]
+    reset_per_mille: u16,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let bytes = std::fs::read(&cli.root)?;
+    let root = artifact::TrustRoot::from_self_signed(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", cli.root.display()))?;
+    let op = Operator::new(&cli.server, &cli.token);
+    let fleet = Fleet::new(&cli.server, root)?;
+    let board: &'static str = Box::leak(cli.board.into_boxed_str());
+    for i in 0..cli.devices {
+        let id = format!("{}-{:02}", cli.prefix, i + 1);
+        let tag = format!("line-{}", i % cli.lines.max(1) + 1);
+        let credential = op.enroll(&id, board, &[&tag])?;
+        let slow = cli.slow_every > 0 && (i + 1) % cli.slow_every == 0;
+        fleet.spawn(DeviceConfig {
+            id,
+            credential,
+            board,
+            slowdown: if slow { cli.slowdown } else { 1 },
+            faults: Faults {
+                link_cut_per_mille: cli.link_cut_per_mille,
+                reset_per_mille: cli.reset_per_mille,
+                seed: cli.seed,
+            },
+        })?;
+    }
+    println!(
+        "{} virtual devices running against {}",
+        cli.devices, cli.server
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(5));
+        let status = fleet.status();
+        let mut versions = std::collections::BTreeMap::<String, usize>::new();
+        for s in status.values() {
+            *versions
+                .entry(s.model_version.clone().unwrap_or_else(|| "none".into()))
+                .or_default() += 1;
+        }
+        let cuts: u32 = status.values().map(|s| s.power_cuts).sum();
+        println!("models {versions:?}, power cuts {cuts}");
+    }
+}

@@ -1,0 +1,59 @@
+//! Signed model releases as bundles: what a release pipeline would upload.
+
+use crate::fixtures::Fixture;
+use artifact::{Component, ComponentKind, DocumentType, Envelope, Manifest, Policy, Version};
+use ed25519_dalek::SigningKey;
+
+/// The device-side policy of a release (what each device checks on its own validation set).
+pub const STRICT: Policy = Policy {
+    min_accuracy_bp: 9_000,
+    max_p99_latency_us: 10_000,
+    max_accuracy_drop_bp: 200,
+};
+
+/// A policy that lets a device take nearly anything: the server's gates must catch it.
+pub const LENIENT: Policy = Policy {
+    min_accuracy_bp: 1_000,
+    max_p99_latency_us: 1_000_000,
+    max_accuracy_drop_bp: 10_000,
+};
+
+/// A bundle of `fixture` as model `name` `version`, signed by `keys`.
+pub fn model_bundle(
+    fixture: &Fixture,
+    name: &str,
+    version: Version,
+    counter: u64,
+    board: &str,
+    policy: Policy,
+    keys: &[SigningKey],
+) -> anyhow::Result<Vec<u8>> {
+    let component = |kind, bytes: &[u8]| Component {
+        kind,
+        name,
+        version,
+        size: bytes.len() as u32,
+        digest: artifact::sha256(bytes),
+    };
+    let manifest = Manifest {
+        security_counter: counter,
+        boards: [board].into_iter().collect(),
+        components: [
+            component(ComponentKind::Model, fixture.model),
+            component(ComponentKind::ValidationSet, fixture.set),
+        ]
+        .into_iter()
+        .collect(),
+        runtime_abi: None,
+        required_abi: Some(1),
+        arena_size: Some(8 * 1024),
+        policy: Some(policy),
+    };
+    let body = manifest
+        .to_vec()
+        .map_err(|e| anyhow::anyhow!("manifest: {e}"))?;
+    let envelope = Envelope::sign(DocumentType::Manifest, &body, keys)
+        .map_err(|e| anyhow::anyhow!("signing: {e}"))?;
+    artifact::bundle::write(&envelope, &[fixture.model, fixture.set])
+        .map_err(|e| anyhow::anyhow!("bundle: {e}"))
+}
