@@ -38,6 +38,8 @@ pub struct Session<'f, F: NorFlash + MultiwriteNorFlash> {
     inferences: u64,
     boots: u32,
     next_check_in_ms: u64,
+    /// The check-in interval the server last gave.
+    poll_ms: u64,
     fetch: Option<ChunkRequest>,
     waiting: Option<(Waiting, u64)>,
     action: Option<Next>,
@@ -53,6 +55,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Session<'f, F> {
             inferences: 0,
             boots,
             next_check_in_ms: now_ms,
+            poll_ms: DEFAULT_POLL_MS,
             fetch: None,
             waiting: None,
             action: None,
@@ -143,11 +146,10 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Session<'f, F> {
                 if self.waiting.is_some_and(|(w, _)| w == Waiting::CheckIn) {
                     self.waiting = None;
                 }
-                let poll = match cmd {
-                    Command::Idle { poll_after_s } => u64::from(poll_after_s) * 1_000,
-                    _ => DEFAULT_POLL_MS,
-                };
-                self.next_check_in_ms = now_ms + poll;
+                if let Command::Idle { poll_after_s } = cmd {
+                    self.poll_ms = u64::from(poll_after_s) * 1_000;
+                }
+                self.next_check_in_ms = now_ms + self.poll_ms;
                 let next = self.agent.on_command(&cmd);
                 self.apply(next)
             }
@@ -185,7 +187,12 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Session<'f, F> {
     }
 
     /// After the platform ran `validate` or `confirm_firmware`: continue with what they said.
+    /// An update that ended (switched, or rejected) is followed by a check-in at once, so the
+    /// server sees the device's new state without waiting for the poll interval.
     pub fn after_action(&mut self, next: Result<Next, Error>) -> Result<(), Error> {
+        if matches!(next, Ok(Next::Idle | Next::Switched(_)) | Err(_)) {
+            self.next_check_in_ms = 0;
+        }
         self.apply(next)
     }
 }

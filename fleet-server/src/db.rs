@@ -55,3 +55,40 @@ pub fn open(url: &str) -> anyhow::Result<DbPool> {
     .map_err(|e| anyhow::anyhow!("migrations: {e}"))?;
     Ok(pool)
 }
+
+/// Runs `f` in a write transaction. On SQLite it begins `IMMEDIATE`: a deferred transaction
+/// that reads and then writes fails at once with "database is locked" when another writer got
+/// there first (the busy timeout cannot help it); an immediate one waits its turn. Nested
+/// calls become savepoints.
+pub fn write_tx<T, E>(
+    conn: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let AnyConnection::Sqlite(c) = conn else {
+        return conn.transaction(f);
+    };
+    match AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE") {
+        Ok(()) => {}
+        Err(diesel::result::Error::AlreadyInTransaction) => return conn.transaction(f),
+        Err(e) => return Err(e.into()),
+    }
+    match f(conn) {
+        Ok(v) => {
+            if let AnyConnection::Sqlite(c) = conn {
+                AnsiTransactionManager::commit_transaction(c)?;
+            }
+            Ok(v)
+        }
+        Err(e) => {
+            if let AnyConnection::Sqlite(c) = conn {
+                // The error that caused the rollback is the one to report.
+                let _ = AnsiTransactionManager::rollback_transaction(c);
+            }
+            Err(e)
+        }
+    }
+}

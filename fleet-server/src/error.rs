@@ -46,6 +46,9 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(e) = self {
+            crate::log::warn("internal_error", &[("error", e.clone())]);
+        }
         HttpResponse::build(self.status_code())
             .json(serde_json::json!({ "error": self.code(), "message": self.to_string() }))
     }

@@ -180,7 +180,7 @@ pub fn list_artifacts(conn: &mut AnyConnection) -> Result<Vec<Artifact>, ApiErro
 /// Assigns an artifact to a device (the rollout engine's unit of work).
 pub fn assign(conn: &mut AnyConnection, device: &str, artifact_id: i64) -> Result<(), ApiError> {
     artifact(conn, artifact_id)?;
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         diesel::delete(assignments::table.find(device)).execute(conn)?;
         diesel::insert_into(assignments::table)
             .values((
@@ -260,6 +260,27 @@ pub fn reports_of(conn: &mut AnyConnection, device: &str) -> Result<Vec<StoredRe
         .order(reports::seq)
         .select(StoredReport::as_select())
         .load(conn)?)
+}
+
+/// The accuracy a device measured when it validated model `version` (its latest such report).
+pub fn validated_accuracy(
+    conn: &mut AnyConnection,
+    device: &str,
+    version: &str,
+) -> Result<Option<i32>, ApiError> {
+    let detail: Option<String> = reports::table
+        .filter(reports::device_id.eq(device))
+        .filter(reports::component.eq("model"))
+        .filter(reports::version.eq(version))
+        .filter(reports::step.eq("validated"))
+        .order(reports::seq.desc())
+        .select(reports::detail)
+        .first(conn)
+        .optional()?;
+    Ok(detail
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+        .and_then(|v| v["accuracy_bp"].as_i64())
+        .map(|a| a as i32))
 }
 
 /// Whether a device gave up on a release (failed or reverted): it is not offered again.

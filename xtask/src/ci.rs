@@ -36,11 +36,16 @@ pub fn run(_args: &[String]) -> Result<()> {
     // then the model runtime on it: figures to target/bench/model.json, verdicts checked.
     crate::bench_model::run(&[])?;
 
-    // Every test, the emulator ones included (they need the firmware just built).
+    // Every test, the emulator ones included (they need the firmware just built), and the
+    // server's against a real PostgreSQL as well as SQLite.
+    let pg = crate::postgres::start()?;
     let mut test = cargo();
     test.env("FLEET_QEMU_TESTS", "1")
+        .env("FLEET_TEST_DATABASE_URL", &pg)
         .args(["test", "--workspace"]);
-    step("tests", &root, test)?;
+    let tested = step("tests", &root, test);
+    crate::postgres::stop();
+    tested?;
 
     // The fuzz crate is its own workspace; checking it keeps the targets compiling and proves
     // `artifact` and `model` build without std or alloc, as devices link them.

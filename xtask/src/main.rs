@@ -5,13 +5,14 @@
 //! - `cargo xtask fuzz [--seconds N]`: runs the cargo-fuzz targets (installs cargo-fuzz).
 //! - `cargo xtask firmware`: builds the Cortex-M firmware with Debian's toolchain.
 //! - `cargo xtask bench-model`: model latency and accuracy on an emulated Cortex-M4.
-//! - `cargo xtask powerloss [--quick]`: the bootloader's power-loss matrix.
+//! - `cargo xtask powerloss [--quick] | postgres | bench-server [--full]`: the bootloader's power-loss matrix.
 
 mod bench_model;
 mod ci;
 mod firmware;
 mod fuzz;
 mod install;
+mod postgres;
 mod powerloss;
 mod run;
 
@@ -29,9 +30,12 @@ fn main() -> Result<()> {
         "firmware" => firmware::run(rest),
         "bench-model" => bench_model::run(rest),
         "powerloss" => powerloss::run(rest),
+        "postgres" => postgres::start().map(|url| {
+            println!("export FLEET_TEST_DATABASE_URL={url}");
+        }),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask ci | fuzz [--seconds N] | firmware | bench-model | powerloss [--quick]"
+                "usage: cargo xtask ci | fuzz [--seconds N] | firmware | bench-model | powerloss [--quick] | postgres | bench-server [--full]"
             );
             Ok(())
         }

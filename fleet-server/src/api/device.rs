@@ -7,7 +7,6 @@ use crate::metrics::Metrics;
 use crate::rollout::state::{self as rollouts, DeviceCommand};
 use crate::store::{self, Device};
 use actix_web::{HttpRequest, HttpResponse, web};
-use diesel::Connection as _;
 use protocol::{Chunk, ChunkRequest, Command, ServerFrame};
 
 /// The device a credential belongs to (the credential is taken out of the request first: the
@@ -184,7 +183,7 @@ pub async fn report(
         }
         let mut conn = state.pool.get()?;
         // The report and what it changes in its rollout land together, or neither does.
-        let new = conn.transaction(|conn| {
+        let new = crate::db::write_tx(&mut conn, |conn| {
             let new = store::insert_report(conn, &r)?;
             if new {
                 rollouts::on_report(conn, &r)?;

@@ -277,7 +277,7 @@ pub fn create(conn: &mut AnyConnection, new: &NewRollout, by: &str) -> Result<i6
         .collect();
     let plan = decide::plan(&spec.stages, &candidates);
     let now = now_ms();
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         // One active rollout per device: two would fight over its assignment.
         let ids: Vec<&str> = selected.iter().map(|d| d.id.as_str()).collect();
         let active: Vec<i64> = rollouts::table
@@ -367,13 +367,20 @@ fn start_stage(
         let previous = if art.kind == "firmware" {
             d.firmware_version
         } else {
-            d.model_version
+            d.model_version.clone()
         };
+        // The accuracy of the model it runs: its validation when it took that version (the
+        // last figures it sent may be of a release it rejected since).
+        let accuracy = match &d.model_version {
+            Some(v) => store::validated_accuracy(conn, id, v)?,
+            None => None,
+        }
+        .or(d.last_accuracy_bp);
         diesel::update(rollout_devices::table.find((rollout, id)))
             .set((
                 rollout_devices::state.eq(dev::OFFERED),
                 rollout_devices::previous_version.eq(previous),
-                rollout_devices::previous_accuracy_bp.eq(d.last_accuracy_bp),
+                rollout_devices::previous_accuracy_bp.eq(accuracy),
             ))
             .execute(conn)?;
         store::assign(conn, id, art.id)?;
@@ -453,7 +460,7 @@ pub fn stage_state(
 /// Moves to the next stage if the rollout is still running at `stage` (another server
 /// process may have moved it already).
 pub fn advance(conn: &mut AnyConnection, rollout: i64, stage: i32) -> Result<bool, ApiError> {
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let r = get(conn, rollout)?;
         if r.state != RUNNING || r.stage != stage {
             return Ok(false);
@@ -472,7 +479,7 @@ pub fn advance(conn: &mut AnyConnection, rollout: i64, stage: i32) -> Result<boo
 }
 
 pub fn complete(conn: &mut AnyConnection, rollout: i64, stage: i32) -> Result<bool, ApiError> {
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let n = diesel::update(
             rollouts::table
                 .find(rollout)
@@ -506,7 +513,7 @@ pub fn halt(
     gate: &str,
     evidence: &str,
 ) -> Result<bool, ApiError> {
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let r = get(conn, rollout)?;
         let n = diesel::update(
             rollouts::table
@@ -644,7 +651,7 @@ pub fn operator_action(
         )
     };
     if let Some((from, to)) = from_to {
-        return conn.transaction(|conn| {
+        return crate::db::write_tx(conn, |conn| {
             let n = diesel::update(
                 rollouts::table
                     .find(rollout)
@@ -671,7 +678,7 @@ pub fn operator_action(
             Err(conflict())
         };
     }
-    conn.transaction(|conn| {
+    crate::db::write_tx(conn, |conn| {
         let n = diesel::update(
             rollouts::table
                 .find(rollout)

@@ -43,16 +43,22 @@ pub struct Server {
     pub token: String,
     pub dir: tempfile::TempDir,
     pub backend: Backend,
+    /// The database the server uses.
+    pub url: String,
 }
 
 /// Starts a server with the test trust root, devices polling every second and the rollout
 /// engine passing every 200 ms.
 pub fn start(backend: Backend) -> Server {
     let dir = tempfile::tempdir().unwrap();
+    let url = match backend {
+        Backend::Postgres => postgres_schema(),
+        Backend::Sqlite => dir.path().join("fleet.db").display().to_string(),
+    };
     let config = Config {
         listen: Some("127.0.0.1:0".into()),
         data: Some(dir.path().to_owned()),
-        database_url: (backend == Backend::Postgres).then(postgres_schema),
+        database_url: Some(url.clone()),
         poll_seconds: Some(1),
         tick_ms: Some(200),
         workers: Some(2),
@@ -74,5 +80,6 @@ pub fn start(backend: Backend) -> Server {
         token,
         dir,
         backend,
+        url,
     }
 }

@@ -1,0 +1,214 @@
+//! Killing the server with SIGKILL in the middle of a rollout and starting it again: the
+//! rollout continues where it was, to completion, and no report is lost or counted twice.
+//! Also: the lease that lets one server process at a time drive a rollout.
+
+mod support;
+
+use artifact::Version;
+use fleet_sim::operator::Operator;
+use fleet_sim::{DeviceConfig, Faults, Fleet, fixtures, release};
+use serde_json::json;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(dir: &std::path::Path, port: u16) -> Process {
+    let child = Command::new(env!("CARGO_BIN_EXE_fleet-server"))
+        .args(["serve", "--root"])
+        .arg(dir.join("root.cbor"))
+        .arg("--data")
+        .arg(dir.join("data"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--poll-seconds", "1", "--tick-ms", "200", "--workers", "2"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    while reqwest::blocking::get(format!("http://127.0.0.1:{port}/healthz"))
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < until, "server did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Process(child)
+}
+
+#[test]
+fn a_rollout_survives_sigkill_of_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("root.cbor"),
+        powerloss::device::signed_trust_root(),
+    )
+    .unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = serve(dir.path(), port);
+    let token = std::fs::read_to_string(dir.path().join("data/operator-token")).unwrap();
+    let op = Operator::new(&base, &token);
+    let fleet = Fleet::new(&base, powerloss::device::trust_root()).unwrap();
+    for i in 0..40 {
+        let id = format!("node-{:02}", i + 1);
+        let tag = format!("line-{}", i % 4 + 1);
+        let credential = op.enroll(&id, "mps2-an386", &[&tag]).unwrap();
+        fleet
+            .spawn(DeviceConfig {
+                id,
+                credential,
+                board: "mps2-an386",
+                slowdown: 1,
+                faults: Faults::default(),
+            })
+            .unwrap();
+    }
+    let bundle = release::model_bundle(
+        &fixtures::GOOD,
+        "digits",
+        Version::new(1, 0, 0),
+        1,
+        "mps2-an386",
+        release::STRICT,
+        &[powerloss::device::signing_key()],
+    )
+    .unwrap();
+    let good = op.upload(bundle).unwrap();
+    let id = op
+        .rollout(&json!({
+            "artifact_id": good,
+            "stages": ["5%", "25%", "100%"],
+            "soak_seconds": 1,
+            "min_accuracy": 0.9,
+        }))
+        .unwrap();
+    // Kill it while the second stage is under way.
+    let until = Instant::now() + Duration::from_secs(120);
+    while op.get(&format!("/api/rollouts/{id}")).unwrap()["stage"] != 1 {
+        assert!(Instant::now() < until, "stage 2 never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = server.0.kill(); // SIGKILL
+    let _ = server.0.wait();
+    std::thread::sleep(Duration::from_millis(500));
+    server = serve(dir.path(), port);
+
+    let v = op.wait_rollout(id, Duration::from_secs(180)).unwrap();
+    assert_eq!(v["state"], "completed", "{v:#}");
+    let kinds: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "stage_started",
+            "stage_passed",
+            "stage_started",
+            "stage_passed",
+            "stage_started",
+            "completed"
+        ]
+    );
+    // Every device's steps for the release arrived exactly once, in order.
+    for i in 0..40 {
+        let reports = op
+            .get(&format!("/api/devices/node-{:02}/reports", i + 1))
+            .unwrap();
+        let steps: Vec<&str> = reports
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["release_id"] == good)
+            .map(|r| r["step"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            steps,
+            ["downloaded", "validated", "confirmed"],
+            "node-{:02}",
+            i + 1
+        );
+    }
+    let until = Instant::now() + Duration::from_secs(60);
+    while fleet
+        .status()
+        .values()
+        .any(|s| s.model_version.as_deref() != Some("1.0.0"))
+    {
+        assert!(Instant::now() < until);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    fleet.stop();
+    drop(server);
+}
+
+fn lease_is_exclusive(backend: support::Backend) {
+    use fleet_server::rollout::engine::{LEASE_MS, lease};
+    let s = support::start(backend);
+    let op = Operator::new(&s.base, &s.token);
+    op.enroll("node-01", "mps2-an386", &["line-1"]).unwrap();
+    let good = op
+        .upload(
+            release::model_bundle(
+                &fixtures::GOOD,
+                "digits",
+                Version::new(1, 0, 0),
+                1,
+                "mps2-an386",
+                release::STRICT,
+                &[powerloss::device::signing_key()],
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let id = op
+        .rollout(&json!({"artifact_id": good, "stages": ["100%"]}))
+        .unwrap();
+    let pool = fleet_server::db::open(&s.url).unwrap();
+    let mut conn = pool.get().unwrap();
+    // The test server's own engine holds it (or will): take it over only once it lapses.
+    let far = fleet_server::store::now_ms() + 10 * LEASE_MS;
+    assert!(
+        lease(&mut conn, id, "a", far).unwrap(),
+        "an expired lease is free"
+    );
+    assert!(!lease(&mut conn, id, "b", far).unwrap(), "held by a");
+    assert!(
+        lease(&mut conn, id, "a", far + 1).unwrap(),
+        "a renews its own"
+    );
+    assert!(
+        lease(&mut conn, id, "b", far + 1 + LEASE_MS + 1).unwrap(),
+        "b takes over after a stopped renewing"
+    );
+}
+
+#[test]
+fn one_process_drives_a_rollout_at_a_time_on_sqlite() {
+    lease_is_exclusive(support::Backend::Sqlite);
+}
+
+#[test]
+fn one_process_drives_a_rollout_at_a_time_on_postgres() {
+    if support::backends().contains(&support::Backend::Postgres) {
+        lease_is_exclusive(support::Backend::Postgres);
+    }
+}
