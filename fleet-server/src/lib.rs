@@ -13,6 +13,8 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod checkins;
+pub mod credentials;
 pub mod db;
 pub mod demo;
 pub mod error;

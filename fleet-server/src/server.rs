@@ -116,12 +116,16 @@ pub fn prepare(config: Config, root: TrustRoot) -> Result<Prepared> {
         owner,
         Duration::from_millis(config.tick_ms.unwrap_or(1000)),
     )?;
+    let checkins = Arc::new(crate::checkins::Checkins::default());
+    crate::checkins::spawn_flusher(pool.clone(), checkins.clone(), Duration::from_millis(250))?;
     Ok(Prepared {
         state: AppState {
             pool,
             data,
             root,
             metrics: Arc::new(Metrics::default()),
+            checkins,
+            credentials: Arc::default(),
             poll_s: config.poll_seconds.unwrap_or(60),
         },
         admin_token,

@@ -91,12 +91,9 @@ pub fn enroll(
     Ok(credential)
 }
 
-pub fn device_by_credential(
-    conn: &mut AnyConnection,
-    credential: &str,
-) -> Result<Device, ApiError> {
+pub fn device_by_hash(conn: &mut AnyConnection, hash: &str) -> Result<Device, ApiError> {
     devices::table
-        .filter(devices::credential_sha256.eq(sha256_hex(credential.as_bytes())))
+        .filter(devices::credential_sha256.eq(hash))
         .select(Device::as_select())
         .first(conn)
         .optional()?
@@ -199,24 +196,6 @@ pub fn assignment(conn: &mut AnyConnection, device: &str) -> Result<Option<Artif
         .first(conn)
         .optional()?;
     id.map(|id| artifact(conn, id)).transpose()
-}
-
-/// Records what a device said in a check-in.
-pub fn record_check_in(
-    conn: &mut AnyConnection,
-    c: &protocol::CheckIn<'_>,
-) -> Result<(), ApiError> {
-    diesel::update(devices::table.find(c.device_id))
-        .set((
-            devices::firmware_version.eq(Some(c.firmware.version.to_string())),
-            devices::model_version.eq(c.model.map(|m| m.version.to_string())),
-            devices::model_slot.eq(c.model.map(|m| i32::from(m.slot == protocol::ModelSlot::B))),
-            devices::last_seen_ms.eq(Some(now_ms())),
-            devices::last_accuracy_bp.eq(c.validation.map(|f| i32::from(f.accuracy_bp))),
-            devices::last_p99_us.eq(c.validation.map(|f| i64::from(f.p99_us))),
-        ))
-        .execute(conn)?;
-    Ok(())
 }
 
 /// Stores a report once; a redelivered (device, seq) is acknowledged and not stored again.

@@ -5,15 +5,17 @@ use super::{AppState, bearer, blocking};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::rollout::state::{self as rollouts, DeviceCommand};
-use crate::store::{self, Device};
+use crate::store;
 use actix_web::{HttpRequest, HttpResponse, web};
 use protocol::{Chunk, ChunkRequest, Command, ServerFrame};
 
 /// The device a credential belongs to (the credential is taken out of the request first: the
 /// request itself stays on its worker thread).
-fn authenticate(state: &AppState, credential: Option<&str>) -> Result<Device, ApiError> {
-    let mut conn = state.pool.get()?;
-    let found = store::device_by_credential(&mut conn, credential.ok_or(ApiError::Unauthorized)?);
+fn authenticate(state: &AppState, credential: Option<&str>) -> Result<String, ApiError> {
+    let found = match credential {
+        Some(c) => state.credentials.device(&mut *state.pool.get()?, c),
+        None => Err(ApiError::Unauthorized),
+    };
     if found.is_err() {
         Metrics::add(&state.metrics.device_auth_failures, 1);
     }
@@ -44,13 +46,13 @@ pub async fn check_in(
     let answer = blocking(move || {
         let device = authenticate(&state, credential.as_deref())?;
         let c: protocol::CheckIn = protocol::decode(&body)?;
-        if c.device_id != device.id {
+        if c.device_id != device {
             return Err(ApiError::Forbidden);
         }
         let mut conn = state.pool.get()?;
-        store::record_check_in(&mut conn, &c)?;
+        state.checkins.record(&c);
         Metrics::add(&state.metrics.checkins, 1);
-        rollouts::command_for(&mut conn, &device.id, &c)
+        rollouts::command_for(&mut conn, &device, &c)
     })
     .await?;
     match answer {
@@ -85,7 +87,7 @@ fn assigned_payload(
 ) -> Result<Vec<u8>, ApiError> {
     let device = authenticate(state, credential)?;
     let mut conn = state.pool.get()?;
-    match store::assignment(&mut conn, &device.id)? {
+    match store::assignment(&mut conn, &device)? {
         Some(a) if a.id == release => Ok(std::fs::read(store::payload_path(
             &state.data,
             &a.payload_sha256,
@@ -178,7 +180,7 @@ pub async fn report(
     let seq = blocking(move || {
         let device = authenticate(&state, credential.as_deref())?;
         let r: protocol::Report = protocol::decode(&body)?;
-        if r.device_id != device.id {
+        if r.device_id != device {
             return Err(ApiError::Forbidden);
         }
         let mut conn = state.pool.get()?;

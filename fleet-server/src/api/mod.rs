@@ -18,6 +18,8 @@ pub struct AppState {
     pub data: PathBuf,
     pub root: TrustRoot,
     pub metrics: Arc<Metrics>,
+    pub checkins: Arc<crate::checkins::Checkins>,
+    pub credentials: Arc<crate::credentials::Credentials>,
     /// How long an idle device waits before its next check-in.
     pub poll_s: u32,
 }

@@ -105,7 +105,12 @@ pub async fn devices(
 ) -> Result<HttpResponse, ApiError> {
     let state = state.into_inner();
     authorize(&state, &req, Role::Viewer).await?;
-    let list = blocking(move || store::list_devices(&mut *state.pool.get()?)).await?;
+    let list = blocking(move || {
+        let mut list = store::list_devices(&mut *state.pool.get()?)?;
+        state.checkins.overlay(&mut list);
+        Ok(list)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(list))
 }
 
@@ -117,7 +122,13 @@ pub async fn device(
     let state = state.into_inner();
     authorize(&state, &req, Role::Viewer).await?;
     let id = path.into_inner();
-    let d = blocking(move || store::device(&mut *state.pool.get()?, &id)).await?;
+    let d = blocking(move || {
+        let mut d = [store::device(&mut *state.pool.get()?, &id)?];
+        state.checkins.overlay(&mut d);
+        let [d] = d;
+        Ok(d)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(d))
 }
 

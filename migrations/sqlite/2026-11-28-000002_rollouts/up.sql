@@ -29,6 +29,8 @@ CREATE TABLE rollout_devices (
     PRIMARY KEY (rollout_id, device_id)
 );
 CREATE INDEX rollout_devices_by_device ON rollout_devices (device_id, state);
+-- Every device request looks its credential up.
+CREATE UNIQUE INDEX devices_by_credential ON devices (credential_sha256);
 CREATE TABLE rollout_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
     rollout_id BIGINT NOT NULL REFERENCES rollouts(id),
