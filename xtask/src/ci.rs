@@ -1,6 +1,7 @@
 //! `cargo xtask ci`: everything CI checks, in order: formatting, lints, firmware (with the
-//! model benchmark on an emulated Cortex-M4), every test including the emulator tests, the
-//! fuzz targets' build, and the bootloader's power-loss matrix.
+//! model benchmark on an emulated Cortex-M4), every test including the emulator tests and the
+//! server's on a private PostgreSQL, the check-in benchmark, the fuzz targets' build, and the
+//! power-loss matrix.
 
 use crate::run::{cargo, root, step};
 use anyhow::Result;
@@ -43,7 +44,10 @@ pub fn run(_args: &[String]) -> Result<()> {
     test.env("FLEET_QEMU_TESTS", "1")
         .env("FLEET_TEST_DATABASE_URL", &pg)
         .args(["test", "--workspace"]);
-    let tested = step("tests", &root, test);
+    let tested = step("tests", &root, test).and_then(|()| {
+        // Check-ins per second on SQLite and PostgreSQL (target/bench/server.json).
+        crate::bench_server::measure(&pg, false)
+    });
     crate::postgres::stop();
     tested?;
 

@@ -8,6 +8,7 @@
 //! - `cargo xtask powerloss [--quick] | postgres | bench-server [--full]`: the bootloader's power-loss matrix.
 
 mod bench_model;
+mod bench_server;
 mod ci;
 mod firmware;
 mod fuzz;
@@ -30,6 +31,7 @@ fn main() -> Result<()> {
         "firmware" => firmware::run(rest),
         "bench-model" => bench_model::run(rest),
         "powerloss" => powerloss::run(rest),
+        "bench-server" => bench_server::run(rest),
         "postgres" => postgres::start().map(|url| {
             println!("export FLEET_TEST_DATABASE_URL={url}");
         }),
