@@ -111,13 +111,14 @@ pub fn prepare(config: Config, root: TrustRoot) -> Result<Prepared> {
         std::process::id(),
         auth::new_token().map_err(|e| anyhow::anyhow!("{e}"))?
     );
+    let checkins = Arc::new(crate::checkins::Checkins::default());
+    crate::checkins::spawn_flusher(pool.clone(), checkins.clone(), Duration::from_millis(250))?;
     rollout::engine::spawn(
         pool.clone(),
         owner,
         Duration::from_millis(config.tick_ms.unwrap_or(1000)),
+        checkins.clone(),
     )?;
-    let checkins = Arc::new(crate::checkins::Checkins::default());
-    crate::checkins::spawn_flusher(pool.clone(), checkins.clone(), Duration::from_millis(250))?;
     Ok(Prepared {
         state: AppState {
             pool,

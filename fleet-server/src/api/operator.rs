@@ -253,12 +253,15 @@ pub async fn create_rollout(
     let state = state.into_inner();
     let who = authorize(&state, &req, Role::Operator).await?;
     let new = body.into_inner();
+    let checkins = state.checkins.clone();
     let view = act(
         state,
         who,
         "rollout.create",
         String::new(),
         move |conn, who| {
+            // The plan records what each device runs now: write the latest check-ins first.
+            checkins.flush(conn)?;
             let id = rollouts::create(conn, &new, &who.name)?;
             let detail = format!(
                 "rollout {id}: artifact {} stages {}",

@@ -79,15 +79,21 @@ pub fn tick(conn: &mut AnyConnection, owner: &str) -> Result<Vec<(i64, Decision)
 }
 
 /// Runs `tick` every `every` on a thread of its own, for the life of the process.
-pub fn spawn(pool: DbPool, owner: String, every: Duration) -> std::io::Result<()> {
+/// Check-ins written behind are flushed first: stage starts read what devices run.
+pub fn spawn(
+    pool: DbPool,
+    owner: String,
+    every: Duration,
+    checkins: std::sync::Arc<crate::checkins::Checkins>,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("rollout-engine".into())
         .spawn(move || {
             loop {
-                let outcome = pool
-                    .get()
-                    .map_err(ApiError::from)
-                    .and_then(|mut c| tick(&mut c, &owner));
+                let outcome = pool.get().map_err(ApiError::from).and_then(|mut c| {
+                    checkins.flush(&mut c)?;
+                    tick(&mut c, &owner)
+                });
                 if let Err(e) = outcome {
                     crate::log::warn("rollout_tick_failed", &[("error", e.to_string())]);
                 }

@@ -583,7 +583,8 @@ pub fn halt(
                 r.stage,
                 "no_known_good",
                 &format!(
-                    "no earlier good firmware release stored for: {}",
+                    "no good firmware release of the previous version with security counter >= {} stored (sign it again with that counter and upload it) for: {}",
+                    art.security_counter,
                     stranded.join(", ")
                 ),
             )?;
@@ -609,6 +610,9 @@ fn send_back(
                     .eq(row.previous_version.as_deref()),
             )
             .filter(artifacts::bad_reason.is_null())
+            // The bootloader refuses a counter below the one it has seen: only a release of
+            // the good version signed again with at least the bad one's counter can go back.
+            .filter(artifacts::security_counter.ge(art.security_counter))
             .order(artifacts::id.desc())
             .select(artifacts::id)
             .first(conn)
