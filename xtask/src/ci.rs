@@ -8,8 +8,6 @@ use anyhow::Result;
 
 pub fn run(_args: &[String]) -> Result<()> {
     let root = root();
-    // The fleet server links libpq (diesel's PostgreSQL backend).
-    crate::install::apt(&["libpq-dev"])?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     step("rustfmt", &root, fmt)?;
