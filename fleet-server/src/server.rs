@@ -159,3 +159,40 @@ pub fn read_root(path: &Path) -> Result<TrustRoot> {
     let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
     TrustRoot::from_self_signed(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
+
+/// A server running on its own thread (tests, tools that embed one).
+#[derive(Debug, Clone)]
+pub struct Background {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    pub admin_token: String,
+}
+
+/// Prepares and starts a server on a thread of its own; returns when it accepts connections.
+pub fn start_background(config: Config, root: TrustRoot) -> Result<Background> {
+    let listen = config.listen();
+    let prepared = prepare(config, root)?;
+    let admin_token = prepared.admin_token.clone();
+    let workers = prepared.config.workers;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("fleet-server".into())
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                match bind(prepared.state, &listen, workers) {
+                    Ok((running, addr)) => {
+                        let _ = tx.send(Ok(addr));
+                        let _ = running.await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            })
+        })?;
+    let addr = rx.recv().context("server thread")??;
+    Ok(Background {
+        base: format!("http://{addr}"),
+        admin_token,
+    })
+}

@@ -32,6 +32,89 @@ pub enum ArtifactCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Upload a bundle to the fleet server (which verifies it against the fleet's root).
+    ///
+    /// Example: fleetctl artifact push vibration-1.4.0.bundle
+    Push {
+        bundle: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Artifacts on the fleet server.
+    ///
+    /// Example: fleetctl artifact list --json
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `artifact push` and `artifact list`: the subcommands that talk to the server.
+pub fn run_remote(cmd: ArtifactCommand, client: &crate::connection::Client) -> Result<ExitCode> {
+    use crate::connection::{cell, print_json, print_table};
+    match cmd {
+        ArtifactCommand::Push { bundle, json } => {
+            let v = client.post_bytes("/api/artifacts", read(&bundle)?)?;
+            if json {
+                print_json(&v)?;
+            } else {
+                println!(
+                    "artifact {}: {} {} {} for {} ({} bytes, sha256 {})",
+                    v["id"],
+                    cell(&v["kind"]),
+                    cell(&v["name"]),
+                    cell(&v["version"]),
+                    cell(&v["boards"]),
+                    v["payload_len"],
+                    cell(&v["payload_sha256"])
+                );
+            }
+        }
+        ArtifactCommand::List { json } => {
+            let v = client.get("/api/artifacts")?;
+            if json {
+                print_json(&v)?;
+            } else {
+                let rows: Vec<Vec<String>> = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| {
+                        vec![
+                            cell(&a["id"]),
+                            cell(&a["kind"]),
+                            cell(&a["name"]),
+                            cell(&a["version"]),
+                            cell(&a["security_counter"]),
+                            cell(&a["boards"]),
+                            cell(&a["payload_len"]),
+                            a["bad_reason"]
+                                .as_str()
+                                .map_or(String::new(), |r| format!("BAD: {r}")),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &[
+                        "ID", "KIND", "NAME", "VERSION", "COUNTER", "BOARDS", "BYTES", "",
+                    ],
+                    &rows,
+                );
+            }
+        }
+        _ => bail!("not a server command"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+impl ArtifactCommand {
+    /// Whether the subcommand talks to the fleet server.
+    pub fn is_remote(&self) -> bool {
+        matches!(
+            self,
+            ArtifactCommand::Push { .. } | ArtifactCommand::List { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -108,11 +191,14 @@ pub fn run(cmd: ArtifactCommand) -> Result<ExitCode> {
         ArtifactCommand::Inspect { bundle, json } => {
             inspect(&bundle, json).map(|()| ExitCode::SUCCESS)
         }
+        ArtifactCommand::Push { .. } | ArtifactCommand::List { .. } => {
+            bail!("needs the fleet server")
+        }
     }
 }
 
 /// `0.9`, `90%` or `1` to basis points.
-fn parse_fraction_bp(s: &str) -> Result<u16, String> {
+pub(crate) fn parse_fraction_bp(s: &str) -> Result<u16, String> {
     let (number, scale) = match s.strip_suffix('%') {
         Some(p) => (p, 100.0),
         None => (s, 1.0),

@@ -6,7 +6,6 @@
 use diesel::Connection as _;
 use diesel::connection::SimpleConnection as _;
 use fleet_server::server::{self, Config};
-use std::sync::mpsc;
 
 /// Which database a test server uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,19 +63,10 @@ pub fn start(backend: Backend) -> Server {
         workers: Some(2),
         ..Config::default()
     };
-    let prepared = server::prepare(config, powerloss::device::trust_root()).unwrap();
-    let token = prepared.admin_token.clone();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let (running, addr) = server::bind(prepared.state, "127.0.0.1:0", Some(2)).unwrap();
-            tx.send(addr).unwrap();
-            running.await.unwrap();
-        })
-    });
-    let addr = rx.recv().unwrap();
+    let running = server::start_background(config, powerloss::device::trust_root()).unwrap();
+    let (base, token) = (running.base, running.admin_token);
     Server {
-        base: format!("http://{addr}"),
+        base,
         token,
         dir,
         backend,
