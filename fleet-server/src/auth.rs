@@ -95,3 +95,47 @@ pub fn lookup(conn: &mut AnyConnection, token: &str) -> Result<Principal, ApiErr
     let role = Role::parse(&role).ok_or(ApiError::Unauthorized)?;
     Ok(Principal { name, role })
 }
+
+/// How long a dashboard session lasts.
+pub const SESSION_MS: i64 = 12 * 3600 * 1000;
+
+/// Starts a dashboard session for `who`; returns the cookie's session id and the CSRF token.
+pub fn open_session(
+    conn: &mut AnyConnection,
+    who: &Principal,
+) -> Result<(String, String), ApiError> {
+    use crate::schema::sessions;
+    let (id, csrf) = (new_token()?, new_token()?);
+    let now = now_ms();
+    diesel::delete(sessions::table.filter(sessions::expires_ms.lt(now))).execute(conn)?;
+    diesel::insert_into(sessions::table)
+        .values((
+            sessions::id_sha256.eq(sha256_hex(id.as_bytes())),
+            sessions::name.eq(&who.name),
+            sessions::role.eq(who.role.as_str()),
+            sessions::csrf.eq(&csrf),
+            sessions::expires_ms.eq(now + SESSION_MS),
+        ))
+        .execute(conn)?;
+    Ok((id, csrf))
+}
+
+/// The principal and CSRF token of a live session; an unknown or expired one is 401.
+pub fn session(conn: &mut AnyConnection, id: &str) -> Result<(Principal, String), ApiError> {
+    use crate::schema::sessions;
+    let (name, role, csrf): (String, String, String) = sessions::table
+        .find(sha256_hex(id.as_bytes()))
+        .filter(sessions::expires_ms.ge(now_ms()))
+        .select((sessions::name, sessions::role, sessions::csrf))
+        .first(conn)
+        .optional()?
+        .ok_or(ApiError::Unauthorized)?;
+    let role = Role::parse(&role).ok_or(ApiError::Unauthorized)?;
+    Ok((Principal { name, role }, csrf))
+}
+
+pub fn close_session(conn: &mut AnyConnection, id: &str) -> Result<(), ApiError> {
+    use crate::schema::sessions;
+    diesel::delete(sessions::table.find(sha256_hex(id.as_bytes()))).execute(conn)?;
+    Ok(())
+}

@@ -9,6 +9,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("not allowed")]
     Forbidden,
+    /// A session-authenticated action without the session's CSRF token.
+    #[error("missing or wrong CSRF token")]
+    Csrf,
     #[error("{0} not found")]
     NotFound(&'static str),
     /// Bad input: a stable code (`bad_signature`, `malformed`...) and a sentence.
@@ -25,6 +28,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden => "forbidden",
+            ApiError::Csrf => "csrf",
             ApiError::NotFound(_) => "not_found",
             ApiError::Invalid(code, _) => code,
             ApiError::Conflict(_) => "conflict",
@@ -37,7 +41,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::Csrf => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,

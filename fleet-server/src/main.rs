@@ -136,7 +136,7 @@ fn serve(p: server::Prepared, demo: Option<Demo>) -> Result<()> {
         let (running, addr) = server::bind(p.state, &listen, p.config.workers)?;
         let base = format!("http://{addr}");
         println!(
-            "fleet-server listening on {base} (operator API described at {base}/api/openapi.json, metrics at {base}/metrics); data in {}, operator token in {}",
+            "fleet-server listening on {base}: dashboard {base}/ (sign in with the operator token), API {base}/api/openapi.json, metrics {base}/metrics; data in {}, operator token in {}",
             data.display(),
             data.join("operator-token").display()
         );

@@ -115,7 +115,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sessions (id_sha256) {
+        id_sha256 -> Text,
+        name -> Text,
+        role -> Text,
+        csrf -> Text,
+        expires_ms -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    sessions,
     devices,
     artifacts,
     assignments,

@@ -100,3 +100,90 @@ fn flags_override_the_configuration_file() {
     let err = Config::from_file(&path).unwrap_err();
     assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
 }
+
+#[test]
+fn dashboard_sessions_need_the_csrf_token_to_act() {
+    let s = support::start(support::Backend::Sqlite);
+    let http = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Without a session the page sends you to sign in.
+    let resp = http.get(format!("{}/", s.base)).send().unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/login");
+    let resp = http
+        .post(format!("{}/login", s.base))
+        .form(&[("token", "wrong")])
+        .send()
+        .unwrap();
+    assert_eq!(resp.headers()["location"], "/login?failed");
+    let resp = http
+        .post(format!("{}/login", s.base))
+        .form(&[("token", s.token.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let page = http
+        .get(format!("{}/", s.base))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    let me: serde_json::Value = http
+        .get(format!("{}/session", s.base))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        (me["name"].as_str(), me["role"].as_str()),
+        (Some("admin"), Some("admin"))
+    );
+    let csrf = me["csrf"].as_str().unwrap();
+    let enrol = |csrf: Option<&str>, id: &str| {
+        let mut req = http
+            .post(format!("{}/api/devices", s.base))
+            .header("cookie", &cookie)
+            .json(&serde_json::json!({"id": id, "board": "mps2-an386"}));
+        if let Some(c) = csrf {
+            req = req.header("x-csrf-token", c);
+        }
+        let resp = req.send().unwrap();
+        (resp.status().as_u16(), resp.text().unwrap())
+    };
+    let (status, body) = enrol(None, "n1");
+    assert_eq!(status, 403);
+    assert!(body.contains("\"error\":\"csrf\""), "{body}");
+    assert_eq!(enrol(Some("forged"), "n1").0, 403);
+    assert_eq!(enrol(Some(csrf), "n1").0, 201);
+    // Reads need no CSRF token.
+    let devices = http
+        .get(format!("{}/api/devices", s.base))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(devices.status(), 200);
+    // Signed out, the cookie is worthless.
+    let out = http
+        .post(format!("{}/logout", s.base))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", csrf)
+        .send()
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    assert_eq!(enrol(Some(csrf), "n2").0, 401);
+}

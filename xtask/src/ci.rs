@@ -38,8 +38,11 @@ pub fn run(_args: &[String]) -> Result<()> {
     // Every test, the emulator ones included (they need the firmware just built), and the
     // server's against a real PostgreSQL as well as SQLite.
     let pg = crate::postgres::start()?;
+    // The dashboard's tests drive Debian's headless Chromium through chromedriver.
+    crate::install::apt(&["chromium", "chromium-driver"])?;
     let mut test = cargo();
     test.env("FLEET_QEMU_TESTS", "1")
+        .env("FLEET_BROWSER_TESTS", "1")
         .env("FLEET_TEST_DATABASE_URL", &pg)
         .args(["test", "--workspace"]);
     let tested = step("tests", &root, test).and_then(|()| {

@@ -1,6 +1,7 @@
 //! HTTP routes: the device API (CBOR, `protocol` messages), the operator API (JSON, described
 //! by `openapi.json`), and operations (`/healthz`, `/metrics`).
 
+mod dashboard;
 mod device;
 pub mod operator;
 
@@ -87,6 +88,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/audit", web::get().to(operator::audit_log))
         .route("/api/openapi.json", web::get().to(openapi))
         .route("/healthz", web::get().to(healthz))
+        .configure(dashboard::configure)
         .route("/metrics", web::get().to(metrics));
 }
 
@@ -99,9 +101,29 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
         .strip_prefix("Bearer ")
 }
 
-/// An operator's token: the bearer token.
-pub fn operator_token(req: &HttpRequest) -> Option<String> {
-    bearer(req).map(str::to_owned)
+/// The dashboard's session cookie.
+pub const SESSION_COOKIE: &str = "fleet_session";
+
+/// How an operator's request is authenticated.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// `Authorization: Bearer TOKEN` (fleetctl, scripts): not sent by browsers on their own.
+    Bearer(String),
+    /// The dashboard's session cookie, with the CSRF header the page sent (if any).
+    Session { id: String, csrf: Option<String> },
+}
+
+pub fn operator_credential(req: &HttpRequest) -> Option<Credential> {
+    if let Some(t) = bearer(req) {
+        return Some(Credential::Bearer(t.to_owned()));
+    }
+    let id = req.cookie(SESSION_COOKIE)?.value().to_owned();
+    let csrf = req
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Some(Credential::Session { id, csrf })
 }
 
 /// Runs blocking database work off the async threads.

@@ -18,9 +18,25 @@ pub async fn authorize(
     req: &HttpRequest,
     need: Role,
 ) -> Result<Principal, ApiError> {
-    let token = super::operator_token(req).ok_or(ApiError::Unauthorized)?;
+    let credential = super::operator_credential(req).ok_or(ApiError::Unauthorized)?;
+    let safe = req.method() == actix_web::http::Method::GET;
     let state = state.clone();
-    let who = blocking(move || auth::lookup(&mut *state.pool.get()?, &token)).await?;
+    let who = blocking(move || {
+        let mut conn = state.pool.get()?;
+        match credential {
+            super::Credential::Bearer(token) => auth::lookup(&mut conn, &token),
+            super::Credential::Session { id, csrf } => {
+                let (who, expected) = auth::session(&mut conn, &id)?;
+                // A cookie rides along on any request the browser makes, a forged cross-site
+                // one included; the CSRF token only comes from a page of this origin.
+                if !safe && csrf.as_deref() != Some(expected.as_str()) {
+                    return Err(ApiError::Csrf);
+                }
+                Ok(who)
+            }
+        }
+    })
+    .await?;
     if who.role < need {
         return Err(ApiError::Forbidden);
     }
