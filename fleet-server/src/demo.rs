@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use artifact::{DocumentType, Envelope, TrustRoot, Version};
 use ed25519_dalek::SigningKey;
 use fleet_sim::operator::Operator;
-use fleet_sim::{DeviceConfig, Faults, Fleet, fixtures, release};
+use fleet_sim::{Faults, Fleet, fixtures, release};
 use std::path::Path;
 use std::time::Duration;
 
@@ -52,23 +52,6 @@ pub fn keys(data: &Path) -> Result<(SigningKey, TrustRoot)> {
     Ok((key, root))
 }
 
-/// Enrols and starts `n` devices over four lines.
-pub fn start_fleet(op: &Operator, fleet: &std::sync::Arc<Fleet>, n: usize) -> Result<()> {
-    for i in 0..n {
-        let id = format!("node-{:02}", i + 1);
-        let tag = format!("line-{}", i % 4 + 1);
-        let credential = op.enroll(&id, BOARD, &[&tag])?;
-        fleet.spawn(DeviceConfig {
-            id,
-            credential,
-            board: BOARD,
-            slowdown: 1,
-            faults: Faults::default(),
-        })?;
-    }
-    Ok(())
-}
-
 fn rollout_spec(artifact: i64) -> serde_json::Value {
     serde_json::json!({
         "artifact_id": artifact,
@@ -107,7 +90,7 @@ pub fn run(
 ) -> Result<()> {
     let op = Operator::new(base, token);
     let fleet = Fleet::new(base, root)?;
-    start_fleet(&op, &fleet, devices)?;
+    fleet_sim::enroll_and_start(&fleet, &op, "node", devices, 4, Faults::default())?;
     println!("{devices} simulated devices enrolled and running");
     let keys = std::slice::from_ref(key);
     let good = op.upload(release::model_bundle(

@@ -9,7 +9,7 @@
 use artifact::Version;
 use fleet_server::server::{Config, start_background};
 use fleet_sim::operator::Operator;
-use fleet_sim::{DeviceConfig, Faults, Fleet, fixtures, release};
+use fleet_sim::{Faults, Fleet, fixtures, release};
 use serde_json::{Value, json};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -280,21 +280,7 @@ fn operators_steer_rollouts_in_chromium() {
     let base = running.base.clone();
     let op = Operator::new(&base, &running.admin_token);
     let fleet = Fleet::new(&base, powerloss::device::trust_root()).unwrap();
-    for i in 0..8 {
-        let id = format!("node-{:02}", i + 1);
-        let credential = op
-            .enroll(&id, "mps2-an386", &[&format!("line-{}", i % 2 + 1)])
-            .unwrap();
-        fleet
-            .spawn(DeviceConfig {
-                id,
-                credential,
-                board: "mps2-an386",
-                slowdown: 1,
-                faults: Faults::default(),
-            })
-            .unwrap();
-    }
+    fleet_sim::enroll_and_start(&fleet, &op, "node", 8, 2, Faults::default()).unwrap();
     // A device whose board (free text at enrolment) is markup: it must stay text.
     op.enroll("odd-1", "<script>window.pwned=1</script>", &[])
         .unwrap();

@@ -6,7 +6,7 @@ mod support;
 
 use artifact::Version;
 use fleet_sim::operator::Operator;
-use fleet_sim::{DeviceConfig, Faults, Fleet, fixtures, release};
+use fleet_sim::{Faults, Fleet, fixtures, release};
 use serde_json::json;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -64,20 +64,7 @@ fn a_rollout_survives_sigkill_of_the_server() {
     let token = std::fs::read_to_string(dir.path().join("data/operator-token")).unwrap();
     let op = Operator::new(&base, &token);
     let fleet = Fleet::new(&base, powerloss::device::trust_root()).unwrap();
-    for i in 0..40 {
-        let id = format!("node-{:02}", i + 1);
-        let tag = format!("line-{}", i % 4 + 1);
-        let credential = op.enroll(&id, "mps2-an386", &[&tag]).unwrap();
-        fleet
-            .spawn(DeviceConfig {
-                id,
-                credential,
-                board: "mps2-an386",
-                slowdown: 1,
-                faults: Faults::default(),
-            })
-            .unwrap();
-    }
+    fleet_sim::enroll_and_start(&fleet, &op, "node", 40, 4, Faults::default()).unwrap();
     let bundle = release::model_bundle(
         &fixtures::GOOD,
         "digits",

@@ -7,7 +7,7 @@ mod support;
 
 use artifact::{Policy, Version};
 use fleet_sim::operator::Operator;
-use fleet_sim::{DeviceConfig, Faults, Fleet, fixtures, release};
+use fleet_sim::{Faults, Fleet, fixtures, release};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,20 +17,7 @@ const BOARD: &str = "mps2-an386";
 
 fn fleet(op: &Operator, base: &str, n: usize, faults: Faults) -> Arc<Fleet> {
     let fleet = Fleet::new(base, powerloss::device::trust_root()).unwrap();
-    for i in 0..n {
-        let id = format!("node-{:02}", i + 1);
-        let tag = format!("line-{}", i % 4 + 1);
-        let credential = op.enroll(&id, BOARD, &[&tag]).unwrap();
-        fleet
-            .spawn(DeviceConfig {
-                id,
-                credential,
-                board: BOARD,
-                slowdown: 1,
-                faults,
-            })
-            .unwrap();
-    }
+    fleet_sim::enroll_and_start(&fleet, op, "node", n, 4, faults).unwrap();
     fleet
 }
 

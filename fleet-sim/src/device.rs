@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 /// The flash of a virtual device: the emulated board's, with its write and erase sizes.
 pub type Flash = NorSim<4, 4096>;
 pub const LAYOUT: &Layout = &MPS2_AN386;
+/// The board of the emulated devices.
+pub const BOARD: &str = "mps2-an386";
 /// Inferences a device runs per second while it has a model (the line's work).
 const INFERENCES_PER_S: u64 = 100;
 

@@ -11,3 +11,28 @@ pub mod operator;
 pub mod release;
 
 pub use device::{DeviceConfig, Faults, Fleet, Status};
+
+/// Enrols `n` devices `PREFIX-01`... on board mps2-an386, spread over the tags line-1 ..
+/// line-`lines`, and starts them on `fleet`.
+pub fn enroll_and_start(
+    fleet: &std::sync::Arc<Fleet>,
+    op: &operator::Operator,
+    prefix: &str,
+    n: usize,
+    lines: usize,
+    faults: Faults,
+) -> anyhow::Result<()> {
+    for i in 0..n {
+        let id = format!("{prefix}-{:02}", i + 1);
+        let tag = format!("line-{}", i % lines.max(1) + 1);
+        let credential = op.enroll(&id, device::BOARD, &[&tag])?;
+        fleet.spawn(DeviceConfig {
+            id,
+            credential,
+            board: device::BOARD,
+            slowdown: 1,
+            faults,
+        })?;
+    }
+    Ok(())
+}

@@ -43,6 +43,23 @@ pub async fn authorize(
     Ok(who)
 }
 
+/// A read, for viewers and above: `f` runs off the async threads with a connection, and what it
+/// returns is the JSON answer.
+async fn read<T: serde::Serialize + Send + 'static>(
+    state: web::Data<AppState>,
+    req: &HttpRequest,
+    f: impl FnOnce(&AppState, &mut crate::db::AnyConnection) -> Result<T, ApiError> + Send + 'static,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.into_inner();
+    authorize(&state, req, Role::Viewer).await?;
+    let out = blocking(move || {
+        let mut conn = state.pool.get()?;
+        f(&state, &mut conn)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
 /// Runs an operator action and records it in the audit log, in one place.
 async fn act<T: Send + 'static>(
     state: Arc<AppState>,
@@ -119,15 +136,12 @@ pub async fn devices(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let state = state.into_inner();
-    authorize(&state, &req, Role::Viewer).await?;
-    let list = blocking(move || {
-        let mut list = store::list_devices(&mut *state.pool.get()?)?;
+    read(state, &req, |state, conn| {
+        let mut list = store::list_devices(conn)?;
         state.checkins.overlay(&mut list);
         Ok(list)
     })
-    .await?;
-    Ok(HttpResponse::Ok().json(list))
+    .await
 }
 
 pub async fn device(
@@ -135,17 +149,14 @@ pub async fn device(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let state = state.into_inner();
-    authorize(&state, &req, Role::Viewer).await?;
     let id = path.into_inner();
-    let d = blocking(move || {
-        let mut d = [store::device(&mut *state.pool.get()?, &id)?];
+    read(state, &req, move |state, conn| {
+        let mut d = [store::device(conn, &id)?];
         state.checkins.overlay(&mut d);
         let [d] = d;
         Ok(d)
     })
-    .await?;
-    Ok(HttpResponse::Ok().json(d))
+    .await
 }
 
 pub async fn reports(
@@ -153,11 +164,8 @@ pub async fn reports(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let state = state.into_inner();
-    authorize(&state, &req, Role::Viewer).await?;
     let id = path.into_inner();
-    let list = blocking(move || store::reports_of(&mut *state.pool.get()?, &id)).await?;
-    Ok(HttpResponse::Ok().json(list))
+    read(state, &req, move |_, conn| store::reports_of(conn, &id)).await
 }
 
 /// Uploads a bundle: verified against the fleet's trust root before anything is stored.
@@ -211,10 +219,7 @@ pub async fn artifacts(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let state = state.into_inner();
-    authorize(&state, &req, Role::Viewer).await?;
-    let list = blocking(move || store::list_artifacts(&mut *state.pool.get()?)).await?;
-    Ok(HttpResponse::Ok().json(list))
+    read(state, &req, |_, conn| store::list_artifacts(conn)).await
 }
 
 pub async fn artifact(
@@ -222,13 +227,11 @@ pub async fn artifact(
     req: HttpRequest,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let state = state.into_inner();
-    authorize(&state, &req, Role::Viewer).await?;
     let id = path.into_inner();
-    let root = state.root.clone();
-    let detail =
-        blocking(move || store::artifact_detail(&mut *state.pool.get()?, &root, id)).await?;
-    Ok(HttpResponse::Ok().json(detail))
+    read(state, &req, move |state, conn| {
+        store::artifact_detail(conn, &state.root, id)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -295,10 +298,7 @@ pub async fn list_rollouts(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let state = state.into_inner();
-    authorize(&state, &req, Role::Viewer).await?;
-    let list = blocking(move || rollouts::list(&mut *state.pool.get()?)).await?;
-    Ok(HttpResponse::Ok().json(list))
+    read(state, &req, |_, conn| rollouts::list(conn)).await
 }
 
 pub async fn rollout(
@@ -306,11 +306,8 @@ pub async fn rollout(
     req: HttpRequest,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let state = state.into_inner();
-    authorize(&state, &req, Role::Viewer).await?;
     let id = path.into_inner();
-    let view = blocking(move || rollouts::view(&mut *state.pool.get()?, id, true)).await?;
-    Ok(HttpResponse::Ok().json(view))
+    read(state, &req, move |_, conn| rollouts::view(conn, id, true)).await
 }
 
 /// `POST /api/rollouts/{id}/{pause|resume|abort|rollback}`.
@@ -382,8 +379,5 @@ pub async fn audit_log(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let state = state.into_inner();
-    authorize(&state, &req, Role::Viewer).await?;
-    let list = blocking(move || audit::recent(&mut *state.pool.get()?, 500)).await?;
-    Ok(HttpResponse::Ok().json(list))
+    read(state, &req, |_, conn| audit::recent(conn, 500)).await
 }
