@@ -199,3 +199,77 @@ fn one_process_drives_a_rollout_at_a_time_on_postgres() {
         lease_is_exclusive(support::Backend::Postgres);
     }
 }
+
+/// Two server processes on one PostgreSQL, devices split between them: the rollout advances
+/// once per stage (one of them drives it at a time) and completes.
+#[test]
+fn two_servers_on_one_postgres_drive_a_rollout_once() {
+    if !support::backends().contains(&support::Backend::Postgres) {
+        eprintln!("FLEET_TEST_DATABASE_URL not set: the test command sets it");
+        return;
+    }
+    use fleet_server::server::{Config, start_background};
+    let url = support::postgres_schema();
+    // One database and one data directory (shared storage for the artifact payloads).
+    let data = tempfile::tempdir().unwrap();
+    let start = || {
+        start_background(
+            Config {
+                listen: Some("127.0.0.1:0".into()),
+                data: Some(data.path().to_owned()),
+                database_url: Some(url.clone()),
+                poll_seconds: Some(1),
+                tick_ms: Some(100),
+                workers: Some(2),
+                ..Config::default()
+            },
+            powerloss::device::trust_root(),
+        )
+        .unwrap()
+    };
+    let (a, b) = (start(), start());
+    let op_a = Operator::new(&a.base, &a.admin_token);
+    let op_b = Operator::new(&b.base, &b.admin_token);
+    let fleet_a = Fleet::new(&a.base, powerloss::device::trust_root()).unwrap();
+    let fleet_b = Fleet::new(&b.base, powerloss::device::trust_root()).unwrap();
+    fleet_sim::enroll_and_start(&fleet_a, &op_a, "a", 10, 2, Faults::default()).unwrap();
+    fleet_sim::enroll_and_start(&fleet_b, &op_b, "b", 10, 2, Faults::default()).unwrap();
+    let bundle = release::model_bundle(
+        &fixtures::GOOD,
+        "digits",
+        Version::new(1, 0, 0),
+        1,
+        "mps2-an386",
+        release::STRICT,
+        &[powerloss::device::signing_key()],
+    )
+    .unwrap();
+    let good = op_a.upload(bundle).unwrap();
+    let id = op_a
+        .rollout(
+            &json!({"artifact_id": good, "stages": ["10%", "50%", "100%"], "min_accuracy": 0.9}),
+        )
+        .unwrap();
+    let v = op_b.wait_rollout(id, Duration::from_secs(120)).unwrap();
+    assert_eq!(v["state"], "completed", "{v:#}");
+    let kinds: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "stage_started",
+            "stage_passed",
+            "stage_started",
+            "stage_passed",
+            "stage_started",
+            "completed"
+        ]
+    );
+    fleet_a.stop();
+    fleet_b.stop();
+}
