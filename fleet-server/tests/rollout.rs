@@ -325,3 +325,101 @@ fn operators_pause_resume_and_abort() {
     assert!(act("resume").is_err(), "an aborted rollout stays aborted");
     fleet.stop();
 }
+
+/// The simulator's faults on a rollout: chunk answers lost on the link and power cut at random
+/// flash operations. The rollout still completes and every device ends on the new model, its
+/// slot intact (the agent checks the digest before it switches).
+#[test]
+fn a_rollout_completes_through_lost_links_and_power_cuts() {
+    let s = support::start(Backend::Sqlite);
+    let op = Operator::new(&s.base, &s.token);
+    let faults = Faults {
+        link_cut_per_mille: 30,
+        reset_per_mille: 30,
+        seed: 7,
+    };
+    let fleet = fleet(&op, &s.base, 8, faults);
+    let good = upload(
+        &op,
+        &fixtures::GOOD,
+        Version::new(1, 0, 0),
+        1,
+        release::STRICT,
+    );
+    let id = op
+        .rollout(&spec(
+            good,
+            json!({"stages": ["25%", "100%"], "max_failure_rate": 1.0}),
+        ))
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while op.get(&format!("/api/rollouts/{id}")).unwrap()["state"] == "running" {
+        if t0.elapsed() > Duration::from_secs(240) {
+            let v = op.get(&format!("/api/rollouts/{id}")).unwrap();
+            panic!("{:#?}\n{:#}", fleet.status(), v["devices"]);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let v = op.wait_rollout(id, Duration::from_secs(600)).unwrap();
+    assert_eq!(v["state"], "completed", "{v:#}");
+    let until = std::time::Instant::now() + Duration::from_secs(300);
+    while fleet
+        .status()
+        .values()
+        .any(|d| d.model_version.as_deref() != Some("1.0.0"))
+    {
+        assert!(std::time::Instant::now() < until, "{:?}", fleet.status());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = fleet.status();
+    let cuts: u32 = status.values().map(|d| d.power_cuts).sum();
+    let lost: u32 = status.values().map(|d| d.link_cuts).sum();
+    assert!(
+        cuts > 0 && lost > 0,
+        "faults happened: {cuts} power cuts, {lost} lost answers"
+    );
+    fleet.stop();
+}
+
+/// A slower class of devices makes a model slow in simulation too: the good model (p99 1.55 ms
+/// at the emulated speed) on devices 8 times slower misses the 10 ms gate.
+#[test]
+fn a_slow_class_of_devices_trips_the_latency_gate() {
+    let s = support::start(Backend::Sqlite);
+    let op = Operator::new(&s.base, &s.token);
+    let fleet = Fleet::new(&s.base, powerloss::device::trust_root()).unwrap();
+    for i in 0..4 {
+        let id = format!("slow-{:02}", i + 1);
+        let credential = op.enroll(&id, BOARD, &["line-9"]).unwrap();
+        fleet
+            .spawn(fleet_sim::DeviceConfig {
+                id,
+                credential,
+                board: BOARD,
+                slowdown: 8,
+                faults: Faults::default(),
+            })
+            .unwrap();
+    }
+    let good = upload(
+        &op,
+        &fixtures::GOOD,
+        Version::new(1, 0, 0),
+        1,
+        release::LENIENT,
+    );
+    let id = op.rollout(&spec(good, json!({}))).unwrap();
+    let v = op.wait_rollout(id, Duration::from_secs(120)).unwrap();
+    assert_eq!(v["halted_gate"], "max_p99_latency", "{v:#}");
+    let halted = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "halted")
+        .unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(halted.contains("p99 12417 us > 10000 us"), "{halted}");
+    fleet.stop();
+}
