@@ -979,20 +979,20 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         if artifact::sha256(model_bytes) != model_digest
             || artifact::sha256(set_bytes) != set_digest
         {
-            self.abandon()?;
+            // Reported before it is dropped: a reset in between repeats the check, not the loss.
             self.push_report(
                 release,
                 ComponentKind::Model,
                 version,
                 Step::Failed(Failure::Digest),
             )?;
+            self.abandon()?;
             return Err(Error::Digest);
         }
         let outcome = run_validation(model_bytes, set_bytes, arena, now_ns);
         let report = match outcome {
             Ok(r) => r,
             Err(e) => {
-                self.abandon()?;
                 self.counters.failures += 1;
                 self.push_report(
                     release,
@@ -1000,6 +1000,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
                     version,
                     Step::Failed(Failure::Model),
                 )?;
+                self.abandon()?;
                 return Err(Error::Model(e));
             }
         };
@@ -1014,7 +1015,6 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         let verdict = model::judge(&report, &policy, self.active.map(|a| a.accuracy_bp));
         if !verdict.passed() {
             let reason = revert_reason(&verdict);
-            self.abandon()?;
             self.counters.reverts += 1;
             self.push_report(
                 release,
@@ -1022,6 +1022,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
                 version,
                 Step::Reverted(reason),
             )?;
+            self.abandon()?;
             return Ok(Next::Idle);
         }
         let new_slot = self.inactive_slot();
@@ -1042,6 +1043,10 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             max_p99_latency_us: policy.max_p99_latency_us,
             max_accuracy_drop_bp: policy.max_accuracy_drop_bp,
         };
+        // The report first: a reset after it finds the update still pending, validates it again
+        // and switches, so the report comes true; a reset after the switch cannot lose it.
+        self.counters.updates += 1;
+        self.push_report(release, ComponentKind::Model, version, Step::Confirmed)?;
         // The previous model stays in its slot, recorded for an instant revert.
         if let Some(old) = self.active {
             self.store.set(Key::PreviousModel, &old, &mut self.buf)?;
@@ -1050,8 +1055,6 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         self.store.set(Key::ActiveModel, &active, &mut self.buf)?;
         self.active = Some(active);
         self.clear_pending()?;
-        self.counters.updates += 1;
-        self.push_report(release, ComponentKind::Model, version, Step::Confirmed)?;
         Ok(Next::Switched(new_slot))
     }
 
