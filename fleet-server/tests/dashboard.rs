@@ -6,8 +6,9 @@
 //! target/screenshots/. Needs FLEET_BROWSER_TESTS=1 (`cargo xtask ci` installs Chromium and sets
 //! it); without it the test says so and checks nothing.
 
+mod support;
+
 use artifact::Version;
-use fleet_server::server::{Config, start_background};
 use fleet_sim::operator::Operator;
 use fleet_sim::{Faults, Fleet, fixtures, release};
 use serde_json::{Value, json};
@@ -60,6 +61,12 @@ impl Driver {
     }
 
     fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|v| panic!("{method} {path}: {v}"))
+    }
+
+    /// The command's value, or the whole answer when WebDriver reports an error.
+    fn try_call(&self, method: &str, path: &str, body: Value) -> Result<Value, Value> {
         let url = format!("{}{path}", self.base);
         let req = match method {
             "GET" => self.http.get(url),
@@ -67,8 +74,11 @@ impl Driver {
             _ => self.http.post(url).json(&body),
         };
         let v: Value = req.send().unwrap().json().unwrap();
-        assert!(v["value"]["error"].is_null(), "{method} {path}: {v}");
-        v["value"].clone()
+        if v["value"]["error"].is_null() {
+            Ok(v["value"].clone())
+        } else {
+            Err(v)
+        }
     }
 
     fn session(&self, profile: &std::path::Path) -> Browser<'_> {
@@ -144,12 +154,19 @@ impl Browser<'_> {
         }
     }
 
+    /// The text of `css`. The page redraws itself every 2 s, so an element found may be replaced
+    /// before its text is read: then it is found again.
     fn text(&self, css: &str) -> String {
-        let e = self.wait(css);
-        self.call("GET", &format!("/element/{e}/text"), Value::Null)
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        for _ in 0..20 {
+            let e = self.wait(css);
+            let path = format!("/session/{}/element/{e}/text", self.id);
+            match self.driver.try_call("GET", &path, Value::Null) {
+                Ok(v) => return v.as_str().unwrap_or_default().to_owned(),
+                Err(v) if v["value"]["error"] == "stale element reference" => continue,
+                Err(v) => panic!("GET {path}: {v}"),
+            }
+        }
+        panic!("{css} kept being replaced")
     }
 
     /// Waits until `css`'s text is `want`, returning every distinct text seen on the way.
@@ -264,41 +281,16 @@ fn operators_steer_rollouts_in_chromium() {
         eprintln!("FLEET_BROWSER_TESTS not set: the test command installs Chromium and sets it");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let running = start_background(
-        Config {
-            listen: Some("127.0.0.1:0".into()),
-            data: Some(dir.path().join("data")),
-            poll_seconds: Some(1),
-            tick_ms: Some(200),
-            workers: Some(2),
-            ..Config::default()
-        },
-        powerloss::device::trust_root(),
-    )
-    .unwrap();
+    let running = support::start(support::Backend::Sqlite);
     let base = running.base.clone();
-    let op = Operator::new(&base, &running.admin_token);
+    let op = Operator::new(&base, &running.token);
     let fleet = Fleet::new(&base, powerloss::device::trust_root()).unwrap();
     fleet_sim::enroll_and_start(&fleet, &op, "node", 8, 2, Faults::default()).unwrap();
     // A device whose board (free text at enrolment) is markup: it must stay text.
     op.enroll("odd-1", "<script>window.pwned=1</script>", &[])
         .unwrap();
-    let bundle = |f: &fixtures::Fixture, v: Version, c: u64| {
-        op.upload(
-            release::model_bundle(
-                f,
-                "digits",
-                v,
-                c,
-                "mps2-an386",
-                release::STRICT,
-                &[powerloss::device::signing_key()],
-            )
-            .unwrap(),
-        )
-        .unwrap()
-    };
+    let bundle =
+        |f: &fixtures::Fixture, v: Version, c: u64| support::upload(&op, f, v, c, release::STRICT);
     let good = bundle(&fixtures::GOOD, Version::new(1, 0, 0), 1);
     let regressed = bundle(&fixtures::REGRESSED, Version::new(1, 1, 0), 2);
     let held = bundle(&fixtures::GOOD, Version::new(1, 2, 0), 3);
@@ -325,7 +317,7 @@ fn operators_steer_rollouts_in_chromium() {
             .contains("failed")
     );
 
-    b.sign_in(&base, &running.admin_token);
+    b.sign_in(&base, &running.token);
     assert_eq!(b.text("#who"), "admin (admin)");
     b.wait_text(
         "#devices-total",
