@@ -65,17 +65,13 @@ fn a_rollout_survives_sigkill_of_the_server() {
     let op = Operator::new(&base, &token);
     let fleet = Fleet::new(&base, powerloss::device::trust_root()).unwrap();
     fleet_sim::enroll_and_start(&fleet, &op, "node", 40, 4, Faults::default()).unwrap();
-    let bundle = release::model_bundle(
+    let good = support::upload(
+        &op,
         &fixtures::GOOD,
-        "digits",
         Version::new(1, 0, 0),
         1,
-        "mps2-an386",
         release::STRICT,
-        &[powerloss::device::signing_key()],
-    )
-    .unwrap();
-    let good = op.upload(bundle).unwrap();
+    );
     let id = op
         .rollout(&json!({
             "artifact_id": good,
@@ -152,20 +148,13 @@ fn lease_is_exclusive(backend: support::Backend) {
     let s = support::start(backend);
     let op = Operator::new(&s.base, &s.token);
     op.enroll("node-01", "mps2-an386", &["line-1"]).unwrap();
-    let good = op
-        .upload(
-            release::model_bundle(
-                &fixtures::GOOD,
-                "digits",
-                Version::new(1, 0, 0),
-                1,
-                "mps2-an386",
-                release::STRICT,
-                &[powerloss::device::signing_key()],
-            )
-            .unwrap(),
-        )
-        .unwrap();
+    let good = support::upload(
+        &op,
+        &fixtures::GOOD,
+        Version::new(1, 0, 0),
+        1,
+        release::STRICT,
+    );
     let id = op
         .rollout(&json!({"artifact_id": good, "stages": ["100%"]}))
         .unwrap();
@@ -234,17 +223,13 @@ fn two_servers_on_one_postgres_drive_a_rollout_once() {
     let fleet_b = Fleet::new(&b.base, powerloss::device::trust_root()).unwrap();
     fleet_sim::enroll_and_start(&fleet_a, &op_a, "a", 10, 2, Faults::default()).unwrap();
     fleet_sim::enroll_and_start(&fleet_b, &op_b, "b", 10, 2, Faults::default()).unwrap();
-    let bundle = release::model_bundle(
+    let good = support::upload(
+        &op_a,
         &fixtures::GOOD,
-        "digits",
         Version::new(1, 0, 0),
         1,
-        "mps2-an386",
         release::STRICT,
-        &[powerloss::device::signing_key()],
-    )
-    .unwrap();
-    let good = op_a.upload(bundle).unwrap();
+    );
     let id = op_a
         .rollout(
             &json!({"artifact_id": good, "stages": ["10%", "50%", "100%"], "min_accuracy": 0.9}),

@@ -5,13 +5,13 @@
 
 mod support;
 
-use artifact::{Policy, Version};
+use artifact::Version;
 use fleet_sim::operator::Operator;
 use fleet_sim::{Faults, Fleet, fixtures, release};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use support::Backend;
+use support::{Backend, upload};
 
 const BOARD: &str = "mps2-an386";
 
@@ -19,26 +19,6 @@ fn fleet(op: &Operator, base: &str, n: usize, faults: Faults) -> Arc<Fleet> {
     let fleet = Fleet::new(base, powerloss::device::trust_root()).unwrap();
     fleet_sim::enroll_and_start(&fleet, op, "node", n, 4, faults).unwrap();
     fleet
-}
-
-fn upload(
-    op: &Operator,
-    f: &fixtures::Fixture,
-    version: Version,
-    counter: u64,
-    policy: Policy,
-) -> i64 {
-    let bundle = release::model_bundle(
-        f,
-        "digits",
-        version,
-        counter,
-        BOARD,
-        policy,
-        &[powerloss::device::signing_key()],
-    )
-    .unwrap();
-    op.upload(bundle).unwrap()
 }
 
 fn spec(artifact: i64, extra: Value) -> Value {

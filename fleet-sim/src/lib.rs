@@ -22,15 +22,30 @@ pub fn enroll_and_start(
     lines: usize,
     faults: Faults,
 ) -> anyhow::Result<()> {
+    enroll_and_start_on(fleet, op, prefix, n, lines, device::BOARD, faults, |_| 1)
+}
+
+/// `enroll_and_start` on `board`, device `i` (from 0) of speed class `slowdown(i)`.
+#[allow(clippy::too_many_arguments)] // each is one knob of the simulated line
+pub fn enroll_and_start_on(
+    fleet: &std::sync::Arc<Fleet>,
+    op: &operator::Operator,
+    prefix: &str,
+    n: usize,
+    lines: usize,
+    board: &'static str,
+    faults: Faults,
+    slowdown: impl Fn(usize) -> u64,
+) -> anyhow::Result<()> {
     for i in 0..n {
         let id = format!("{prefix}-{:02}", i + 1);
         let tag = format!("line-{}", i % lines.max(1) + 1);
-        let credential = op.enroll(&id, device::BOARD, &[&tag])?;
+        let credential = op.enroll(&id, board, &[&tag])?;
         fleet.spawn(DeviceConfig {
             id,
             credential,
-            board: device::BOARD,
-            slowdown: 1,
+            board,
+            slowdown: slowdown(i),
             faults,
         })?;
     }

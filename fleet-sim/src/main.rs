@@ -2,7 +2,7 @@
 //! interrupted, printing a status line every few seconds.
 
 use clap::Parser;
-use fleet_sim::{DeviceConfig, Faults, Fleet, operator::Operator};
+use fleet_sim::{Faults, Fleet, operator::Operator};
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
@@ -55,23 +55,27 @@ fn main() -> anyhow::Result<()> {
     let op = Operator::new(&cli.server, &cli.token);
     let fleet = Fleet::new(&cli.server, root)?;
     let board: &'static str = Box::leak(cli.board.into_boxed_str());
-    for i in 0..cli.devices {
-        let id = format!("{}-{:02}", cli.prefix, i + 1);
-        let tag = format!("line-{}", i % cli.lines.max(1) + 1);
-        let credential = op.enroll(&id, board, &[&tag])?;
-        let slow = cli.slow_every > 0 && (i + 1) % cli.slow_every == 0;
-        fleet.spawn(DeviceConfig {
-            id,
-            credential,
-            board,
-            slowdown: if slow { cli.slowdown } else { 1 },
-            faults: Faults {
-                link_cut_per_mille: cli.link_cut_per_mille,
-                reset_per_mille: cli.reset_per_mille,
-                seed: cli.seed,
-            },
-        })?;
-    }
+    let (slow_every, slowdown) = (cli.slow_every, cli.slowdown);
+    fleet_sim::enroll_and_start_on(
+        &fleet,
+        &op,
+        &cli.prefix,
+        cli.devices,
+        cli.lines,
+        board,
+        Faults {
+            link_cut_per_mille: cli.link_cut_per_mille,
+            reset_per_mille: cli.reset_per_mille,
+            seed: cli.seed,
+        },
+        |i| {
+            if slow_every > 0 && (i + 1) % slow_every == 0 {
+                slowdown
+            } else {
+                1
+            }
+        },
+    )?;
     println!(
         "{} virtual devices running against {}",
         cli.devices, cli.server

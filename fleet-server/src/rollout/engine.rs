@@ -49,7 +49,7 @@ pub fn tick(conn: &mut AnyConnection, owner: &str) -> Result<Vec<(i64, Decision)
         }
         let r = state::get(conn, id)?;
         let spec = r.spec()?;
-        let s = state::stage_state(conn, id, r.stage)?;
+        let s = state::stage_state(conn, &r, &spec)?;
         let decision = decide::evaluate(
             &spec,
             r.stage as usize,

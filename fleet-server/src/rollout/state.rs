@@ -421,39 +421,33 @@ pub struct StageState {
 
 pub fn stage_state(
     conn: &mut AnyConnection,
-    rollout: i64,
-    stage: i32,
+    r: &Rollout,
+    spec: &Spec,
 ) -> Result<StageState, ApiError> {
-    let all = rows(conn, rollout)?;
-    let current: Vec<&Row> = all.iter().filter(|r| r.stage == stage).collect();
-    let done = current.iter().all(|r| r.state != dev::OFFERED);
-    let finished_ms = if done {
-        // An empty stage is finished when it starts.
-        let start = get(conn, rollout)?.stage_started_ms;
-        Some(
-            current
-                .iter()
-                .filter_map(|r| r.finished_ms)
-                .max()
-                .unwrap_or(start) as u64,
-        )
-    } else {
-        None
-    };
-    let next: Vec<String> = all
-        .iter()
-        .filter(|r| r.stage == stage + 1)
-        .map(|r| r.device_id.clone())
-        .collect();
-    let has_next = all.iter().any(|r| r.stage > stage)
-        || get(conn, rollout)?.spec()?.stages.len() > stage as usize + 1;
+    let all = rows(conn, r.id)?;
+    let current: Vec<&Row> = all.iter().filter(|row| row.stage == r.stage).collect();
+    let done = current.iter().all(|row| row.state != dev::OFFERED);
+    // An empty stage is finished when it starts.
+    let finished_ms = done.then(|| {
+        current
+            .iter()
+            .filter_map(|row| row.finished_ms)
+            .max()
+            .unwrap_or(r.stage_started_ms) as u64
+    });
+    let next = (spec.stages.len() > r.stage as usize + 1).then(|| {
+        all.iter()
+            .filter(|row| row.stage == r.stage + 1)
+            .map(|row| row.device_id.clone())
+            .collect()
+    });
     Ok(StageState {
         results: current
             .iter()
-            .map(|r| (r.device_id.clone(), r.result()))
+            .map(|row| (row.device_id.clone(), row.result()))
             .collect(),
         finished_ms,
-        next: has_next.then_some(next),
+        next,
     })
 }
 

@@ -73,3 +73,24 @@ pub fn start(backend: Backend) -> Server {
         url,
     }
 }
+
+/// Uploads fixture `f` as model "digits" `version`, signed with the test key; returns its id.
+pub fn upload(
+    op: &fleet_sim::operator::Operator,
+    f: &fleet_sim::fixtures::Fixture,
+    version: artifact::Version,
+    counter: u64,
+    policy: artifact::Policy,
+) -> i64 {
+    let bundle = fleet_sim::release::model_bundle(
+        f,
+        "digits",
+        version,
+        counter,
+        "mps2-an386",
+        policy,
+        &[powerloss::device::signing_key()],
+    )
+    .unwrap();
+    op.upload(bundle).unwrap()
+}
