@@ -3,7 +3,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use protocol::{CheckIn, Chunk, ChunkRequest, Command, DeviceFrame, Report, ServerFrame, decode};
+use protocol::link::{Deframer, MAX_ENCODED};
+use protocol::{
+    CheckIn, Chunk, ChunkRequest, Command, DeviceFrame, Hello, Report, ServerFrame, decode,
+};
 
 fuzz_target!(|data: &[u8]| {
     let _ = decode::<CheckIn>(data);
@@ -13,4 +16,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode::<Report>(data);
     let _ = DeviceFrame::decode(data);
     let _ = ServerFrame::decode(data);
+    let _ = decode::<Hello>(data);
+    // The serial link's byte framing, then whatever frames it yields.
+    let mut link = Deframer::<MAX_ENCODED>::new();
+    for &b in data {
+        if let Some(Ok(frame)) = link.push(b) {
+            let _ = DeviceFrame::decode(frame);
+        }
+    }
 });

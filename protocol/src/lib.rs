@@ -8,7 +8,7 @@
 //! `artifact::cbor`: unknown non-negative keys are skipped, negative keys are critical and
 //! refused). Key 0 of each top-level message is the protocol version. Over HTTP each endpoint
 //! carries one message type; on a serial link messages travel in a [`DeviceFrame`] or
-//! [`ServerFrame`]: `[kind, message]`.
+//! [`ServerFrame`]: `[kind, message]`, each COBS-framed with a CRC by [`link`].
 //!
 //! # Invariants
 //!
@@ -25,6 +25,7 @@
 extern crate alloc;
 
 mod codec;
+pub mod link;
 mod messages;
 
 #[cfg(feature = "alloc")]

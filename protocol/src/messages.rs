@@ -780,12 +780,66 @@ impl<'a> Message<'a> for Report<'a> {
 
 // ---- serial frames -----------------------------------------------------------------------
 
+/// Longest device credential, in bytes.
+pub const MAX_CREDENTIAL: usize = 128;
+
+/// Device to gateway, first on every serial link: who is at the other end, with the credential
+/// the gateway presents to the server on its behalf (HTTP devices send it as a bearer token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello<'a> {
+    pub device_id: &'a str,
+    /// 1 to 128 printable ASCII bytes.
+    pub credential: &'a str,
+}
+
+impl<'a> Message<'a> for Hello<'a> {
+    fn field_count(&self) -> u64 {
+        2
+    }
+
+    fn encode_fields<W: Write>(&self, e: &mut Encoder<W>) -> Result<(), EncodeError<W>> {
+        e.u8(1)?.str(self.device_id)?.u8(2)?.str(self.credential)?;
+        Ok(())
+    }
+
+    fn decode_field(&mut self, key: u64, d: &mut Decoder<'a>) -> Result<(), Error> {
+        match key {
+            1 => self.device_id = dec_device_id(d)?,
+            2 => {
+                let s = dec_str(d, MAX_CREDENTIAL)?;
+                if !s.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(artifact::Error::InvalidName.into());
+                }
+                self.credential = s;
+            }
+            _ => skip_value(d)?,
+        }
+        Ok(())
+    }
+
+    fn empty() -> Self {
+        Hello {
+            device_id: "",
+            credential: "",
+        }
+    }
+
+    fn finish(self) -> Result<Self, Error> {
+        if self.device_id.is_empty() || self.credential.is_empty() {
+            return Err(artifact::Error::MissingField.into());
+        }
+        Ok(self)
+    }
+}
+
 /// What a device sends on a serial link (the gateway turns each into an HTTP request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceFrame<'a> {
     CheckIn(CheckIn<'a>),
     ChunkRequest(ChunkRequest),
     Report(Report<'a>),
+    /// Opens the link (kind 3).
+    Hello(Hello<'a>),
 }
 
 /// What a device receives on a serial link.
@@ -805,6 +859,7 @@ impl<'a> DeviceFrame<'a> {
             DeviceFrame::CheckIn(m) => frame(0, buf, &mut |b| crate::encode(m, b)),
             DeviceFrame::ChunkRequest(m) => frame(1, buf, &mut |b| crate::encode(m, b)),
             DeviceFrame::Report(m) => frame(2, buf, &mut |b| crate::encode(m, b)),
+            DeviceFrame::Hello(m) => frame(3, buf, &mut |b| crate::encode(m, b)),
         }
     }
 
@@ -814,6 +869,7 @@ impl<'a> DeviceFrame<'a> {
             0 => DeviceFrame::CheckIn(decode_from(&mut d)?),
             1 => DeviceFrame::ChunkRequest(decode_from(&mut d)?),
             2 => DeviceFrame::Report(decode_from(&mut d)?),
+            3 => DeviceFrame::Hello(decode_from(&mut d)?),
             _ => return Err(artifact::Error::WrongDocument.into()),
         };
         artifact::cbor::finish(&d)?;
