@@ -66,6 +66,11 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Session<'f, F> {
         &mut self.agent
     }
 
+    /// What the running firmware is, once the platform has confirmed a trial.
+    pub fn set_firmware(&mut self, firmware: Firmware) {
+        self.firmware = firmware;
+    }
+
     /// The platform's inference counter, reported in check-ins.
     pub fn set_inferences(&mut self, n: u64) {
         self.inferences = n;

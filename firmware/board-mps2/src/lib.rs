@@ -9,6 +9,10 @@ use embedded_storage::nor_flash::{
 
 pub use layout::MPS2_AN386 as LAYOUT;
 
+pub mod clock;
+pub mod handoff;
+pub mod uart;
+
 /// Name of the flash file, relative to QEMU's working directory.
 const FLASH_FILE: &[u8] = b"flash.bin\0";
 const WRITE_SIZE: usize = 4;
@@ -169,6 +173,7 @@ pub mod watchdog {
     const BASE: usize = 0x4000_8000;
     const LOAD: usize = BASE;
     const CTRL: usize = BASE + 0x8;
+    const INTCLR: usize = BASE + 0xC;
     const LOCK: usize = BASE + 0xC00;
     /// The watchdog counts the 25 MHz system clock.
     pub const TICKS_PER_MS: u32 = 25_000;
@@ -183,11 +188,40 @@ pub mod watchdog {
             core::ptr::write_volatile(LOCK as *mut u32, 0);
         }
     }
+
+    /// Restarts the count (and clears a first expiry's interrupt); harmless when not armed.
+    pub fn feed() {
+        // SAFETY: MMIO registers of the CMSDK watchdog.
+        unsafe {
+            core::ptr::write_volatile(LOCK as *mut u32, 0x1ACC_E551);
+            core::ptr::write_volatile(INTCLR as *mut u32, 1);
+            core::ptr::write_volatile(LOCK as *mut u32, 0);
+        }
+    }
 }
 
 /// Resets the board (SYSRESETREQ). QEMU keeps the flash file; RAM is not cleared.
 pub fn reset() -> ! {
     cortex_m::peripheral::SCB::sys_reset()
+}
+
+/// Reads a whole host file (`name` NUL-terminated, relative to QEMU's working directory) into
+/// `buf`; returns its length, or `None` when it is missing or larger than `buf`.
+pub fn read_host_file(name: &[u8], buf: &mut [u8]) -> Option<usize> {
+    if name.last() != Some(&0) {
+        return None;
+    }
+    // SAFETY: the path is NUL-terminated; mode 0 is "r".
+    let handle = unsafe { syscall!(OPEN, name.as_ptr(), nr::open::R, name.len() - 1) };
+    if handle == usize::MAX {
+        return None;
+    }
+    // SAFETY: FLEN, READ and CLOSE on the handle just opened; READ fills at most `len` bytes.
+    let len = unsafe { syscall!(FLEN, handle) };
+    let ok = len <= buf.len() && unsafe { syscall!(READ, handle, buf.as_mut_ptr(), len) } == 0;
+    // SAFETY: as above.
+    unsafe { syscall!(CLOSE, handle) };
+    ok.then_some(len)
 }
 
 /// Writes pieces to the host's stdout without `core::fmt` (several KiB of code saved).

@@ -5,7 +5,7 @@
 #![no_main]
 
 use artifact::{Envelope, TrustRoot};
-use board_mps2::{LAYOUT, Num, SemihostingFlash, say, watchdog};
+use board_mps2::{LAYOUT, Num, SemihostingFlash, handoff, say, watchdog};
 use bootloader::{Outcome, verify_loaded};
 use core::cell::RefCell;
 use cortex_m_rt::entry;
@@ -74,6 +74,17 @@ fn main() -> ! {
     if read.is_err() || verify_loaded(&decision.image, dst).is_err() {
         halt("image changed while loading");
     }
+    // The application reports what happened at this boot (a revert among it).
+    handoff::write(
+        match decision.outcome {
+            Outcome::Confirmed => 0,
+            Outcome::Trial => 1,
+            Outcome::Reverted => 2,
+            Outcome::Fallback => 3,
+        },
+        (v.major, v.minor, v.patch),
+        u32::try_from(decision.image.security_counter).unwrap_or(u32::MAX),
+    );
     if decision.outcome == Outcome::Trial {
         watchdog::arm(TRIAL_WATCHDOG_MS);
     }

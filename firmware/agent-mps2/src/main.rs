@@ -1,0 +1,249 @@
+//! The agent firmware of QEMU mps2-an386: runs the line's inference loop while the agent
+//! handles updates, talking to the gateway in framed CBOR over UART0. Booted by the bootloader
+//! from the active slot; its identity (device id and credential) is provisioned in the host
+//! file `identity` beside the flash file.
+#![no_std]
+#![no_main]
+
+mod line;
+mod uplink;
+
+use agent::{Agent, Identity, Next, Session};
+use artifact::{Envelope, TrustRoot, Version};
+use board_mps2::{LAYOUT, Num, SemihostingFlash, clock, handoff, say, uart, watchdog};
+use core::cell::RefCell;
+use cortex_m_rt::{entry, exception};
+use cortex_m_semihosting::debug;
+use embassy_sync::blocking_mutex::Mutex;
+use line::{Line, SLOT};
+use protocol::{BootStatus, Firmware};
+
+/// The trust root, baked in at build time like the bootloader's.
+static ROOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/root.cbor"));
+/// Tensor arena for a model (inference and validation each have one).
+const ARENA: usize = 64 * 1024;
+
+static mut MODELS: [[u8; SLOT]; 2] = [[0; SLOT]; 2];
+static mut ARENAS: [[u8; ARENA]; 2] = [[0; ARENA]; 2];
+
+#[exception]
+fn SysTick() {
+    clock::on_systick();
+}
+
+/// Every external interrupt lands here (cortex-m-rt's default table); only UART0's receiver
+/// is enabled.
+#[exception]
+unsafe fn DefaultHandler(irq: i16) {
+    if irq == uart::RX_IRQ as i16 {
+        uart::on_rx_interrupt();
+    }
+}
+
+#[entry]
+fn main() -> ! {
+    let Some(cp) = cortex_m::Peripherals::take() else {
+        halt("peripherals")
+    };
+    clock::start(cp.SYST);
+    let Some(boot) = handoff::read() else {
+        halt("no boot information from the bootloader")
+    };
+    let status = match boot.outcome {
+        0 => BootStatus::Confirmed,
+        1 => BootStatus::Trial,
+        _ => BootStatus::Reverted,
+    };
+    #[cfg(feature = "fault-hang")]
+    if status == BootStatus::Trial {
+        say(&[b"agent: hanging on trial\n"]);
+        loop {
+            cortex_m::asm::nop();
+        }
+    }
+    let Ok(flash) = SemihostingFlash::open() else {
+        halt("no flash file")
+    };
+    let flash = Mutex::new(RefCell::new(flash));
+    let mut id = [0u8; 256];
+    let Some((device_id, credential)) = identity(&mut id) else {
+        halt("no identity file")
+    };
+    let Some(root) = Envelope::decode(ROOT)
+        .ok()
+        .and_then(|e| TrustRoot::decode_body(e.body).ok())
+    else {
+        halt("bad baked-in trust root")
+    };
+    // SAFETY: taken once, here, before anything else refers to them.
+    let (models, arenas) = unsafe {
+        (
+            &mut *core::ptr::addr_of_mut!(MODELS),
+            &mut *core::ptr::addr_of_mut!(ARENAS),
+        )
+    };
+    let [run_arena, check_arena] = arenas;
+    let identity = Identity {
+        device_id,
+        board: LAYOUT.board,
+        runtime_abi: 1,
+        arena_capacity: ARENA as u32,
+    };
+    let Ok(mut agent) = Agent::open(&flash, &LAYOUT, root, identity) else {
+        halt("agent records unreadable")
+    };
+    let version = Version::new(boot.version.0, boot.version.1, boot.version.2);
+    let first = agent.after_boot(status, version);
+    let (v, b) = (boot.version, boot.boots);
+    say(&[
+        b"agent: up, firmware ",
+        Num(v.0).as_bytes(&mut [0; 10]),
+        b".",
+        Num(v.1).as_bytes(&mut [0; 10]),
+        b".",
+        Num(v.2).as_bytes(&mut [0; 10]),
+        match status {
+            BootStatus::Confirmed => b" confirmed",
+            BootStatus::Trial => b" trial",
+            BootStatus::Reverted => b" reverted",
+        },
+        b", boot ",
+        Num(b).as_bytes(&mut [0; 10]),
+        b"\n",
+    ]);
+    let mut line = Line::default();
+    line.load(&agent, &flash, models);
+    let mut session = Session::new(
+        agent,
+        Firmware { version, status },
+        boot.boots,
+        clock::now_ms(),
+    );
+    let _ = session.after_action(first);
+    uart::init();
+    let mut link = uplink::Uplink::new(device_id, credential);
+    loop {
+        watchdog::feed();
+        let now = clock::now_ms();
+        let before = line.inferences;
+        line.tick(now, models, run_arena);
+        if line.inferences != before && line.inferences % 20 == 0 {
+            // For the test harness: the line's work goes on (every 2 s of emulated time).
+            say(&[
+                b"agent: inferences ",
+                Num(line.inferences as u32).as_bytes(&mut [0; 10]),
+                b"
+",
+            ]);
+        }
+        session.set_inferences(line.inferences);
+        if let Some(action) = session.take_action() {
+            act(action, &mut session, &flash, &mut line, models, check_arena);
+            continue;
+        }
+        link.poll(&mut session, now);
+        let wake = session.next_wake_ms().min(line.next_ms());
+        if !uart::has_data() && clock::now_ms() < wake {
+            // Idle until SysTick (10 ms) or a byte arrives (the RX interrupt wakes the core).
+            cortex_m::asm::wfi();
+        }
+    }
+}
+
+/// What only the platform can do: validate a downloaded model, check a firmware on trial,
+/// reload a model switched to, reset.
+fn act(
+    action: Next,
+    session: &mut Session<'_, SemihostingFlash>,
+    flash: &line::Flash,
+    line: &mut Line,
+    models: &mut [[u8; SLOT]; 2],
+    arena: &mut [u8; ARENA],
+) {
+    match action {
+        Next::Validate => {
+            let agent = session.agent();
+            let slot = agent.inactive_slot();
+            let (m, s) = agent.pending_sizes().unwrap_or((0, 0));
+            let ram = &mut models[line::index(slot)];
+            if line.slot() == Some(slot) || !line::copy_slot(agent, flash, slot, m + s, ram) {
+                halt("cannot stage the new model in RAM");
+            }
+            say(&[b"agent: validating\n"]);
+            let result = agent.validate(&ram[..], arena, timed_clock);
+            let switched = matches!(result, Ok(Next::Switched(_)));
+            let _ = session.after_action(result);
+            if switched {
+                say(&[b"agent: switched model\n"]);
+                line.load(session.agent(), flash, models);
+            } else {
+                say(&[b"agent: kept model\n"]);
+            }
+        }
+        Next::CheckFirmware => {
+            let slot = line.slot().map_or(0, line::index);
+            say(&[b"agent: checking firmware on trial\n"]);
+            let result = session
+                .agent()
+                .confirm_firmware(&models[slot][..], arena, timed_clock);
+            if matches!(result, Ok(Next::Idle)) {
+                say(&[b"agent: firmware confirmed\n"]);
+                if let Some(info) = handoff::read() {
+                    let (a, b, c) = info.version;
+                    session.set_firmware(Firmware {
+                        version: Version::new(a, b, c),
+                        status: BootStatus::Confirmed,
+                    });
+                }
+            }
+            let _ = session.after_action(result);
+        }
+        Next::Switched(_) => {
+            say(&[b"agent: switched model\n"]);
+            line.load(session.agent(), flash, models);
+        }
+        Next::Reboot => {
+            say(&[b"agent: resetting\n"]);
+            board_mps2::reset();
+        }
+        Next::Idle | Next::Fetch(_) => {}
+    }
+}
+
+/// The clock validation runs measure with: feeds the watchdog (a trial's validation may take
+/// longer than its timeout); the `fault-slow` firmware adds 10 ms to every sample.
+fn timed_clock() -> u64 {
+    watchdog::feed();
+    #[cfg(feature = "fault-slow")]
+    {
+        let end = clock::ticks() + 10 * clock::TICKS_PER_MS;
+        while clock::ticks() < end {}
+    }
+    clock::now_ns()
+}
+
+/// `identity`: the device id and its credential, separated by white space.
+fn identity(buf: &mut [u8; 256]) -> Option<(&'static str, &'static str)> {
+    let n = board_mps2::read_host_file(b"identity\0", buf)?;
+    // The identity lives as long as the firmware runs: keep it in a static copy.
+    static mut COPY: [u8; 256] = [0; 256];
+    // SAFETY: written once, before any reference to it exists.
+    let copy = unsafe { &mut *core::ptr::addr_of_mut!(COPY) };
+    copy[..n].copy_from_slice(&buf[..n]);
+    let text = core::str::from_utf8(&copy[..n]).ok()?;
+    let mut words = text.split_ascii_whitespace();
+    Some((words.next()?, words.next()?))
+}
+
+fn halt(why: &str) -> ! {
+    say(&[b"agent: halt: ", why.as_bytes(), b"\n"]);
+    debug::exit(debug::EXIT_FAILURE);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    halt("panic")
+}

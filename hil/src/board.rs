@@ -1,0 +1,245 @@
+//! One emulated board of the line: a working directory with its flash file and identity, a QEMU
+//! `mps2-an386` process running the real bootloader (which boots the agent firmware from the
+//! flash file), UART0 bridged to the gateway's TCP port, and its console read back line by line.
+//! Killing the process is a power cut: every semihosting flash write has already reached the file.
+
+use anyhow::{Context, Result, bail};
+use artifact::Version;
+use layout::MPS2_AN386 as LAYOUT;
+use powerloss::device::{Device, SlotImage};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the board's flash says, read from its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlashState {
+    /// The active slot's firmware, if its signature and digest verify.
+    pub firmware: Option<Version>,
+    /// embassy-boot's state: "boot" (confirmed), "swap" (an update waits or runs on trial), ...
+    pub boot_state: String,
+    /// The active model and whether its slot still holds exactly what its record names.
+    pub model: Option<Version>,
+    pub model_intact: bool,
+    /// An update is in progress (downloaded in part, or waiting for validation or a reboot).
+    pub pending: bool,
+    /// Reports kept in flash, not yet acknowledged.
+    pub unsent_reports: usize,
+}
+
+/// A board and, while it is powered, its emulator process.
+#[derive(Debug)]
+pub struct Board {
+    pub id: String,
+    dir: PathBuf,
+    bootloader: PathBuf,
+    child: Option<Child>,
+    console: Arc<Mutex<Vec<String>>>,
+    pub power_cuts: u32,
+}
+
+fn version_string(v: Version) -> String {
+    format!("{}.{}.{}", v.major, v.minor, v.patch)
+}
+
+impl Board {
+    /// A board whose active slot holds `firmware`, with its identity provisioned.
+    pub fn new(
+        dir: &Path,
+        id: &str,
+        credential: &str,
+        firmware: &SlotImage,
+        bootloader: &Path,
+    ) -> Result<Board> {
+        std::fs::create_dir_all(dir)?;
+        let device = Device::<4, 4096>::new(LAYOUT, firmware, false);
+        std::fs::write(
+            dir.join("flash.bin"),
+            device.with_flash(|f| f.bytes().to_vec()),
+        )?;
+        std::fs::write(dir.join("identity"), format!("{id} {credential}\n"))?;
+        Ok(Board {
+            id: id.to_owned(),
+            dir: dir.to_owned(),
+            bootloader: bootloader.to_owned(),
+            child: None,
+            console: Arc::new(Mutex::new(Vec::new())),
+            power_cuts: 0,
+        })
+    }
+
+    pub fn flash_path(&self) -> PathBuf {
+        self.dir.join("flash.bin")
+    }
+
+    /// Powers the board on, its UART0 connected to `link_port` on this host (QEMU reconnects
+    /// every second when the other end goes away, as a gateway restart does).
+    pub fn power_on(&mut self, link_port: u16) -> Result<()> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let mut child = Command::new("qemu-system-arm")
+            .current_dir(&self.dir)
+            .args(["-M", "mps2-an386", "-nographic", "-icount", "shift=4"])
+            .args(["-semihosting-config", "enable=on,target=native"])
+            .args(["-monitor", "none", "-serial"])
+            .arg(format!("tcp:127.0.0.1:{link_port},reconnect=1"))
+            .arg("-kernel")
+            .arg(&self.bootloader)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start qemu-system-arm")?;
+        let stdout = child.stdout.take().context("qemu stdout")?;
+        let console = self.console.clone();
+        let log = self.dir.join("console.log");
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .ok();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(f) = file.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                if let Ok(mut c) = console.lock() {
+                    c.push(line);
+                }
+            }
+        });
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Cuts the power (SIGKILL to the emulator).
+    pub fn power_off(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A power cut while running: off, then counted.
+    pub fn cut_power(&mut self) {
+        if self.child.is_some() {
+            self.power_off();
+            self.power_cuts += 1;
+        }
+    }
+
+    /// Console lines printed so far (bootloader and agent), across power cycles.
+    pub fn console(&self) -> Vec<String> {
+        self.console.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub fn console_len(&self) -> usize {
+        self.console.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Lines printed from index `from` on.
+    pub fn console_since(&self, from: usize) -> Vec<String> {
+        self.console
+            .lock()
+            .map(|c| c.get(from..).unwrap_or_default().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Waits until a line from `from` on satisfies `want`.
+    pub fn wait_console(&self, from: usize, timeout: Duration, want: impl Fn(&str) -> bool) -> bool {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if self.console_since(from).iter().any(|l| want(l)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Reads the flash file as the board's bootloader and agent would.
+    pub fn flash_state(&self) -> Result<FlashState> {
+        let bytes = std::fs::read(self.flash_path())?;
+        if bytes.len() != LAYOUT.flash_size as usize {
+            bail!("{}: flash file of {} bytes", self.id, bytes.len());
+        }
+        read_state(&bytes)
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        self.power_off();
+    }
+}
+
+/// The state a flash image holds: the firmware as the bootloader verifies it, the model as the
+/// agent loads it.
+pub fn read_state(bytes: &[u8]) -> Result<FlashState> {
+    use embassy_boot::State;
+    let device = Device::<4, 4096>::from_bytes(LAYOUT, bytes);
+    let root = powerloss::device::trust_root();
+    let mut page = vec![0u8; 4096];
+    let firmware = {
+        let mut part = embassy_embedded_hal::flash::partition::BlockingPartition::new(
+            &device.flash,
+            LAYOUT.active.offset,
+            LAYOUT.active.size,
+        );
+        bootloader::verify_slot(&mut part, &LAYOUT, &root, &mut page)
+            .ok()
+            .map(|i| i.version)
+    };
+    let boot_state = {
+        let mut aligned = [0u8; 4];
+        let part = embassy_embedded_hal::flash::partition::BlockingPartition::new(
+            &device.flash,
+            LAYOUT.state.offset,
+            LAYOUT.state.size,
+        );
+        match embassy_boot::BlockingFirmwareState::new(part, &mut aligned).get_state() {
+            Ok(State::Boot) => "boot",
+            Ok(State::Swap) => "swap",
+            Ok(State::Revert) => "revert",
+            Ok(State::DfuDetach) => "dfu-detach",
+            Err(_) => "unreadable",
+        }
+        .to_owned()
+    };
+    let agent = agent::Agent::open(
+        &device.flash,
+        &LAYOUT,
+        root,
+        powerloss::model_update::identity(),
+    )
+    .map_err(|e| anyhow::anyhow!("agent records: {e:?}"))?;
+    let model = agent
+        .active()
+        .map(|a| Version::new(a.version.0, a.version.1, a.version.2));
+    let model_intact = powerloss::model_update::active_is_intact(&agent, &device.flash);
+    let mut unsent = 0;
+    let mut probe = agent;
+    while let Some(r) = probe.report() {
+        unsent += 1;
+        if probe.delivered(r.seq).is_err() || unsent > 64 {
+            break;
+        }
+    }
+    Ok(FlashState {
+        firmware,
+        boot_state,
+        model,
+        model_intact,
+        pending: probe.progress().is_some() || probe.needs_validation(),
+        unsent_reports: unsent,
+    })
+}
+
+/// `1.2.3` of a version.
+pub fn show(v: Option<Version>) -> String {
+    v.map_or_else(|| "none".to_owned(), version_string)
+}
