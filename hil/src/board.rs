@@ -7,10 +7,8 @@ use anyhow::{Context, Result, bail};
 use artifact::Version;
 use layout::MPS2_AN386 as LAYOUT;
 use powerloss::device::{Device, SlotImage};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What the board's flash says, read from its file.
@@ -36,7 +34,6 @@ pub struct Board {
     dir: PathBuf,
     bootloader: PathBuf,
     child: Option<Child>,
-    console: Arc<Mutex<Vec<String>>>,
     pub power_cuts: u32,
 }
 
@@ -65,7 +62,6 @@ impl Board {
             dir: dir.to_owned(),
             bootloader: bootloader.to_owned(),
             child: None,
-            console: Arc::new(Mutex::new(Vec::new())),
             power_cuts: 0,
         })
     }
@@ -80,7 +76,12 @@ impl Board {
         if self.child.is_some() {
             return Ok(());
         }
-        let mut child = Command::new("qemu-system-arm")
+        // QEMU's semihosting console reaches a file as it is printed (a pipe would buffer it).
+        let console = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.console_path())?;
+        let child = Command::new("qemu-system-arm")
             .current_dir(&self.dir)
             .args(["-M", "mps2-an386", "-nographic", "-icount", "shift=4"])
             .args(["-semihosting-config", "enable=on,target=native"])
@@ -89,29 +90,10 @@ impl Board {
             .arg("-kernel")
             .arg(&self.bootloader)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stdout(console)
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("qemu.log"))?)
             .spawn()
             .context("start qemu-system-arm")?;
-        let stdout = child.stdout.take().context("qemu stdout")?;
-        let console = self.console.clone();
-        let log = self.dir.join("console.log");
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .ok();
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(f) = file.as_mut() {
-                    let _ = writeln!(f, "{line}");
-                }
-                if let Ok(mut c) = console.lock() {
-                    c.push(line);
-                }
-            }
-        });
         self.child = Some(child);
         Ok(())
     }
@@ -132,21 +114,24 @@ impl Board {
         }
     }
 
+    fn console_path(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+
     /// Console lines printed so far (bootloader and agent), across power cycles.
     pub fn console(&self) -> Vec<String> {
-        self.console.lock().map(|c| c.clone()).unwrap_or_default()
+        std::fs::read(self.console_path())
+            .map(|b| String::from_utf8_lossy(&b).lines().map(str::to_owned).collect())
+            .unwrap_or_default()
     }
 
     pub fn console_len(&self) -> usize {
-        self.console.lock().map(|c| c.len()).unwrap_or(0)
+        self.console().len()
     }
 
     /// Lines printed from index `from` on.
     pub fn console_since(&self, from: usize) -> Vec<String> {
-        self.console
-            .lock()
-            .map(|c| c.get(from..).unwrap_or_default().to_vec())
-            .unwrap_or_default()
+        self.console().get(from..).unwrap_or_default().to_vec()
     }
 
     /// Waits until a line from `from` on satisfies `want`.

@@ -46,7 +46,10 @@ struct Outcome {
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // Boards run in directories of their own: every path they are given is absolute.
+    args.bin_dir = std::path::absolute(&args.bin_dir)?;
+    args.firmware_dir = std::path::absolute(&args.firmware_dir)?;
     let bins = Binaries {
         server: args.bin_dir.join("fleet-server"),
         gateway: args.bin_dir.join("gateway"),

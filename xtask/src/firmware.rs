@@ -123,7 +123,34 @@ pub fn build() -> Result<()> {
     for app in TEST_APPS {
         raw_binary(app)?;
     }
+    agent_variants(&root_doc)?;
     write_sizes()
+}
+
+/// The agent firmware as the hardware-in-the-loop suite signs it: the real one, and the test
+/// variants whose trial fails validation (`fault-slow`) or hangs (`fault-hang`). Each is built
+/// alone (features would otherwise unify), its binary kept under its own name; the real one last,
+/// so the ELF left in place is the real firmware.
+fn agent_variants(root_doc: &std::path::Path) -> Result<()> {
+    for (feature, name) in [
+        (Some("fault-slow"), "agent-mps2-slow"),
+        (Some("fault-hang"), "agent-mps2-hang"),
+        (None, "agent-mps2"),
+    ] {
+        let mut cargo = firmware_cargo();
+        cargo
+            .env("FLEET_TRUST_ROOT", root_doc)
+            .args(["build", "--release", "--quiet", "-p", "agent-mps2"]);
+        if let Some(f) = feature {
+            cargo.args(["--features", f]);
+        }
+        step(&format!("{name} (agent firmware)"), &dir(), cargo)?;
+        let bin = raw_binary("agent-mps2")?;
+        if name != "agent-mps2" {
+            std::fs::rename(&bin, bin.with_file_name(format!("{name}.bin")))?;
+        }
+    }
+    Ok(())
 }
 
 /// Bytes of text + rodata + data of an ELF (Berkeley `size`: text, data).

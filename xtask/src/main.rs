@@ -6,12 +6,14 @@
 //! - `cargo xtask firmware`: builds the Cortex-M firmware with Debian's toolchain.
 //! - `cargo xtask bench-model`: model latency and accuracy on an emulated Cortex-M4.
 //! - `cargo xtask powerloss [--quick] | postgres | bench-server [--full]`: the bootloader's power-loss matrix.
+//! - `cargo xtask hil [--nodes N]`: hardware-in-the-loop scenarios on emulated boards.
 
 mod bench_model;
 mod bench_server;
 mod ci;
 mod firmware;
 mod fuzz;
+mod hil;
 mod install;
 mod postgres;
 mod powerloss;
@@ -32,12 +34,13 @@ fn main() -> Result<()> {
         "bench-model" => bench_model::run(rest),
         "powerloss" => powerloss::run(rest),
         "bench-server" => bench_server::run(rest),
+        "hil" => hil::run(rest),
         "postgres" => postgres::start().map(|url| {
             println!("export FLEET_TEST_DATABASE_URL={url}");
         }),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask ci | fuzz [--seconds N] | firmware | bench-model | powerloss [--quick] | postgres | bench-server [--full]"
+                "usage: cargo xtask ci | fuzz [--seconds N] | firmware | bench-model | powerloss [--quick] | postgres | bench-server [--full] | hil [--nodes N] [--seed S] [--no-build]"
             );
             Ok(())
         }

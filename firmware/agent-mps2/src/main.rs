@@ -143,8 +143,8 @@ fn main() -> ! {
         }
         link.poll(&mut session, now);
         let wake = session.next_wake_ms().min(line.next_ms());
-        if !uart::has_data() && clock::now_ms() < wake {
-            // Idle until SysTick (10 ms) or a byte arrives (the RX interrupt wakes the core).
+        if !uart::has_data() && !link.expecting() && clock::now_ms() < wake {
+            // Idle until SysTick (10 ms): nothing arrives unasked.
             cortex_m::asm::wfi();
         }
     }

@@ -33,6 +33,11 @@ impl Uplink {
         }
     }
 
+    /// Waiting for an answer: the main loop polls the UART instead of sleeping.
+    pub fn expecting(&self) -> bool {
+        self.expecting
+    }
+
     fn send(&mut self, frame: &DeviceFrame<'_>) {
         let Ok(n) = frame.encode(&mut self.msg) else {
             return;
@@ -64,6 +69,9 @@ impl Uplink {
             self.unanswered = self.expecting;
             self.expecting = true;
         }
+        // Polled as well as interrupt-driven: under QEMU the RX interrupt has not been seen to
+        // fire, and polling while an answer is expected keeps the link at full speed.
+        uart::drain();
         while let Some(byte) = uart::read_byte() {
             if let Some(Ok(payload)) = self.rx.push(byte)
                 && let Ok(frame) = ServerFrame::decode(payload)

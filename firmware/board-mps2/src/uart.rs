@@ -65,6 +65,16 @@ pub fn init() {
 
 /// The RX interrupt's work: move every received byte into the ring.
 pub fn on_rx_interrupt() {
+    drain();
+}
+
+/// Moves every received byte into the ring (from the interrupt, or polled).
+pub fn drain() {
+    // One producer at a time: the interrupt cannot preempt a polled drain.
+    cortex_m::interrupt::free(|_| produce());
+}
+
+fn produce() {
     while read(STATE) & STATE_RX_FULL != 0 {
         let byte = read(DATA) as u8;
         let head = HEAD.load(Ordering::Relaxed);
