@@ -150,13 +150,8 @@ pub fn tampered(line: &mut Line, firmware_image: &[u8]) -> Result<String> {
     // The server refuses the first two at upload already (the third is for the device: only
     // it knows its counter).
     for bundle in [
-        {
-            let mut b = releases::model(&GOOD, Version::new(9, 0, 0), 9, STRICT)?;
-            let env_len = good.len();
-            let at = artifact::bundle::HEADER_LEN + env_len - 10;
-            b[at] ^= 0x01;
-            b
-        },
+        artifact::bundle::write(&bad_signature, &[GOOD.model, GOOD.set])
+            .map_err(|e| anyhow::anyhow!("bundle: {e}"))?,
         fleet_sim::release::model_bundle(
             &GOOD,
             "digits",

@@ -244,8 +244,20 @@ pub fn evaluate(
         .filter(|(_, r)| r.progress == Progress::Confirmed && r.accuracy_bp.is_some())
         .count() as u32;
     let all_done = results.iter().all(|(_, r)| r.progress != Progress::Pending);
+    let needed = g.min_reports.max(1).min(results.len() as u32);
+    if all_done && validated < needed {
+        // Every device has finished, too few of them with a validated confirmation: the
+        // evidence the stage needs can no longer come (failures within the allowed rate).
+        return Decision::Halt {
+            gate: "min_reports",
+            evidence: format!(
+                "every device of the stage finished with {validated} validated confirmations, \
+                 {needed} needed"
+            ),
+        };
+    }
     let soaked = confirmed_at_ms.is_some_and(|t| now_ms >= t + spec.soak_ms);
-    if !all_done || validated < g.min_reports.max(1).min(results.len() as u32) || !soaked {
+    if !all_done || validated < needed || !soaked {
         return Decision::Wait;
     }
     match next {
@@ -297,6 +309,28 @@ mod tests {
         progress: Progress::Failed,
         ..DeviceResult::PENDING
     };
+
+    #[test]
+    fn a_stage_that_can_no_longer_show_enough_reports_halts() {
+        let mut lenient = spec();
+        lenient.gates.max_failure_rate_bp = 10_000;
+        let results = vec![("n00".to_owned(), FAILED), ("n01".to_owned(), FAILED)];
+        assert_eq!(
+            evaluate(&lenient, 0, &results, None, 0, Some(vec![])),
+            Decision::Halt {
+                gate: "min_reports",
+                evidence: "every device of the stage finished with 0 validated confirmations, \
+                           2 needed"
+                    .into()
+            }
+        );
+        // One still pending: its report may yet come.
+        let results = vec![("n00".to_owned(), FAILED), ("n01".to_owned(), DeviceResult::PENDING)];
+        assert_eq!(
+            evaluate(&lenient, 0, &results, None, 0, Some(vec![])),
+            Decision::Wait
+        );
+    }
 
     #[test]
     fn stages_cover_the_fleet_once_with_canaries_across_tags() {
