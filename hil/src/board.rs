@@ -91,7 +91,12 @@ impl Board {
             .arg(&self.bootloader)
             .stdin(Stdio::null())
             .stdout(console)
-            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("qemu.log"))?)
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.join("qemu.log"))?,
+            )
             .spawn()
             .context("start qemu-system-arm")?;
         self.child = Some(child);
@@ -121,7 +126,12 @@ impl Board {
     /// Console lines printed so far (bootloader and agent), across power cycles.
     pub fn console(&self) -> Vec<String> {
         std::fs::read(self.console_path())
-            .map(|b| String::from_utf8_lossy(&b).lines().map(str::to_owned).collect())
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -135,7 +145,12 @@ impl Board {
     }
 
     /// Waits until a line from `from` on satisfies `want`.
-    pub fn wait_console(&self, from: usize, timeout: Duration, want: impl Fn(&str) -> bool) -> bool {
+    pub fn wait_console(
+        &self,
+        from: usize,
+        timeout: Duration,
+        want: impl Fn(&str) -> bool,
+    ) -> bool {
         let until = Instant::now() + timeout;
         while Instant::now() < until {
             if self.console_since(from).iter().any(|l| want(l)) {

@@ -59,7 +59,11 @@ fn main() -> Result<()> {
         agent_hang: args.firmware_dir.join("release/agent-mps2-hang.bin"),
     };
     let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("{}", p.display()));
-    let (good, slow, hang) = (read(&bins.agent)?, read(&bins.agent_slow)?, read(&bins.agent_hang)?);
+    let (good, slow, hang) = (
+        read(&bins.agent)?,
+        read(&bins.agent_slow)?,
+        read(&bins.agent_hang)?,
+    );
     let _ = std::fs::remove_dir_all(&args.dir);
     let dir = std::path::absolute(&args.dir)?;
     let mut line = Line::start(&dir, bins)?;
@@ -87,18 +91,36 @@ fn main() -> Result<()> {
         passed
     };
     let nodes = args.nodes;
-    if run("provision", &mut line, &|l| scenarios::provision(l, nodes, &good)) {
+    if run("provision", &mut line, &|l| {
+        scenarios::provision(l, nodes, &good)
+    }) {
         run("good-model", &mut line, &scenarios::good_model);
         run("less-accurate-model", &mut line, &|l| {
-            scenarios::rejected_model(l, &fleet_sim::fixtures::REGRESSED, artifact::Version::new(1, 2, 0))
+            scenarios::rejected_model(
+                l,
+                &fleet_sim::fixtures::REGRESSED,
+                artifact::Version::new(1, 2, 0),
+            )
         });
         run("slow-model", &mut line, &|l| {
-            scenarios::rejected_model(l, &fleet_sim::fixtures::SLOW, artifact::Version::new(1, 3, 0))
+            scenarios::rejected_model(
+                l,
+                &fleet_sim::fixtures::SLOW,
+                artifact::Version::new(1, 3, 0),
+            )
         });
-        run("good-firmware", &mut line, &|l| scenarios::good_firmware(l, &good));
-        run("bad-firmware", &mut line, &|l| scenarios::bad_firmware(l, &slow, &hang));
-        run("power-cuts", &mut line, &|l| scenarios::power_cuts(l, &good, args.seed));
-        run("tampered-artifacts", &mut line, &|l| tamper::tampered(l, &good));
+        run("good-firmware", &mut line, &|l| {
+            scenarios::good_firmware(l, &good)
+        });
+        run("bad-firmware", &mut line, &|l| {
+            scenarios::bad_firmware(l, &slow, &hang)
+        });
+        run("power-cuts", &mut line, &|l| {
+            scenarios::power_cuts(l, &good, args.seed)
+        });
+        run("tampered-artifacts", &mut line, &|l| {
+            tamper::tampered(l, &good)
+        });
         run("gateway-and-server-outage", &mut line, &scenarios::outage);
     }
     let stats = line.gateway_stats();
@@ -137,6 +159,9 @@ fn main() -> Result<()> {
     }
     std::fs::write(&args.out, serde_json::to_vec_pretty(&json)?)?;
     let failed = outcomes.iter().filter(|o| !o.passed).count();
-    anyhow::ensure!(failed == 0 && outcomes.len() == 9, "{failed} scenario(s) failed");
+    anyhow::ensure!(
+        failed == 0 && outcomes.len() == 9,
+        "{failed} scenario(s) failed"
+    );
     Ok(())
 }

@@ -161,9 +161,11 @@ pub fn good_model(line: &mut Line) -> Result<String> {
         let d = line.device(&b.id)?;
         ensure!(d["model_version"] == "1.1.0", "{}: server says {d}", b.id);
     }
-    expect_all(line, "model 1.1.0 active and intact, nothing pending", |s| {
-        s.model == Some(v(1, 1, 0)) && s.model_intact && !s.pending && s.unsent_reports == 0
-    })?;
+    expect_all(
+        line,
+        "model 1.1.0 active and intact, nothing pending",
+        |s| s.model == Some(v(1, 1, 0)) && s.model_intact && !s.pending && s.unsent_reports == 0,
+    )?;
     Ok(format!(
         "{} boards on 1.1.0 in {} stages, no reboot",
         line.boards.len(),
@@ -244,7 +246,14 @@ pub fn good_firmware(line: &mut Line, image: &[u8]) -> Result<String> {
         );
         let steps = steps(line, &b.id, "2.0.0")?;
         ensure!(
-            steps == ["downloaded", "installed", "booted", "validated", "confirmed"],
+            steps
+                == [
+                    "downloaded",
+                    "installed",
+                    "booted",
+                    "validated",
+                    "confirmed"
+                ],
             "{}: reports {steps:?}",
             b.id
         );
@@ -289,9 +298,13 @@ pub fn bad_firmware(line: &mut Line, slow: &[u8], hang: &[u8]) -> Result<String>
             if canaries.contains(&b.id) {
                 let console = b.console_since(*from);
                 ensure!(
-                    console.iter().any(|l| l.starts_with(&format!("boot: trial {shown} ")))
+                    console
+                        .iter()
+                        .any(|l| l.starts_with(&format!("boot: trial {shown} ")))
                         && console.iter().any(|l| l == sign)
-                        && console.iter().any(|l| l.starts_with("boot: reverted 2.0.0 ")),
+                        && console
+                            .iter()
+                            .any(|l| l.starts_with("boot: reverted 2.0.0 ")),
                     "{}: console {console:?}",
                     b.id
                 );
@@ -405,7 +418,11 @@ pub fn power_cuts(line: &mut Line, image: &[u8], seed: u64) -> Result<String> {
         let steps = steps(line, &b.id, "1.4.0")?;
         match s.model {
             Some(m) if m == v(1, 4, 0) => {
-                ensure!(steps.last().map(String::as_str) == Some("confirmed"), "{}: {steps:?}", b.id)
+                ensure!(
+                    steps.last().map(String::as_str) == Some("confirmed"),
+                    "{}: {steps:?}",
+                    b.id
+                )
             }
             Some(m) if m == v(1, 1, 0) => ensure!(
                 steps.iter().any(|s| s == "reverted" || s == "failed"),
@@ -435,14 +452,22 @@ pub fn power_cuts(line: &mut Line, image: &[u8], seed: u64) -> Result<String> {
         match s.firmware {
             Some(f) if f == v(4, 0, 0) => {
                 updated += 1;
-                ensure!(steps.last().map(String::as_str) == Some("confirmed"), "{}: {steps:?}", b.id)
+                ensure!(
+                    steps.last().map(String::as_str) == Some("confirmed"),
+                    "{}: {steps:?}",
+                    b.id
+                )
             }
             Some(f) if f == v(2, 0, 0) => ensure!(
                 steps.iter().any(|s| s == "reverted" || s == "failed"),
                 "{}: on 2.0.0 without a reported revert: {steps:?}",
                 b.id
             ),
-            other => bail!("{}: firmware {} (not a valid signed image)", b.id, show(other)),
+            other => bail!(
+                "{}: firmware {} (not a valid signed image)",
+                b.id,
+                show(other)
+            ),
         }
     }
     Ok(format!(
@@ -467,7 +492,8 @@ pub fn outage(line: &mut Line) -> Result<String> {
     line.start_gateway()?;
     // The server goes down once the last stage has started (its devices have their command).
     let until = Instant::now() + timeout(line, 120);
-    while line.op.get(&format!("/api/rollouts/{r}"))?["stage"].as_u64() != Some(plan.len() as u64 - 1)
+    while line.op.get(&format!("/api/rollouts/{r}"))?["stage"].as_u64()
+        != Some(plan.len() as u64 - 1)
     {
         ensure!(Instant::now() < until, "the last stage never started");
         std::thread::sleep(Duration::from_millis(100));

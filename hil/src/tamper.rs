@@ -105,12 +105,7 @@ fn offer(link: &mut FakeGateway, release: u64, envelope: &[u8]) -> Result<Step> 
 
 pub fn tampered(line: &mut Line, firmware_image: &[u8]) -> Result<String> {
     // A model signed by the right key, then its signature spoiled.
-    let good = releases::envelope_of(&releases::model(
-        &GOOD,
-        Version::new(9, 0, 0),
-        9,
-        STRICT,
-    )?)?;
+    let good = releases::envelope_of(&releases::model(&GOOD, Version::new(9, 0, 0), 9, STRICT)?)?;
     let mut bad_signature = good.clone();
     let at = bad_signature.len() - 10; // inside the last signature
     bad_signature[at] ^= 0x01;
@@ -143,7 +138,9 @@ pub fn tampered(line: &mut Line, firmware_image: &[u8]) -> Result<String> {
         (
             "lower security counter",
             &lower_counter,
-            Step::Failed(protocol::Failure::Manifest(artifact::Error::SecurityCounter)),
+            Step::Failed(protocol::Failure::Manifest(
+                artifact::Error::SecurityCounter,
+            )),
         ),
     ];
 
@@ -164,7 +161,9 @@ pub fn tampered(line: &mut Line, firmware_image: &[u8]) -> Result<String> {
     ] {
         let refused = line.op.upload(bundle);
         ensure!(
-            refused.as_ref().is_err_and(|e| e.to_string().contains("422")),
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("422")),
             "the server took a tampered bundle: {refused:?}"
         );
     }
@@ -186,11 +185,11 @@ pub fn tampered(line: &mut Line, firmware_image: &[u8]) -> Result<String> {
     for (i, (name, envelope, want)) in cases.iter().enumerate() {
         let before = slots(board)?;
         let step = offer(&mut link, 9000 + i as u64, envelope)?;
-        ensure!(step == *want, "{name}: the board reported {step:?}, not {want:?}");
         ensure!(
-            slots(board)? == before,
-            "{name}: the update slots changed"
+            step == *want,
+            "{name}: the board reported {step:?}, not {want:?}"
         );
+        ensure!(slots(board)? == before, "{name}: the update slots changed");
         refused.push(*name);
     }
     drop(link);

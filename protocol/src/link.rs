@@ -221,7 +221,10 @@ mod tests {
         for _ in 0..20 {
             assert!(d.push(1).is_none());
         }
-        assert_eq!(d.push(0).map(|r| r.map(<[u8]>::len)), Some(Err(LinkError::TooLong)));
+        assert_eq!(
+            d.push(0).map(|r| r.map(<[u8]>::len)),
+            Some(Err(LinkError::TooLong))
+        );
         let ok = framed(b"ab");
         let mut last = None;
         for &b in &ok {

@@ -1,7 +1,7 @@
 //! `cargo xtask ci`: everything CI checks, in order: formatting, lints, firmware (with the
 //! model benchmark on an emulated Cortex-M4), every test including the emulator tests and the
-//! server's on a private PostgreSQL, the check-in benchmark, the fuzz targets' build, and the
-//! power-loss matrix.
+//! server's on a private PostgreSQL, the check-in benchmark, the fuzz targets' build, the
+//! power-loss matrix, and the hardware-in-the-loop scenarios on 4 emulated boards.
 
 use crate::run::{cargo, root, step};
 use anyhow::Result;
@@ -60,6 +60,11 @@ pub fn run(_args: &[String]) -> Result<()> {
 
     // The bootloader under a power cut before every flash operation (target/bench/powerloss.json).
     crate::powerloss::run(&[])?;
+
+    // Rollback scenarios on emulated boards behind the gateway (target/bench/hil.json); the
+    // firmware is already built. A line of 4 keeps CI short; `cargo xtask hil --nodes 40` runs
+    // the full line.
+    crate::hil::run(&["--nodes".into(), "4".into(), "--no-build".into()])?;
 
     println!("ci: all steps passed");
     Ok(())

@@ -138,9 +138,13 @@ fn agent_variants(root_doc: &std::path::Path) -> Result<()> {
         (None, "agent-mps2"),
     ] {
         let mut cargo = firmware_cargo();
-        cargo
-            .env("FLEET_TRUST_ROOT", root_doc)
-            .args(["build", "--release", "--quiet", "-p", "agent-mps2"]);
+        cargo.env("FLEET_TRUST_ROOT", root_doc).args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "agent-mps2",
+        ]);
         if let Some(f) = feature {
             cargo.args(["--features", f]);
         }

@@ -36,7 +36,9 @@ pub fn copy_slot(
     let Some(dst) = ram.get_mut(..len as usize) else {
         return false;
     };
-    flash.lock(|f| f.borrow_mut().read(region.offset, dst)).is_ok()
+    flash
+        .lock(|f| f.borrow_mut().read(region.offset, dst))
+        .is_ok()
 }
 
 /// The running model and its counter.

@@ -325,7 +325,10 @@ mod tests {
             }
         );
         // One still pending: its report may yet come.
-        let results = vec![("n00".to_owned(), FAILED), ("n01".to_owned(), DeviceResult::PENDING)];
+        let results = vec![
+            ("n00".to_owned(), FAILED),
+            ("n01".to_owned(), DeviceResult::PENDING),
+        ];
         assert_eq!(
             evaluate(&lenient, 0, &results, None, 0, Some(vec![])),
             Decision::Wait
