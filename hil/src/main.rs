@@ -36,6 +36,10 @@ struct Args {
     /// Directory of the firmware builds (thumbv7em-none-eabihf).
     #[arg(long, default_value = "firmware/target/thumbv7em-none-eabihf")]
     firmware_dir: PathBuf,
+    /// Run only these scenarios (comma-separated names; provisioning always runs), for
+    /// debugging one: later scenarios expect the state earlier ones leave.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 struct Outcome {
@@ -70,7 +74,11 @@ fn main() -> Result<()> {
     println!("hil: {} boards, files in {}", args.nodes, dir.display());
 
     let mut outcomes = Vec::new();
+    let only = args.only.clone();
     let mut run = |name: &'static str, line: &mut Line, f: &dyn Fn(&mut Line) -> Result<String>| {
+        if name != "provision" && !only.is_empty() && !only.iter().any(|o| o == name) {
+            return true;
+        }
         let started = Instant::now();
         let result = f(line);
         let seconds = started.elapsed().as_secs_f64();

@@ -232,6 +232,7 @@ pub fn rejected_model(
 /// 4. A good firmware: swap, boot on trial, validate under it, confirm.
 pub fn good_firmware(line: &mut Line, image: &[u8]) -> Result<String> {
     let marks: Vec<usize> = line.boards.iter().map(Board::console_len).collect();
+    let models: Vec<Option<Version>> = states(line)?.into_iter().map(|s| s.model).collect();
     let id = upload(line, releases::firmware(image, v(2, 0, 0), 2)?)?;
     let r = rollout(line, id, &stages(line), json!({}))?;
     let view = line.op.wait_rollout(r, timeout(line, 240))?;
@@ -259,12 +260,17 @@ pub fn good_firmware(line: &mut Line, image: &[u8]) -> Result<String> {
         );
     }
     line.wait_devices(timeout(line, 30), |d| d["firmware_version"] == "2.0.0")?;
-    expect_all(line, "firmware 2.0.0 confirmed, model 1.1.0 intact", |s| {
-        s.firmware == Some(v(2, 0, 0))
-            && s.boot_state == "boot"
-            && s.model == Some(v(1, 1, 0))
-            && s.model_intact
-    })?;
+    for ((b, s), model) in line.boards.iter().zip(states(line)?).zip(models) {
+        ensure!(
+            s.firmware == Some(v(2, 0, 0))
+                && s.boot_state == "boot"
+                && s.model == model
+                && s.model_intact,
+            "{}: not on firmware 2.0.0 confirmed with model {} intact: {s:?}",
+            b.id,
+            show(model)
+        );
+    }
     Ok("every board swapped to 2.0.0 and confirmed it".into())
 }
 
