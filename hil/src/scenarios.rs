@@ -146,10 +146,27 @@ pub fn good_model(line: &mut Line) -> Result<String> {
             b.id
         );
     }
-    for (b, (_, boots_before)) in line.boards.iter().zip(&marks) {
+    for (b, (from, boots_before)) in line.boards.iter().zip(&marks) {
         ensure!(
             boots(b) == *boots_before,
             "{}: rebooted during a model update",
+            b.id
+        );
+        // The line's inference ran during the validation itself.
+        let console = b.console_since(*from);
+        let at = |prefix: &str| -> Option<u64> {
+            console
+                .iter()
+                .find_map(|l| l.strip_prefix(prefix))
+                .and_then(|n| n.trim().parse().ok())
+        };
+        let (before, after) = (
+            at("agent: validating, inferences "),
+            at("agent: switched model, inferences "),
+        );
+        ensure!(
+            matches!((before, after), (Some(x), Some(y)) if y > x),
+            "{}: inferences {before:?} when validation began, {after:?} when it switched",
             b.id
         );
         let steps = steps(line, &b.id, "1.1.0")?;

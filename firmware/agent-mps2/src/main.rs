@@ -138,7 +138,14 @@ fn main() -> ! {
         }
         session.set_inferences(line.inferences);
         if let Some(action) = session.take_action() {
-            act(action, &mut session, &flash, &mut line, models, check_arena);
+            act(
+                action,
+                &mut session,
+                &flash,
+                &mut line,
+                models,
+                (&mut *run_arena, &mut *check_arena),
+            );
             continue;
         }
         link.poll(&mut session, now);
@@ -158,34 +165,47 @@ fn act(
     flash: &line::Flash,
     line: &mut Line,
     models: &mut [[u8; SLOT]; 2],
-    arena: &mut [u8; ARENA],
+    arenas: (&mut [u8; ARENA], &mut [u8; ARENA]),
 ) {
+    let (run_arena, check_arena) = arenas;
     match action {
         Next::Validate => {
             let agent = session.agent();
             let slot = agent.inactive_slot();
             let (m, s) = agent.pending_sizes().unwrap_or((0, 0));
-            let ram = &mut models[line::index(slot)];
-            if line.slot() == Some(slot) || !line::copy_slot(agent, flash, slot, m + s, ram) {
+            let index = line::index(slot);
+            if line.slot() == Some(slot)
+                || !line::copy_slot(agent, flash, slot, m + s, &mut models[index])
+            {
                 halt("cannot stage the new model in RAM");
             }
-            say(&[b"agent: validating\n"]);
-            let result = agent.validate(&ram[..], arena, timed_clock);
+            count("agent: validating, inferences ", line.inferences);
+            let result = {
+                let models: &[[u8; SLOT]; 2] = models;
+                let clock = validation_clock(line, models, run_arena);
+                session
+                    .agent()
+                    .validate(&models[index][..], check_arena, clock)
+            };
             let switched = matches!(result, Ok(Next::Switched(_)));
             let _ = session.after_action(result);
             if switched {
-                say(&[b"agent: switched model\n"]);
+                count("agent: switched model, inferences ", line.inferences);
                 line.load(session.agent(), flash, models);
             } else {
-                say(&[b"agent: kept model\n"]);
+                count("agent: kept model, inferences ", line.inferences);
             }
         }
         Next::CheckFirmware => {
             let slot = line.slot().map_or(0, line::index);
             say(&[b"agent: checking firmware on trial\n"]);
-            let result = session
-                .agent()
-                .confirm_firmware(&models[slot][..], arena, timed_clock);
+            let result = {
+                let models: &[[u8; SLOT]; 2] = models;
+                let clock = validation_clock(line, models, run_arena);
+                session
+                    .agent()
+                    .confirm_firmware(&models[slot][..], check_arena, clock)
+            };
             if matches!(result, Ok(Next::Idle)) {
                 say(&[b"agent: firmware confirmed\n"]);
                 if let Some(info) = handoff::read() {
@@ -210,16 +230,38 @@ fn act(
     }
 }
 
-/// The clock validation runs measure with: feeds the watchdog (a trial's validation may take
-/// longer than its timeout); the `fault-slow` firmware adds 10 ms to every sample.
-fn timed_clock() -> u64 {
-    watchdog::feed();
-    #[cfg(feature = "fault-slow")]
-    {
-        let end = clock::ticks() + 10 * clock::TICKS_PER_MS;
-        while clock::ticks() < end {}
+fn count(what: &str, n: u64) {
+    say(&[
+        what.as_bytes(),
+        Num(u32::try_from(n).unwrap_or(u32::MAX)).as_bytes(&mut [0; 10]),
+        b"\n",
+    ]);
+}
+
+/// The clock a validation run measures with. `model::validation::run` reads it at the start
+/// and at the end of each sample; before each start the line's own inference runs when it is
+/// due, so the line's work goes on through a validation and is never inside a measured sample.
+/// It also feeds the watchdog (a trial's validation may outlast its timeout); the `fault-slow`
+/// firmware adds 10 ms to every measured sample.
+fn validation_clock<'a>(
+    line: &'a mut Line,
+    models: &'a [[u8; SLOT]; 2],
+    arena: &'a mut [u8; ARENA],
+) -> impl FnMut() -> u64 + 'a {
+    let mut calls = 0u32;
+    move || {
+        watchdog::feed();
+        if calls % 2 == 0 {
+            line.tick(clock::now_ms(), models, arena);
+        }
+        calls = calls.wrapping_add(1);
+        #[cfg(feature = "fault-slow")]
+        {
+            let end = clock::ticks() + 10 * clock::TICKS_PER_MS;
+            while clock::ticks() < end {}
+        }
+        clock::now_ns()
     }
-    clock::now_ns()
 }
 
 /// `identity`: the device id and its credential, separated by white space.
