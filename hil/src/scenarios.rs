@@ -80,6 +80,25 @@ fn steps(line: &Line, id: &str, version: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The steps of `steps`, once they end in `last` (the gate may halt a rollout on a device's
+/// figures before its last report has arrived).
+fn steps_ending(
+    line: &Line,
+    id: &str,
+    version: &str,
+    last: &str,
+    timeout: Duration,
+) -> Result<Vec<String>> {
+    let until = Instant::now() + timeout;
+    loop {
+        let got = steps(line, id, version)?;
+        if got.last().map(String::as_str) == Some(last) || Instant::now() > until {
+            return Ok(got);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn boots(b: &Board) -> usize {
     b.console()
         .iter()
@@ -215,7 +234,11 @@ pub fn rejected_model(
         "canaries {offered:?}"
     );
     for b in &line.boards {
-        let steps = steps(line, &b.id, &shown)?;
+        let steps = if offered.contains(&b.id) {
+            steps_ending(line, &b.id, &shown, "reverted", timeout(line, 30))?
+        } else {
+            steps(line, &b.id, &shown)?
+        };
         if offered.contains(&b.id) {
             ensure!(
                 steps.first().map(String::as_str) == Some("downloaded")
@@ -317,7 +340,11 @@ pub fn bad_firmware(line: &mut Line, slow: &[u8], hang: &[u8]) -> Result<String>
             .filter_map(|d| d["device_id"].as_str().map(str::to_owned))
             .collect();
         for (b, from) in line.boards.iter().zip(&marks) {
-            let steps = steps(line, &b.id, &shown)?;
+            let steps = if canaries.contains(&b.id) {
+                steps_ending(line, &b.id, &shown, "reverted", timeout(line, 60))?
+            } else {
+                steps(line, &b.id, &shown)?
+            };
             if canaries.contains(&b.id) {
                 let console = b.console_since(*from);
                 ensure!(
