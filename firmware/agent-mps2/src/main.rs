@@ -150,8 +150,9 @@ fn main() -> ! {
         }
         link.poll(&mut session, now);
         let wake = session.next_wake_ms().min(line.next_ms());
-        if !uart::has_data() && !link.expecting() && clock::now_ms() < wake {
-            // Idle until SysTick (10 ms): nothing arrives unasked.
+        let now = clock::now_ms();
+        if !uart::has_data() && now >= link.poll_until_ms() && now < wake {
+            // Idle until SysTick (10 ms): nothing arrives unasked, or the answer is slow.
             cortex_m::asm::wfi();
         }
     }
