@@ -17,7 +17,7 @@ fn v(major: u32, minor: u32, patch: u32) -> Version {
 
 /// Scales waits with the line's size (2 shared cores run every board).
 pub fn timeout(line: &Line, base_s: u64) -> Duration {
-    Duration::from_secs(base_s + 6 * line.boards.len() as u64)
+    Duration::from_secs(base_s + 15 * line.boards.len() as u64)
 }
 
 /// The canary stage: a tenth of the line, at least one board.

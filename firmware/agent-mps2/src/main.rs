@@ -150,8 +150,8 @@ fn main() -> ! {
         }
         link.poll(&mut session, now);
         let wake = session.next_wake_ms().min(line.next_ms());
-        let now = clock::now_ms();
-        if !uart::has_data() && now >= link.poll_until_ms() && now < wake {
+        if !uart::has_data() && clock::ticks() >= link.poll_until_ticks() && clock::now_ms() < wake
+        {
             // Idle until SysTick (10 ms): nothing arrives unasked, or the answer is slow.
             cortex_m::asm::wfi();
         }

@@ -7,13 +7,14 @@ use board_mps2::{SemihostingFlash, clock, uart};
 use protocol::link::{Deframer, MAX_ENCODED, MAX_PAYLOAD};
 use protocol::{DeviceFrame, Hello, ServerFrame};
 
-/// How long the UART is polled after the last request or byte, in emulated milliseconds.
-const POLL_WINDOW_MS: u64 = 5;
+/// How long the UART is polled after the last request or byte, in emulated milliseconds (QEMU
+/// hands over the next byte as soon as the last one is read, so a frame arrives well within it).
+const POLL_WINDOW_MS: u64 = 1;
 
 pub struct Uplink {
     hello: Hello<'static>,
-    /// When a request last went out or a byte last came in.
-    active_ms: u64,
+    /// When (SysTick ticks) a request last went out or a byte last came in.
+    active_ticks: u64,
     rx: Deframer<MAX_ENCODED>,
     /// A request went out and its answer has not come.
     expecting: bool,
@@ -31,7 +32,7 @@ impl Uplink {
                 credential,
             },
             rx: Deframer::new(),
-            active_ms: 0,
+            active_ticks: 0,
             expecting: false,
             unanswered: true,
             msg: [0; MAX_PAYLOAD],
@@ -43,8 +44,8 @@ impl Uplink {
     /// request went out or a byte came in. An answer usually starts within that; one that does
     /// not is picked up at the next SysTick (10 ms), so a board waiting on a slow server sleeps
     /// instead of spinning (40 spinning emulators starve the gateway and server they wait on).
-    pub fn poll_until_ms(&self) -> u64 {
-        self.active_ms + POLL_WINDOW_MS
+    pub fn poll_until_ticks(&self) -> u64 {
+        self.active_ticks + POLL_WINDOW_MS * clock::TICKS_PER_MS
     }
 
     fn send(&mut self, frame: &DeviceFrame<'_>) {
@@ -77,13 +78,13 @@ impl Uplink {
             }
             self.unanswered = self.expecting;
             self.expecting = true;
-            self.active_ms = clock::now_ms();
+            self.active_ticks = clock::ticks();
         }
         // Polled as well as interrupt-driven: under QEMU 7.2 the RX interrupt status is never
         // raised (RXFULL is), so the receiver is polled while an answer is coming.
         uart::drain();
         while let Some(byte) = uart::read_byte() {
-            self.active_ms = now_ms;
+            self.active_ticks = clock::ticks();
             if let Some(Ok(payload)) = self.rx.push(byte)
                 && let Ok(frame) = ServerFrame::decode(payload)
             {
