@@ -285,8 +285,9 @@ fn power_cycle(
     }
 }
 
-/// Runs the new model in the inactive slot on its validation set, at the device's speed.
-fn validate(
+/// Runs the new model in the inactive slot on its validation set, at the device's speed
+/// (1: the emulated Cortex-M4's).
+pub fn validate(
     session: &mut Session<'_, Flash>,
     flash: &SharedFlash<Flash>,
     arena: &mut [u8],

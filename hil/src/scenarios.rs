@@ -445,6 +445,43 @@ fn cut_while_running(
         .sum())
 }
 
+/// A board after an update under power cuts: on the new version with its confirmation at the
+/// server, or on the old one with a revert or failure reported. Returns whether it updated.
+fn completed_or_reverted(
+    line: &Line,
+    b: &Board,
+    running: Option<Version>,
+    new: Version,
+    old: Version,
+) -> Result<bool> {
+    let steps = steps(line, &b.id, &show(Some(new)))?;
+    match running {
+        Some(r) if r == new => {
+            ensure!(
+                steps.last().map(String::as_str) == Some("confirmed"),
+                "{}: on {} with reports {steps:?}",
+                b.id,
+                show(Some(new))
+            );
+            Ok(true)
+        }
+        Some(r) if r == old => {
+            ensure!(
+                steps.iter().any(|s| s == "reverted" || s == "failed"),
+                "{}: on {} without a reported revert or failure: {steps:?}",
+                b.id,
+                show(Some(old))
+            );
+            Ok(false)
+        }
+        other => bail!(
+            "{}: running {} (no valid signed image of either)",
+            b.id,
+            show(other)
+        ),
+    }
+}
+
 /// 6. Power cuts at random points of a model write, a firmware download and a swap: every
 ///    board ends on a valid signed firmware and an intact model, and each update either
 ///    completed after power returned or was reverted (and reported so).
@@ -465,22 +502,7 @@ pub fn power_cuts(line: &mut Line, image: &[u8], seed: u64) -> Result<String> {
     );
     for (b, s) in line.boards.iter().zip(states(line)?) {
         ensure!(s.model_intact && !s.pending, "{}: {s:?}", b.id);
-        let steps = steps(line, &b.id, "1.4.0")?;
-        match s.model {
-            Some(m) if m == v(1, 4, 0) => {
-                ensure!(
-                    steps.last().map(String::as_str) == Some("confirmed"),
-                    "{}: {steps:?}",
-                    b.id
-                )
-            }
-            Some(m) if m == v(1, 1, 0) => ensure!(
-                steps.iter().any(|s| s == "reverted" || s == "failed"),
-                "{}: on 1.1.0 without a reported failure: {steps:?}",
-                b.id
-            ),
-            other => bail!("{}: model {}", b.id, show(other)),
-        }
+        completed_or_reverted(line, b, s.model, v(1, 4, 0), v(1, 1, 0))?;
     }
 
     let id = upload(line, releases::firmware(image, v(4, 0, 0), 4)?)?;
@@ -498,27 +520,13 @@ pub fn power_cuts(line: &mut Line, image: &[u8], seed: u64) -> Result<String> {
             "{}: {s:?}",
             b.id
         );
-        let steps = steps(line, &b.id, "4.0.0")?;
-        match s.firmware {
-            Some(f) if f == v(4, 0, 0) => {
-                updated += 1;
-                ensure!(
-                    steps.last().map(String::as_str) == Some("confirmed"),
-                    "{}: {steps:?}",
-                    b.id
-                )
-            }
-            Some(f) if f == v(2, 0, 0) => ensure!(
-                steps.iter().any(|s| s == "reverted" || s == "failed"),
-                "{}: on 2.0.0 without a reported revert: {steps:?}",
-                b.id
-            ),
-            other => bail!(
-                "{}: firmware {} (not a valid signed image)",
-                b.id,
-                show(other)
-            ),
-        }
+        updated += u32::from(completed_or_reverted(
+            line,
+            b,
+            s.firmware,
+            v(4, 0, 0),
+            v(2, 0, 0),
+        )?);
     }
     Ok(format!(
         "{model_cuts} cuts during the model update, {firmware_cuts} during the firmware update \

@@ -127,8 +127,8 @@ fn main() -> ! {
         let now = clock::now_ms();
         let before = line.inferences;
         line.tick(now, models, run_arena);
-        if line.inferences != before && line.inferences % 20 == 0 {
-            // For the test harness: the line's work goes on (every 2 s of emulated time).
+        if line.inferences != before && line.inferences % 10 == 0 {
+            // For the test harness: the line's work goes on (every 5 s of emulated time).
             say(&[
                 b"agent: inferences ",
                 Num(line.inferences as u32).as_bytes(&mut [0; 10]),

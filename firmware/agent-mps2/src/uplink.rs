@@ -82,16 +82,28 @@ impl Uplink {
         }
         // Polled as well as interrupt-driven: under QEMU 7.2 the RX interrupt status is never
         // raised (RXFULL is), so the receiver is polled while an answer is coming.
-        uart::drain();
-        while let Some(byte) = uart::read_byte() {
-            self.active_ticks = clock::ticks();
-            if let Some(Ok(payload)) = self.rx.push(byte)
-                && let Ok(frame) = ServerFrame::decode(payload)
-            {
-                self.expecting = false;
-                self.unanswered = false;
-                // The agent reports its own errors to the server.
-                let _ = session.handle(&frame, clock::now_ms());
+        // Once bytes come, the rest of the frame follows at once: it is read here, in a tight
+        // loop, rather than one byte per turn of the main loop (whose every turn costs more
+        // emulated I/O than the byte).
+        loop {
+            uart::drain();
+            let mut got = false;
+            while let Some(byte) = uart::read_byte() {
+                got = true;
+                if let Some(Ok(payload)) = self.rx.push(byte)
+                    && let Ok(frame) = ServerFrame::decode(payload)
+                {
+                    self.active_ticks = clock::ticks();
+                    self.expecting = false;
+                    self.unanswered = false;
+                    // The agent reports its own errors to the server.
+                    let _ = session.handle(&frame, clock::now_ms());
+                    return;
+                }
+            }
+            if got {
+                self.active_ticks = clock::ticks();
+            } else if clock::ticks() >= self.poll_until_ticks() || !self.rx.in_frame() {
                 return;
             }
         }

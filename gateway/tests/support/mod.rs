@@ -390,7 +390,7 @@ fn run_device(
         }
         if let Some(action) = session.take_action() {
             if action == Next::Validate {
-                let result = validate(&mut session, &flash, &mut arena);
+                let result = fleet_sim::device::validate(&mut session, &flash, &mut arena, 1);
                 let _ = session.after_action(result);
             }
             continue;
@@ -451,21 +451,6 @@ fn run_device(
             Err(_) => link = None,
         }
     }
-}
-
-/// Runs the new model in the inactive slot on its validation set (at the emulated M4's speed).
-fn validate(
-    session: &mut Session<'_, Flash>,
-    flash: &SharedFlash<Flash>,
-    arena: &mut [u8],
-) -> Result<Next, agent::Error> {
-    let agent = session.agent();
-    let region = agent.region(agent.inactive_slot());
-    let model_size = agent.pending_sizes().map_or(0, |(m, _)| m as usize);
-    let slot =
-        flash.lock(|f| f.borrow().bytes()[region.offset as usize..region.end() as usize].to_vec());
-    let clock = powerloss::model_update::slowed_clock(&slot, model_size, 1);
-    session.agent().validate(&slot, arena, clock)
 }
 
 // ---- pseudo-terminal ---------------------------------------------------------------------
