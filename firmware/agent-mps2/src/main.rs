@@ -10,7 +10,7 @@ mod uplink;
 
 use agent::{Agent, Identity, Next, Session};
 use artifact::{Envelope, TrustRoot, Version};
-use board_mps2::{LAYOUT, Num, SemihostingFlash, clock, handoff, say, uart, watchdog};
+use board_mps2::{LAYOUT, Num, SemihostingFlash, clock, handoff, say, timer, uart, watchdog};
 use core::cell::RefCell;
 use cortex_m_rt::{entry, exception};
 use cortex_m_semihosting::debug;
@@ -20,6 +20,8 @@ use protocol::{BootStatus, Firmware};
 
 /// The trust root, baked in at build time like the bootloader's.
 static ROOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/root.cbor"));
+/// TIMER0's period while an answer is coming: 200 us of the 25 MHz clock.
+const FAST_TICKS: u32 = 5_000;
 /// Tensor arena for a model (inference and validation each have one).
 const ARENA: usize = 64 * 1024;
 
@@ -31,12 +33,14 @@ fn SysTick() {
     clock::on_systick();
 }
 
-/// Every external interrupt lands here (cortex-m-rt's default table); only UART0's receiver
-/// is enabled.
+/// Every external interrupt lands here (cortex-m-rt's default table); UART0's receiver and
+/// TIMER0 are enabled.
 #[exception]
 unsafe fn DefaultHandler(irq: i16) {
     if irq == uart::RX_IRQ as i16 {
         uart::on_rx_interrupt();
+    } else if irq == timer::IRQ as i16 {
+        timer::on_interrupt();
     }
 }
 
@@ -121,6 +125,8 @@ fn main() -> ! {
     );
     let _ = session.after_action(first);
     uart::init();
+    timer::init();
+    let mut fast = false;
     let mut link = uplink::Uplink::new(device_id, credential);
     loop {
         watchdog::feed();
@@ -150,6 +156,15 @@ fn main() -> ! {
         }
         link.poll(&mut session, now);
         let wake = session.next_wake_ms().min(line.next_ms());
+        // While an answer is coming, TIMER0 wakes the core every 200 us to look for bytes.
+        if link.expecting() != fast {
+            fast = link.expecting();
+            if fast {
+                timer::start(FAST_TICKS);
+            } else {
+                timer::stop();
+            }
+        }
         if !uart::has_data() && clock::ticks() >= link.poll_until_ticks() && clock::now_ms() < wake
         {
             // Idle until SysTick (10 ms): nothing arrives unasked, or the answer is slow.

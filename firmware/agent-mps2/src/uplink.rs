@@ -44,6 +44,11 @@ impl Uplink {
     /// request went out or a byte came in. An answer usually starts within that; one that does
     /// not is picked up at the next SysTick (10 ms), so a board waiting on a slow server sleeps
     /// instead of spinning (40 spinning emulators starve the gateway and server they wait on).
+    /// A request went out and its answer has not come (nor its timeout).
+    pub fn expecting(&self) -> bool {
+        self.expecting
+    }
+
     pub fn poll_until_ticks(&self) -> u64 {
         self.active_ticks + POLL_WINDOW_MS * clock::TICKS_PER_MS
     }

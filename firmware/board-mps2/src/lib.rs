@@ -11,6 +11,7 @@ pub use layout::MPS2_AN386 as LAYOUT;
 
 pub mod clock;
 pub mod handoff;
+pub mod timer;
 pub mod uart;
 
 /// Name of the flash file, relative to QEMU's working directory.
