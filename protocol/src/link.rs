@@ -105,11 +105,6 @@ impl<const N: usize> Deframer<N> {
         }
     }
 
-    /// Whether bytes of a frame have come since the last delimiter.
-    pub fn in_frame(&self) -> bool {
-        self.len > 0 || self.overflow
-    }
-
     /// Feeds one byte. At a delimiter returns the frame's payload, or why the bytes since the
     /// last delimiter are not a frame (empty runs between delimiters are skipped).
     pub fn push(&mut self, byte: u8) -> Option<Result<&[u8], LinkError>> {

@@ -7,14 +7,8 @@ use board_mps2::{SemihostingFlash, clock, uart};
 use protocol::link::{Deframer, MAX_ENCODED, MAX_PAYLOAD};
 use protocol::{DeviceFrame, Hello, ServerFrame};
 
-/// How long the UART is polled after the last request or byte, in emulated milliseconds (QEMU
-/// hands over the next byte as soon as the last one is read, so a frame arrives well within it).
-const POLL_WINDOW_MS: u64 = 1;
-
 pub struct Uplink {
     hello: Hello<'static>,
-    /// When (SysTick ticks) a request last went out or a byte last came in.
-    active_ticks: u64,
     rx: Deframer<MAX_ENCODED>,
     /// A request went out and its answer has not come.
     expecting: bool,
@@ -32,7 +26,6 @@ impl Uplink {
                 credential,
             },
             rx: Deframer::new(),
-            active_ticks: 0,
             expecting: false,
             unanswered: true,
             msg: [0; MAX_PAYLOAD],
@@ -40,17 +33,9 @@ impl Uplink {
         }
     }
 
-    /// Until when the main loop polls the UART instead of sleeping: a few milliseconds after a
-    /// request went out or a byte came in. An answer usually starts within that; one that does
-    /// not is picked up at the next SysTick (10 ms), so a board waiting on a slow server sleeps
-    /// instead of spinning (40 spinning emulators starve the gateway and server they wait on).
     /// A request went out and its answer has not come (nor its timeout).
     pub fn expecting(&self) -> bool {
         self.expecting
-    }
-
-    pub fn poll_until_ticks(&self) -> u64 {
-        self.active_ticks + POLL_WINDOW_MS * clock::TICKS_PER_MS
     }
 
     fn send(&mut self, frame: &DeviceFrame<'_>) {
@@ -83,32 +68,20 @@ impl Uplink {
             }
             self.unanswered = self.expecting;
             self.expecting = true;
-            self.active_ticks = clock::ticks();
         }
-        // Polled as well as interrupt-driven: under QEMU 7.2 the RX interrupt status is never
-        // raised (RXFULL is), so the receiver is polled while an answer is coming.
-        // Once bytes come, the rest of the frame follows at once: it is read here, in a tight
-        // loop, rather than one byte per turn of the main loop (whose every turn costs more
-        // emulated I/O than the byte).
-        loop {
-            uart::drain();
-            let mut got = false;
-            while let Some(byte) = uart::read_byte() {
-                got = true;
-                if let Some(Ok(payload)) = self.rx.push(byte)
-                    && let Ok(frame) = ServerFrame::decode(payload)
-                {
-                    self.active_ticks = clock::ticks();
-                    self.expecting = false;
-                    self.unanswered = false;
-                    // The agent reports its own errors to the server.
-                    let _ = session.handle(&frame, clock::now_ms());
-                    return;
-                }
-            }
-            if got {
-                self.active_ticks = clock::ticks();
-            } else if clock::ticks() >= self.poll_until_ticks() || !self.rx.in_frame() {
+        // Polled: QEMU 7.2's UART never raises its RX interrupt status (RXFULL it does), so the
+        // core sleeps between looks, woken by TIMER0 while an answer is coming. It does not spin
+        // for the next byte: a spinning core takes the host time its emulator needs to hand
+        // the byte over, and a line of 40 boards got 100 bytes per second each that way.
+        uart::drain();
+        while let Some(byte) = uart::read_byte() {
+            if let Some(Ok(payload)) = self.rx.push(byte)
+                && let Ok(frame) = ServerFrame::decode(payload)
+            {
+                self.expecting = false;
+                self.unanswered = false;
+                // The agent reports its own errors to the server.
+                let _ = session.handle(&frame, clock::now_ms());
                 return;
             }
         }
