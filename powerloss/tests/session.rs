@@ -78,6 +78,8 @@ impl Server {
                 self.reports.entry(r.seq).or_insert((r.release, r.step));
                 ServerFrame::ReportAck { seq: r.seq }
             }
+            // Only serial links open with a Hello; this server speaks to the session directly.
+            DeviceFrame::Hello(_) => panic!("a session sends no Hello"),
         };
         let n = reply.encode(&mut out).expect("encode");
         out.truncate(n);
