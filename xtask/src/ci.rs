@@ -8,6 +8,13 @@ use anyhow::Result;
 
 pub fn run(_args: &[String]) -> Result<()> {
     let root = root();
+    // Everything the later steps run, installed when missing and checked now, so a missing tool
+    // stops the run here with its name rather than in a build half an hour in.
+    crate::install::ensure("firmware toolchain", crate::install::FIRMWARE)?;
+    crate::install::ensure("browser", crate::install::BROWSER)?;
+    crate::install::ensure("system tools", crate::install::SYSTEM)?;
+    crate::postgres::ensure_installed()?;
+
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     step("rustfmt", &root, fmt)?;
@@ -38,8 +45,6 @@ pub fn run(_args: &[String]) -> Result<()> {
     // Every test, the emulator ones included (they need the firmware just built), and the
     // server's against a real PostgreSQL as well as SQLite.
     let pg = crate::postgres::start()?;
-    // The dashboard's tests drive Debian's headless Chromium through chromedriver.
-    crate::install::apt(&["chromium", "chromium-driver"])?;
     let mut test = cargo();
     test.env("FLEET_QEMU_TESTS", "1")
         .env("FLEET_BROWSER_TESTS", "1")

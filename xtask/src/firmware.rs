@@ -71,7 +71,7 @@ fn firmware_cargo() -> Command {
 /// Installs the toolchain if needed and builds every firmware binary, with the test trust root
 /// baked into the bootloaders.
 pub fn build() -> Result<()> {
-    install::apt(install::FIRMWARE_PACKAGES)?;
+    install::ensure("firmware toolchain", install::FIRMWARE)?;
     let root_doc = test_root();
     std::fs::create_dir_all(root_doc.parent().context("root path")?)?;
     std::fs::write(&root_doc, powerloss::device::signed_trust_root())?;

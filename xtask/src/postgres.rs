@@ -3,7 +3,7 @@
 //! reach it through FLEET_TEST_DATABASE_URL and make a schema each.
 
 use crate::run::{root, step};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -44,11 +44,22 @@ fn pg(program: &str) -> Result<Command> {
     })
 }
 
-/// Starts a fresh cluster; returns its URL.
-pub fn start() -> Result<String> {
+/// Installs Debian's PostgreSQL when its programs are missing, then checks they are there.
+pub fn ensure_installed() -> Result<()> {
     if bin_dir().is_none() {
         crate::install::apt(&["postgresql"])?;
     }
+    if bin_dir().is_none() {
+        bail!(
+            "PostgreSQL: no /usr/lib/postgresql/N/bin/initdb after installing the Debian package postgresql"
+        );
+    }
+    Ok(())
+}
+
+/// Starts a fresh cluster; returns its URL.
+pub fn start() -> Result<String> {
+    ensure_installed()?;
     let dir = dir();
     if dir.join("postmaster.pid").exists() {
         let mut stop = pg("pg_ctl")?;
