@@ -1,12 +1,14 @@
 //! Why the agent could not do what it was asked.
 
+use embedded_storage::nor_flash::{NorFlashError, NorFlashErrorKind};
+
 /// Errors of the agent core. Update failures that the server must hear about are reported
 /// (`protocol::Step::Failed`) as well as returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
-    /// The flash refused an operation (on the host simulator: the power went).
-    Flash,
+    /// The flash refused an operation (on the host simulator: the power went), and how.
+    Flash(NorFlashErrorKind),
     /// The key-value store failed.
     Storage,
     /// The update was refused before anything was written (signature, board, counter, ABI).
@@ -21,4 +23,9 @@ pub enum Error {
     Model(model::Error),
     /// No update is in progress.
     NoUpdate,
+}
+
+/// A flash driver's error as ours, keeping its kind.
+pub(crate) fn flash<E: NorFlashError>(e: E) -> Error {
+    Error::Flash(e.kind())
 }

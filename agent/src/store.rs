@@ -76,7 +76,9 @@ impl ActiveModel {
     }
 }
 
-/// An update in progress (its envelope is stored under `Key::Envelope`).
+/// An update in progress (its envelope is stored under `Key::Envelope`). The agent holds it as
+/// a typed stage (`src/agent/pending.rs`) and encodes it into these fields, unchanged so that the
+/// records already in flash still load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     pub release: u64,
@@ -86,7 +88,7 @@ pub struct Pending {
     pub total: u32,
     /// A firmware (to the DFU slot) rather than a model (to the inactive model slot).
     pub firmware: bool,
-    /// Firmware only: downloading, installed (marked for swap), booted on trial, rejected.
+    /// Firmware only: 0 downloading, 1 installed (marked for swap), 2 booted on trial, 3 rejected.
     pub phase: u8,
 }
 

@@ -1,0 +1,155 @@
+//! Firmware updates once downloaded: the trial boot, its validation against the active model's
+//! policy, the confirm, and the reverts (asked for, or done by the bootloader on its own).
+
+use super::pending::{Event, Stage, Update};
+use super::validation::{figures_of, revert_reason, run_validation};
+use super::{Agent, Next};
+use crate::Error;
+use artifact::{ComponentKind, Version};
+use embassy_embedded_hal::flash::partition::BlockingPartition;
+use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash, NorFlashErrorKind};
+use protocol::{BootStatus, RevertReason, Step};
+
+impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
+    /// After every boot, with what the bootloader said of the running firmware. A firmware on
+    /// trial must prove the active model still meets its policy (`confirm_firmware`); a revert
+    /// the bootloader did on its own is reported here.
+    pub fn after_boot(&mut self, status: BootStatus, running: Version) -> Result<Next, Error> {
+        let Some(p) = self
+            .pending
+            .filter(|p| matches!(p.stage, Stage::Installed | Stage::Trial | Stage::Rejected))
+        else {
+            return Ok(Next::Idle);
+        };
+        let version = self.info()?.version;
+        match status {
+            BootStatus::Trial if running == version => {
+                // The first boot of the trial moves it on (and is reported); later ones do not.
+                if let Some(trial) = p.stage.next(Event::Booted) {
+                    self.push_report(p.release, ComponentKind::Firmware, version, Step::Booted)?;
+                    self.set_pending(Update { stage: trial, ..p })?;
+                }
+                Ok(Next::CheckFirmware)
+            }
+            BootStatus::Reverted | BootStatus::Trial => {
+                // The bootloader went back: the trial hung, crashed, failed its checks, or the
+                // new image was refused. Report it (once), then confirm the old firmware.
+                if p.stage != Stage::Rejected {
+                    self.counters.reverts += 1;
+                    self.push_report(
+                        p.release,
+                        ComponentKind::Firmware,
+                        version,
+                        Step::Reverted(RevertReason::NotConfirmed),
+                    )?;
+                }
+                self.mark_booted()?;
+                self.clear_pending()?;
+                Ok(Next::Idle)
+            }
+            BootStatus::Confirmed => {
+                if running == version {
+                    // Confirmed before the power went: finish the bookkeeping.
+                    self.counters.updates += 1;
+                    self.push_report(p.release, ComponentKind::Firmware, version, Step::Confirmed)?;
+                }
+                self.clear_pending()?;
+                Ok(Next::Idle)
+            }
+        }
+    }
+
+    /// On a firmware trial: run the active model's validation set under the new firmware
+    /// (`slot`: the active model slot's bytes). Confirm if its policy still holds; otherwise
+    /// report the revert and ask for a reset, so that the bootloader goes back.
+    pub fn confirm_firmware(
+        &mut self,
+        slot: &[u8],
+        arena: &mut [u8],
+        now_ns: impl FnMut() -> u64,
+    ) -> Result<Next, Error> {
+        let Some(p) = self.pending.filter(|p| p.stage == Stage::Trial) else {
+            return Err(Error::NoUpdate);
+        };
+        let version = self.info()?.version;
+        let verdict = match self.active {
+            None => None,
+            Some(a) => {
+                let model_bytes = slot.get(..a.model_size as usize).ok_or(Error::DoesNotFit)?;
+                let set_bytes = slot
+                    .get(a.model_size as usize..(a.model_size + a.set_size) as usize)
+                    .ok_or(Error::DoesNotFit)?;
+                let report =
+                    run_validation(model_bytes, set_bytes, arena, now_ns).map_err(Error::Model)?;
+                let figures = figures_of(&report);
+                self.last_validation = Some(figures);
+                self.push_report(
+                    p.release,
+                    ComponentKind::Firmware,
+                    version,
+                    Step::Validated(figures),
+                )?;
+                let policy = artifact::Policy {
+                    min_accuracy_bp: a.min_accuracy_bp,
+                    max_p99_latency_us: a.max_p99_latency_us,
+                    max_accuracy_drop_bp: a.max_accuracy_drop_bp,
+                };
+                Some(model::judge(&report, &policy, Some(a.accuracy_bp)))
+            }
+        };
+        match verdict {
+            Some(v) if !v.passed() => {
+                let rejected = p.stage.next(Event::TrialFailed).ok_or(Error::NoUpdate)?;
+                let reason = revert_reason(&v);
+                self.counters.reverts += 1;
+                self.push_report(
+                    p.release,
+                    ComponentKind::Firmware,
+                    version,
+                    Step::Reverted(reason),
+                )?;
+                self.set_pending(Update {
+                    stage: rejected,
+                    ..p
+                })?;
+                Ok(Next::Reboot)
+            }
+            _ => {
+                self.mark_booted()?;
+                self.counters.updates += 1;
+                self.push_report(p.release, ComponentKind::Firmware, version, Step::Confirmed)?;
+                self.clear_pending()?;
+                Ok(Next::Idle)
+            }
+        }
+    }
+
+    fn mark_booted(&mut self) -> Result<(), Error> {
+        self.boot_state(|state| state.mark_booted())
+    }
+
+    /// embassy-boot's state partition, as the application side sees it.
+    pub(super) fn boot_state(
+        &self,
+        op: impl FnOnce(
+            &mut embassy_boot::BlockingFirmwareState<'_, BlockingPartition<'f, NoopRawMutex, F>>,
+        ) -> Result<(), embassy_boot::FirmwareUpdaterError>,
+    ) -> Result<(), Error> {
+        let r = self.layout.state;
+        let mut aligned = [0u8; 64];
+        // A write size above 64 bytes: no flash this agent is built for.
+        let aligned = aligned
+            .get_mut(..F::WRITE_SIZE)
+            .ok_or(Error::Flash(NorFlashErrorKind::Other))?;
+        let mut state = embassy_boot::BlockingFirmwareState::new(
+            BlockingPartition::new(self.flash, r.offset, r.size),
+            aligned,
+        );
+        op(&mut state).map_err(|e| match e {
+            embassy_boot::FirmwareUpdaterError::Flash(kind) => Error::Flash(kind),
+            // The state's marks fail only on the flash (`BadState`, `Signature`: other calls).
+            _ => Error::Flash(NorFlashErrorKind::Other),
+        })
+    }
+}
