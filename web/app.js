@@ -52,7 +52,8 @@ function countBy(items, key) {
 }
 
 async function overview() {
-  const devices = await api('/api/devices');
+  // The running model's own figures (sortable), and the last release the device rejected.
+  const devices = (await api('/api/devices')).map((d) => ({ ...d, accuracy: d.model_validation?.accuracy_bp ?? null, p99: d.model_validation?.p99_us ?? null, rejected: d.last_rejected?.version ?? null }));
   const up = devices.filter(online).length;
   const tags = (d) => d.tags ? d.tags.split(',') : ['(none)'];
   const perTag = new Map();
@@ -78,8 +79,9 @@ function devicesControls() {
 }
 
 async function devicesPage() {
-  const devices = await api('/api/devices');
-  const cols = [['id', 'Device'], ['board', 'Board'], ['tags', 'Tags'], ['firmware_version', 'Firmware'], ['model_version', 'Model'], ['model_slot', 'Slot'], ['last_accuracy_bp', 'Accuracy'], ['last_p99_us', 'p99'], ['last_seen_ms', 'Last seen']];
+  // The running model's own figures (sortable), and the last release the device rejected.
+  const devices = (await api('/api/devices')).map((d) => ({ ...d, accuracy: d.model_validation?.accuracy_bp ?? null, p99: d.model_validation?.p99_us ?? null, rejected: d.last_rejected?.version ?? null }));
+  const cols = [['id', 'Device'], ['board', 'Board'], ['tags', 'Tags'], ['firmware_version', 'Firmware'], ['model_version', 'Model'], ['model_slot', 'Slot'], ['accuracy', 'Accuracy'], ['p99', 'p99'], ['rejected', 'Last rejected'], ['last_seen_ms', 'Last seen']];
   const f = state.filter.toLowerCase();
   const shown = devices.filter((d) => !f || [d.id, d.board, d.tags, d.firmware_version, d.model_version].some((v) => String(v ?? '').toLowerCase().includes(f)));
   const { key, dir } = state.sort;
@@ -88,7 +90,8 @@ async function devicesPage() {
     h('button', { type: 'button', onclick: () => { state.sort = { key: k, dir: key === k ? -dir : 1 }; refresh(); } }, label))));
   const rows = shown.map((d) => h('tr', {},
     h('td', {}, d.id), h('td', {}, d.board), h('td', {}, d.tags), h('td', {}, d.firmware_version ?? '-'), h('td', {}, d.model_version ?? '-'),
-    h('td', {}, d.model_slot === null ? '-' : (d.model_slot ? 'B' : 'A')), h('td', {}, pct(d.last_accuracy_bp)), h('td', {}, ms(d.last_p99_us)),
+    h('td', {}, d.model_slot === null ? '-' : (d.model_slot ? 'B' : 'A')), h('td', {}, pct(d.accuracy)), h('td', {}, ms(d.p99)),
+    h('td', {}, d.rejected ? `${d.last_rejected.version}: ${pct(d.last_rejected.accuracy_bp)} / ${ms(d.last_rejected.p99_us)}` : '-'),
     h('td', { class: online(d) ? 'ok' : 'muted' }, when(d.last_seen_ms))));
   return [h('h1', {}, 'Devices'), h('p', {}, `${shown.length} of ${devices.length}`), h('table', { id: 'devices' }, h('thead', {}, head), h('tbody', {}, rows))];
 }
@@ -181,10 +184,20 @@ async function rolloutDetail(id) {
   const r = await api(`/api/rollouts/${id}`);
   const g = r.spec.gates;
   const stageLabel = (s) => `stage ${s.index + 1}`;
-  const current = r.stages[r.stage] ? r.stages[r.stage].figures : null;
-  const gateRow = (name, figure, threshold, ok) => [name, figure, threshold, ok === null ? '-' : h('span', { class: ok ? 'ok' : 'bad' }, ok ? 'ok' : 'failed')];
-  const cmp = (a, b, f) => (a === null || a === undefined) ? null : f(a, b);
-  const failureBp = current && current.devices ? current.failed * 10000 / current.devices : null;
+  const current = r.stages[r.stage] || null;
+  // Labels and units only: each verdict is the engine's, as the server sent it.
+  const gateKinds = {
+    min_accuracy: ['min accuracy', pct, '>='],
+    max_p99_latency: ['max p99 latency', ms, '<='],
+    max_failure_rate: ['max failure rate', pct, '<='],
+    min_reports: ['validated reports', String, '>='],
+    max_accuracy_drop: ['max accuracy drop', pct, '<='],
+  };
+  const gateRow = (c) => {
+    const [name, unit, cmp] = gateKinds[c.gate] || [c.gate, String, '?'];
+    const verdict = c.verdict === 'waiting' ? '-' : h('span', { class: c.verdict === 'ok' ? 'ok' : 'bad' }, c.verdict);
+    return [name, c.figure === null ? '-' : unit(c.figure), `${cmp} ${unit(c.threshold)}`, verdict];
+  };
   const controls = canAct() && (r.state === 'running' || r.state === 'paused') ? h('div', { class: 'controls' },
     r.state === 'running' ? h('button', { id: 'pause', type: 'button', onclick: () => act(id, 'pause') }, 'Pause') : h('button', { id: 'resume', type: 'button', onclick: () => act(id, 'resume') }, 'Resume'),
     h('button', { id: 'abort', type: 'button', onclick: () => act(id, 'abort') }, 'Abort'),
@@ -202,13 +215,7 @@ async function rolloutDetail(id) {
           fill(s.planned ? (100 * done / s.planned) : 0)), s.figures.confirmed, s.figures.failed, s.figures.pending];
     }), { id: 'stages' }),
     h('h2', {}, `Gates of stage ${r.stage + 1}`),
-    table(['gate', 'figure', 'threshold', ''], current ? [
-      gateRow('min accuracy', pct(current.min_accuracy_bp), `>= ${pct(g.min_accuracy_bp)}`, cmp(current.min_accuracy_bp, g.min_accuracy_bp, (a, b) => a >= b)),
-      gateRow('max p99 latency', ms(current.max_p99_us), `<= ${ms(g.max_p99_latency_us)}`, cmp(current.max_p99_us, g.max_p99_latency_us, (a, b) => a <= b)),
-      gateRow('max failure rate', pct(failureBp), `<= ${pct(g.max_failure_rate_bp)}`, cmp(failureBp, g.max_failure_rate_bp, (a, b) => a <= b)),
-      gateRow('validated reports', current.validated, `>= ${g.min_reports}`, current.validated >= g.min_reports),
-      ...(g.max_accuracy_drop_bp !== null ? [gateRow('max accuracy drop', pct(current.max_accuracy_drop_bp), `<= ${pct(g.max_accuracy_drop_bp)}`, cmp(current.max_accuracy_drop_bp, g.max_accuracy_drop_bp, (a, b) => a <= b))] : []),
-    ] : [], { id: 'gates' }),
+    table(['gate', 'figure', 'threshold', ''], current ? current.gates.map(gateRow) : [], { id: 'gates' }),
     h('div', { class: 'cards' },
       chart('accuracy-chart', 'Lowest accuracy per stage', r.stages.map((s) => ({ label: stageLabel(s), value: s.figures.min_accuracy_bp })), g.min_accuracy_bp, pct, true),
       chart('latency-chart', 'Highest p99 latency per stage', r.stages.map((s) => ({ label: stageLabel(s), value: s.figures.max_p99_us })), g.max_p99_latency_us, ms, false)),

@@ -43,7 +43,8 @@ fn enrol(pool: &fleet_server::db::DbPool, n: usize) -> Vec<(String, Vec<u8>)> {
         (0..n)
             .map(|i| {
                 let id = format!("dev-{i:05}");
-                let credential = fleet_server::store::enroll(conn, &id, "mps2-an386", "line-1")?;
+                let credential = fleet_server::store::new_credential().expect("random credential");
+                fleet_server::store::enroll(conn, &id, "mps2-an386", "line-1", &credential)?;
                 let c = CheckIn {
                     device_id: &id,
                     board: "mps2-an386",
@@ -66,7 +67,7 @@ fn enrol(pool: &fleet_server::db::DbPool, n: usize) -> Vec<(String, Vec<u8>)> {
                         reverts: 0,
                     },
                 };
-                Ok::<_, fleet_server::error::ApiError>((credential, protocol::to_vec(&c)))
+                Ok::<_, diesel::result::Error>((credential, protocol::to_vec(&c)))
             })
             .collect()
     })
@@ -81,7 +82,7 @@ fn run(backend: &'static str, url: String, devices: usize, seconds: u64) -> Run 
         workers: Some(2),
         ..Config::default()
     };
-    let prepared = server::prepare(config, powerloss::device::trust_root()).unwrap();
+    let prepared = server::prepare(config, testkit::keys::trust_root()).unwrap();
     let fleet = Arc::new(enrol(&prepared.state.pool, devices));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

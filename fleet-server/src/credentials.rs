@@ -19,7 +19,7 @@ impl Credentials {
         if let Some(id) = self.known.read().ok().and_then(|k| k.get(&hash).cloned()) {
             return Ok(id);
         }
-        let device = store::device_by_hash(conn, &hash)?;
+        let device = store::device_by_hash(conn, &hash)?.ok_or(ApiError::Unauthorized)?;
         if let Ok(mut k) = self.known.write() {
             k.insert(hash, device.id.clone());
         }

@@ -1,4 +1,6 @@
-//! The API's one error type: each variant maps to one status and a stable machine code.
+//! The API's one error type: each variant maps to one status and a stable machine code, and
+//! every answer has the shape `{"error": code, "message": sentence}`. Internal errors are
+//! logged with an incident id; the client gets the id, never the text.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -17,6 +19,9 @@ pub enum ApiError {
     /// Bad input: a stable code (`bad_signature`, `malformed`...) and a sentence.
     #[error("{1}")]
     Invalid(&'static str, String),
+    /// A body, path or query that does not parse at all (400, as before it reaches a handler).
+    #[error("{1}")]
+    Malformed(&'static str, String),
     #[error("{0} already exists")]
     Conflict(&'static str),
     #[error("internal error: {0}")]
@@ -30,7 +35,7 @@ impl ApiError {
             ApiError::Forbidden => "forbidden",
             ApiError::Csrf => "csrf",
             ApiError::NotFound(_) => "not_found",
-            ApiError::Invalid(code, _) => code,
+            ApiError::Invalid(code, _) | ApiError::Malformed(code, _) => code,
             ApiError::Conflict(_) => "conflict",
             ApiError::Internal(_) => "internal",
         }
@@ -44,6 +49,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden | ApiError::Csrf => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Malformed(..) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -51,11 +57,48 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if let ApiError::Internal(e) = self {
-            crate::log::warn("internal_error", &[("error", e.clone())]);
+            let incident = incident_id();
+            crate::log::warn(
+                "internal_error",
+                &[("incident", incident.clone()), ("error", e.clone())],
+            );
+            return HttpResponse::build(self.status_code()).json(serde_json::json!({
+                "error": self.code(),
+                "message": format!("internal error (incident {incident} in the server's log)"),
+                "incident": incident,
+            }));
         }
         HttpResponse::build(self.status_code())
             .json(serde_json::json!({ "error": self.code(), "message": self.to_string() }))
     }
+}
+
+/// A short id that ties a client's answer to the log line with the cause.
+fn incident_id() -> String {
+    let mut raw = [0u8; 6];
+    if getrandom::getrandom(&mut raw).is_err() {
+        raw = (crate::store::now_ms() as u64).to_le_bytes()[..6]
+            .try_into()
+            .unwrap_or_default();
+    }
+    hex::encode(raw)
+}
+
+impl From<crate::rollout::Error> for ApiError {
+    fn from(e: crate::rollout::Error) -> Self {
+        use crate::rollout::Error;
+        match e {
+            Error::NotFound(what) => ApiError::NotFound(what),
+            Error::Invalid { code, message } => ApiError::Invalid(code, message),
+            other @ (Error::Corrupt { .. } | Error::Db(_)) => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The answer to a request body, path or query that does not parse (actix's extractors would
+/// answer in plain text): the API's own shape, with what was wrong.
+pub fn malformed(what: &'static str, e: impl std::fmt::Display) -> actix_web::Error {
+    ApiError::Malformed(what, e.to_string()).into()
 }
 
 impl From<diesel::result::Error> for ApiError {

@@ -144,6 +144,18 @@ pub fn bind(
         actix_web::App::new()
             .app_data(actix_web::web::Data::new(state.clone()))
             .app_data(actix_web::web::PayloadConfig::new(64 * 1024 * 1024))
+            .app_data(
+                actix_web::web::JsonConfig::default()
+                    .error_handler(|e, _| crate::error::malformed("malformed_json", e)),
+            )
+            .app_data(
+                actix_web::web::PathConfig::default()
+                    .error_handler(|e, _| crate::error::malformed("malformed_path", e)),
+            )
+            .app_data(
+                actix_web::web::QueryConfig::default()
+                    .error_handler(|e, _| crate::error::malformed("malformed_query", e)),
+            )
             .configure(configure)
     });
     if let Some(w) = workers {

@@ -1,9 +1,10 @@
 //! Queries: devices and their credentials, artifacts (payloads content-addressed on disk),
-//! assignments, reports.
+//! assignments, reports. Database code: it returns diesel's errors, a lookup that finds
+//! nothing is `None`, and the API decides what either means to a client.
 
 use crate::db::AnyConnection;
-use crate::error::ApiError;
 use crate::schema::{artifacts, assignments, devices, reports};
+use artifact::ComponentKind;
 use diesel::prelude::*;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -53,6 +54,17 @@ pub struct Artifact {
     pub bad_reason: Option<String>,
 }
 
+impl Artifact {
+    /// What the release carries first: firmware or a model.
+    pub fn component(&self) -> ComponentKind {
+        if self.kind == ComponentKind::Firmware.as_str() {
+            ComponentKind::Firmware
+        } else {
+            ComponentKind::Model
+        }
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = reports)]
 pub struct StoredReport {
@@ -66,45 +78,52 @@ pub struct StoredReport {
     pub received_ms: i64,
 }
 
-/// Enrols a device; returns its credential (shown once, stored hashed).
+/// A new device's credential: 32 random bytes, hex (shown once, stored hashed).
+pub fn new_credential() -> std::io::Result<String> {
+    let mut raw = [0u8; 32];
+    getrandom::getrandom(&mut raw).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(hex::encode(raw))
+}
+
+/// Enrols a device with the hash of its credential; `false` if the id is taken.
 pub fn enroll(
     conn: &mut AnyConnection,
     id: &str,
     board: &str,
     tags: &str,
-) -> Result<String, ApiError> {
-    let mut raw = [0u8; 32];
-    getrandom::getrandom(&mut raw).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let credential = hex::encode(raw);
-    let exists = devices::table.find(id).count().get_result::<i64>(conn)? > 0;
-    if exists {
-        return Err(ApiError::Conflict("device"));
-    }
-    diesel::insert_into(devices::table)
+    credential: &str,
+) -> QueryResult<bool> {
+    let inserted = diesel::insert_into(devices::table)
         .values((
             devices::id.eq(id),
             devices::board.eq(board),
             devices::tags.eq(tags),
             devices::credential_sha256.eq(sha256_hex(credential.as_bytes())),
         ))
-        .execute(conn)?;
-    Ok(credential)
+        .execute(conn);
+    match inserted {
+        Ok(_) => Ok(true),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
-pub fn device_by_hash(conn: &mut AnyConnection, hash: &str) -> Result<Device, ApiError> {
+pub fn device_by_hash(conn: &mut AnyConnection, hash: &str) -> QueryResult<Option<Device>> {
     devices::table
         .filter(devices::credential_sha256.eq(hash))
         .select(Device::as_select())
         .first(conn)
-        .optional()?
-        .ok_or(ApiError::Unauthorized)
+        .optional()
 }
 
-pub fn list_devices(conn: &mut AnyConnection) -> Result<Vec<Device>, ApiError> {
-    Ok(devices::table
+pub fn list_devices(conn: &mut AnyConnection) -> QueryResult<Vec<Device>> {
+    devices::table
         .order(devices::id)
         .select(Device::as_select())
-        .load(conn)?)
+        .load(conn)
 }
 
 /// Where a payload with this digest lives.
@@ -112,71 +131,73 @@ pub fn payload_path(data: &Path, sha256: &str) -> PathBuf {
     data.join("artifacts").join(sha256)
 }
 
-/// Stores a verified bundle: payloads content-addressed on disk (written through a temporary
-/// file and a rename), the manifest in the database.
-pub fn insert_artifact(
-    conn: &mut AnyConnection,
-    data: &Path,
-    verified: &artifact::VerifiedBundle<'_>,
-) -> Result<Artifact, ApiError> {
-    let m = &verified.verified.manifest;
-    let primary = m
-        .primary()
-        .ok_or_else(|| ApiError::Invalid("inconsistent_components", "no component".into()))?;
-    let payload: Vec<u8> = verified
-        .payloads
-        .iter()
-        .flat_map(|p| p.iter().copied())
-        .collect();
-    let digest = sha256_hex(&payload);
+/// Writes a payload content-addressed under `data` (through a temporary file and a rename, so
+/// a crash never leaves a partial payload under its digest); returns its SHA-256.
+pub fn write_payload(data: &Path, payload: &[u8]) -> std::io::Result<String> {
+    let digest = sha256_hex(payload);
     let path = payload_path(data, &digest);
     if !path.exists() {
         std::fs::create_dir_all(path.parent().unwrap_or(data))?;
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, &payload)?;
+        std::fs::write(&tmp, payload)?;
         std::fs::rename(&tmp, &path)?;
     }
-    let boards = m.boards.join(",");
-    // Re-encoded from the decoded envelope: the signed body is the same bytes.
-    let envelope = verified.verified.envelope.to_vec();
-    diesel::insert_into(artifacts::table)
-        .values((
-            artifacts::kind.eq(primary.kind.as_str()),
-            artifacts::name.eq(primary.name),
-            artifacts::version.eq(primary.version.to_string()),
-            artifacts::security_counter.eq(m.security_counter as i64),
-            artifacts::boards.eq(boards),
-            artifacts::envelope.eq(envelope),
-            artifacts::payload_sha256.eq(&digest),
-            artifacts::payload_len.eq(payload.len() as i64),
-            artifacts::created_ms.eq(now_ms()),
-        ))
-        .execute(conn)?;
-    Ok(artifacts::table
-        .order(artifacts::id.desc())
-        .select(Artifact::as_select())
-        .first(conn)?)
+    Ok(digest)
 }
 
-pub fn artifact(conn: &mut AnyConnection, id: i64) -> Result<Artifact, ApiError> {
+/// A verified release as stored: what its manifest says, and its payload's digest and size.
+#[derive(Debug, Clone)]
+pub struct NewArtifact<'a> {
+    pub kind: ComponentKind,
+    pub name: &'a str,
+    pub version: String,
+    pub security_counter: u64,
+    pub boards: String,
+    pub envelope: Vec<u8>,
+    pub payload_sha256: String,
+    pub payload_len: usize,
+}
+
+/// Stores a release's manifest; returns the stored row (its id from `RETURNING`, so concurrent
+/// uploads each get their own).
+pub fn insert_artifact(conn: &mut AnyConnection, a: &NewArtifact<'_>) -> QueryResult<Artifact> {
+    let id = diesel::insert_into(artifacts::table)
+        .values((
+            artifacts::kind.eq(a.kind.as_str()),
+            artifacts::name.eq(a.name),
+            artifacts::version.eq(&a.version),
+            artifacts::security_counter.eq(a.security_counter as i64),
+            artifacts::boards.eq(&a.boards),
+            artifacts::envelope.eq(&a.envelope),
+            artifacts::payload_sha256.eq(&a.payload_sha256),
+            artifacts::payload_len.eq(a.payload_len as i64),
+            artifacts::created_ms.eq(now_ms()),
+        ))
+        .returning(artifacts::id)
+        .get_result::<i64>(conn)?;
     artifacts::table
         .find(id)
         .select(Artifact::as_select())
         .first(conn)
-        .optional()?
-        .ok_or(ApiError::NotFound("artifact"))
 }
 
-pub fn list_artifacts(conn: &mut AnyConnection) -> Result<Vec<Artifact>, ApiError> {
-    Ok(artifacts::table
+pub fn artifact(conn: &mut AnyConnection, id: i64) -> QueryResult<Option<Artifact>> {
+    artifacts::table
+        .find(id)
+        .select(Artifact::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn list_artifacts(conn: &mut AnyConnection) -> QueryResult<Vec<Artifact>> {
+    artifacts::table
         .order(artifacts::id)
         .select(Artifact::as_select())
-        .load(conn)?)
+        .load(conn)
 }
 
 /// Assigns an artifact to a device (the rollout engine's unit of work).
-pub fn assign(conn: &mut AnyConnection, device: &str, artifact_id: i64) -> Result<(), ApiError> {
-    artifact(conn, artifact_id)?;
+pub fn assign(conn: &mut AnyConnection, device: &str, artifact_id: i64) -> QueryResult<()> {
     crate::db::write_tx(conn, |conn| {
         diesel::delete(assignments::table.find(device)).execute(conn)?;
         diesel::insert_into(assignments::table)
@@ -189,18 +210,21 @@ pub fn assign(conn: &mut AnyConnection, device: &str, artifact_id: i64) -> Resul
     Ok(())
 }
 
-pub fn assignment(conn: &mut AnyConnection, device: &str) -> Result<Option<Artifact>, ApiError> {
+pub fn assignment(conn: &mut AnyConnection, device: &str) -> QueryResult<Option<Artifact>> {
     let id: Option<i64> = assignments::table
         .find(device)
         .select(assignments::artifact_id)
         .first(conn)
         .optional()?;
-    id.map(|id| artifact(conn, id)).transpose()
+    Ok(match id {
+        Some(id) => artifact(conn, id)?,
+        None => None,
+    })
 }
 
 /// Stores a report once; a redelivered (device, seq) is acknowledged and not stored again.
 /// Returns whether it was new.
-pub fn insert_report(conn: &mut AnyConnection, r: &protocol::Report<'_>) -> Result<bool, ApiError> {
+pub fn insert_report(conn: &mut AnyConnection, r: &protocol::Report<'_>) -> QueryResult<bool> {
     let (step, detail) = match r.step {
         protocol::Step::Downloaded => ("downloaded", String::new()),
         protocol::Step::Installed => ("installed", String::new()),
@@ -233,12 +257,12 @@ pub fn insert_report(conn: &mut AnyConnection, r: &protocol::Report<'_>) -> Resu
     Ok(true)
 }
 
-pub fn reports_of(conn: &mut AnyConnection, device: &str) -> Result<Vec<StoredReport>, ApiError> {
-    Ok(reports::table
+pub fn reports_of(conn: &mut AnyConnection, device: &str) -> QueryResult<Vec<StoredReport>> {
+    reports::table
         .filter(reports::device_id.eq(device))
         .order(reports::seq)
         .select(StoredReport::as_select())
-        .load(conn)?)
+        .load(conn)
 }
 
 /// The accuracy a device measured when it validated model `version` (its latest such report).
@@ -246,7 +270,7 @@ pub fn validated_accuracy(
     conn: &mut AnyConnection,
     device: &str,
     version: &str,
-) -> Result<Option<i32>, ApiError> {
+) -> QueryResult<Option<i32>> {
     let detail: Option<String> = reports::table
         .filter(reports::device_id.eq(device))
         .filter(reports::component.eq("model"))
@@ -263,7 +287,7 @@ pub fn validated_accuracy(
 }
 
 /// Whether a device gave up on a release (failed or reverted): it is not offered again.
-pub fn gave_up(conn: &mut AnyConnection, device: &str, release: i64) -> Result<bool, ApiError> {
+pub fn gave_up(conn: &mut AnyConnection, device: &str, release: i64) -> QueryResult<bool> {
     Ok(reports::table
         .filter(reports::device_id.eq(device))
         .filter(reports::release_id.eq(release))
@@ -273,83 +297,24 @@ pub fn gave_up(conn: &mut AnyConnection, device: &str, release: i64) -> Result<b
         > 0)
 }
 
-pub fn device(conn: &mut AnyConnection, id: &str) -> Result<Device, ApiError> {
+pub fn device(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Device>> {
     devices::table
         .find(id)
         .select(Device::as_select())
         .first(conn)
-        .optional()?
-        .ok_or(ApiError::NotFound("device"))
+        .optional()
 }
 
-/// An artifact with what its signed manifest says, who signed it, and which devices run it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ArtifactDetail {
-    #[serde(flatten)]
-    pub artifact: Artifact,
-    pub signing_key_ids: Vec<String>,
-    pub components: Vec<serde_json::Value>,
-    pub runtime_abi: Option<u32>,
-    pub required_abi: Option<u32>,
-    pub arena_size: Option<u32>,
-    pub policy: Option<serde_json::Value>,
-    pub running_on: Vec<String>,
-}
-
-pub fn artifact_detail(
-    conn: &mut AnyConnection,
-    root: &artifact::TrustRoot,
-    id: i64,
-) -> Result<ArtifactDetail, ApiError> {
-    let a = artifact(conn, id)?;
-    let envelope = a.envelope.clone();
-    // Stored only after verification; verified again here so that what is shown is signed.
-    let v = root
-        .verify_manifest(&envelope)
-        .map_err(|e| ApiError::Internal(format!("stored envelope: {e}")))?;
-    let m = &v.manifest;
-    let running_on: Vec<String> = if a.kind == "firmware" {
-        devices::table
+/// The devices that run an artifact's version now.
+pub fn running(conn: &mut AnyConnection, a: &Artifact) -> QueryResult<Vec<String>> {
+    match a.component() {
+        ComponentKind::Firmware => devices::table
             .filter(devices::firmware_version.eq(&a.version))
             .select(devices::id)
-            .load(conn)?
-    } else {
-        devices::table
+            .load(conn),
+        _ => devices::table
             .filter(devices::model_version.eq(&a.version))
             .select(devices::id)
-            .load(conn)?
-    };
-    Ok(ArtifactDetail {
-        signing_key_ids: v
-            .envelope
-            .signatures
-            .iter()
-            .map(|s| s.key_id.to_string())
-            .collect(),
-        components: m
-            .components
-            .iter()
-            .map(|c| {
-                serde_json::json!({
-                    "kind": c.kind.as_str(),
-                    "name": c.name,
-                    "version": c.version.to_string(),
-                    "size": c.size,
-                    "sha256": hex::encode(c.digest),
-                })
-            })
-            .collect(),
-        runtime_abi: m.runtime_abi,
-        required_abi: m.required_abi,
-        arena_size: m.arena_size,
-        policy: m.policy.map(|p| {
-            serde_json::json!({
-                "min_accuracy_bp": p.min_accuracy_bp,
-                "max_p99_latency_us": p.max_p99_latency_us,
-                "max_accuracy_drop_bp": p.max_accuracy_drop_bp,
-            })
-        }),
-        running_on,
-        artifact: a,
-    })
+            .load(conn),
+    }
 }

@@ -1,6 +1,7 @@
 //! `fleetctl devices`: list, show and enrol devices.
 
 use crate::connection::{Client, cell, print_json, print_table};
+use crate::units::{ms_us, percent_bp, rejected};
 use anyhow::Result;
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -56,16 +57,6 @@ fn ago(ms: &Value) -> String {
     }
 }
 
-fn percent_bp(v: &Value) -> String {
-    v.as_i64()
-        .map_or("-".into(), |bp| format!("{:.2}%", bp as f64 / 100.0))
-}
-
-fn ms_us(v: &Value) -> String {
-    v.as_i64()
-        .map_or("-".into(), |us| format!("{:.2} ms", us as f64 / 1000.0))
-}
-
 pub fn run(cmd: DevicesCommand, client: &Client) -> Result<()> {
     match cmd {
         DevicesCommand::List { tag, json } => {
@@ -97,8 +88,9 @@ pub fn run(cmd: DevicesCommand, client: &Client) -> Result<()> {
                             Some(_) => "B".into(),
                             None => "-".into(),
                         },
-                        percent_bp(&d["last_accuracy_bp"]),
-                        ms_us(&d["last_p99_us"]),
+                        percent_bp(&d["model_validation"]["accuracy_bp"]),
+                        ms_us(&d["model_validation"]["p99_us"]),
+                        rejected(&d["last_rejected"]),
                         ago(&d["last_seen_ms"]),
                     ]
                 })
@@ -113,6 +105,7 @@ pub fn run(cmd: DevicesCommand, client: &Client) -> Result<()> {
                     "SLOT",
                     "ACCURACY",
                     "P99",
+                    "LAST REJECTED",
                     "LAST SEEN",
                 ],
                 &rows,
@@ -131,8 +124,12 @@ pub fn run(cmd: DevicesCommand, client: &Client) -> Result<()> {
                 ("tags", cell(&d["tags"])),
                 ("firmware", cell(&d["firmware_version"])),
                 ("model", cell(&d["model_version"])),
-                ("accuracy", percent_bp(&d["last_accuracy_bp"])),
-                ("p99", ms_us(&d["last_p99_us"])),
+                (
+                    "accuracy",
+                    percent_bp(&d["model_validation"]["accuracy_bp"]),
+                ),
+                ("p99", ms_us(&d["model_validation"]["p99_us"])),
+                ("rejected", rejected(&d["last_rejected"])),
                 ("last seen", ago(&d["last_seen_ms"])),
             ] {
                 println!("{k:<10} {v}");

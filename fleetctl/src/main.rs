@@ -6,6 +6,7 @@ mod connection;
 mod devices_cmd;
 mod keys_cmd;
 mod rollout_cmd;
+mod units;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;

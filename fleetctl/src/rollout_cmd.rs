@@ -3,6 +3,7 @@
 
 use crate::artifact_cmd::parse_fraction_bp;
 use crate::connection::{Client, cell, print_json, print_table};
+use crate::units::{ms_us, percent_bp};
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -193,14 +194,36 @@ fn bar(done: u64, total: u64) -> String {
     )
 }
 
-fn pct(bp: &Value) -> String {
-    bp.as_f64()
-        .map_or("-".into(), |b| format!("{:.2}%", b / 100.0))
-}
-
-fn ms(us: &Value) -> String {
-    us.as_f64()
-        .map_or("-".into(), |u| format!("{:.2} ms", u / 1000.0))
+/// A stage's gate checks as the server made them, one row each: label, figure, threshold,
+/// verdict. Only presentation is decided here (labels and units); the verdict is the engine's.
+pub fn gate_rows(gates: &Value) -> Vec<(&'static str, String, String, &'static str)> {
+    gates
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let (label, unit, cmp): (&'static str, fn(&Value) -> String, &str) =
+                match g["gate"].as_str().unwrap_or("") {
+                    "min_accuracy" => ("min accuracy", percent_bp, ">="),
+                    "max_p99_latency" => ("max p99 latency", ms_us, "<="),
+                    "max_failure_rate" => ("max failure rate", percent_bp, "<="),
+                    "min_reports" => ("validated reports", cell, ">="),
+                    "max_accuracy_drop" => ("max accuracy drop", percent_bp, "<="),
+                    _ => ("(unknown gate)", cell, "?"),
+                };
+            let verdict = match g["verdict"].as_str() {
+                Some("ok") => "ok",
+                Some("failed") => "FAILED",
+                _ => "",
+            };
+            (
+                label,
+                unit(&g["figure"]),
+                format!("{cmp} {}", unit(&g["threshold"])),
+                verdict,
+            )
+        })
+        .collect()
 }
 
 /// The status as text: header, a bar per stage, the gates of the current stage, events.
@@ -239,58 +262,9 @@ pub fn render(v: &Value) -> String {
             bar(done, planned),
         );
     }
-    let g = &v["spec"]["gates"];
     if let Some(s) = v["stages"].get(current as usize) {
-        let f = &s["figures"];
-        let devices = f["devices"].as_f64().unwrap_or(0.0);
-        let failure_bp = if devices > 0.0 {
-            json!(f["failed"].as_f64().unwrap_or(0.0) * 10_000.0 / devices)
-        } else {
-            Value::Null
-        };
-        let check = |ok: Option<bool>| match ok {
-            Some(true) => "ok",
-            Some(false) => "FAILED",
-            None => "",
-        };
-        let le = |a: &Value, b: &Value| a.as_f64().zip(b.as_f64()).map(|(a, b)| a <= b);
-        let ge = |a: &Value, b: &Value| a.as_f64().zip(b.as_f64()).map(|(a, b)| a >= b);
         out += &format!("  gates of stage {}:\n", current + 1);
-        let mut rows = vec![
-            (
-                "min accuracy",
-                pct(&f["min_accuracy_bp"]),
-                format!(">= {}", pct(&g["min_accuracy_bp"])),
-                check(ge(&f["min_accuracy_bp"], &g["min_accuracy_bp"])),
-            ),
-            (
-                "max p99 latency",
-                ms(&f["max_p99_us"]),
-                format!("<= {}", ms(&g["max_p99_latency_us"])),
-                check(le(&f["max_p99_us"], &g["max_p99_latency_us"])),
-            ),
-            (
-                "max failure rate",
-                pct(&failure_bp),
-                format!("<= {}", pct(&g["max_failure_rate_bp"])),
-                check(le(&failure_bp, &g["max_failure_rate_bp"])),
-            ),
-            (
-                "validated reports",
-                cell(&f["validated"]),
-                format!(">= {}", cell(&g["min_reports"])),
-                check(ge(&f["validated"], &g["min_reports"])),
-            ),
-        ];
-        if !g["max_accuracy_drop_bp"].is_null() {
-            rows.push((
-                "max accuracy drop",
-                pct(&f["max_accuracy_drop_bp"]),
-                format!("<= {}", pct(&g["max_accuracy_drop_bp"])),
-                check(le(&f["max_accuracy_drop_bp"], &g["max_accuracy_drop_bp"])),
-            ));
-        }
-        for (name, figure, threshold, verdict) in rows {
+        for (name, figure, threshold, verdict) in gate_rows(&s["gates"]) {
             out += &format!("    {name:<18} {figure:>10}  {threshold:<12} {verdict}\n");
         }
     }

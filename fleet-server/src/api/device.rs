@@ -4,7 +4,7 @@
 use super::{AppState, bearer, blocking};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::rollout::state::{self as rollouts, DeviceCommand};
+use crate::rollout::devices::{self as rollouts, DeviceCommand};
 use crate::store;
 use actix_web::{HttpRequest, HttpResponse, web};
 use protocol::{Chunk, ChunkRequest, Command, ServerFrame};
@@ -52,7 +52,7 @@ pub async fn check_in(
         let mut conn = state.pool.get()?;
         state.checkins.record(&c);
         Metrics::add(&state.metrics.checkins, 1);
-        rollouts::command_for(&mut conn, &device, &c)
+        Ok(rollouts::command_for(&mut conn, &device, &c)?)
     })
     .await?;
     match answer {

@@ -4,6 +4,7 @@
 mod dashboard;
 mod device;
 pub mod operator;
+pub mod views;
 
 use crate::db::DbPool;
 use crate::metrics::Metrics;

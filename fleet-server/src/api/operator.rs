@@ -5,7 +5,9 @@
 use super::{AppState, blocking};
 use crate::auth::{self, Principal, Role};
 use crate::error::ApiError;
-use crate::rollout::state::{self as rollouts, NewRollout};
+use crate::rollout::lifecycle::{self, Action};
+use crate::rollout::request::NewRollout;
+use crate::rollout::view as rollout_view;
 use crate::{audit, store};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -124,7 +126,10 @@ pub async fn enroll(
     }
     let target = e.id.clone();
     let (id, credential) = act(state, who, "device.enroll", target, move |conn, _| {
-        let credential = store::enroll(conn, &e.id, &e.board, &e.tags.join(","))?;
+        let credential = store::new_credential()?;
+        if !store::enroll(conn, &e.id, &e.board, &e.tags.join(","), &credential)? {
+            return Err(ApiError::Conflict("device"));
+        }
         let detail = format!("board {} tags {}", e.board, e.tags.join(","));
         Ok(((e.id, credential), detail))
     })
@@ -139,7 +144,7 @@ pub async fn devices(
     read(state, &req, |state, conn| {
         let mut list = store::list_devices(conn)?;
         state.checkins.overlay(&mut list);
-        Ok(list)
+        Ok(super::views::devices(conn, list)?)
     })
     .await
 }
@@ -151,9 +156,11 @@ pub async fn device(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     read(state, &req, move |state, conn| {
-        let mut d = [store::device(conn, &id)?];
+        let mut d = [store::device(conn, &id)?.ok_or(ApiError::NotFound("device"))?];
         state.checkins.overlay(&mut d);
-        let [d] = d;
+        let [d] = super::views::devices(conn, d.into())?
+            .try_into()
+            .map_err(|_| ApiError::NotFound("device"))?;
         Ok(d)
     })
     .await
@@ -165,7 +172,10 @@ pub async fn reports(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    read(state, &req, move |_, conn| store::reports_of(conn, &id)).await
+    read(state, &req, move |_, conn| {
+        Ok(store::reports_of(conn, &id)?)
+    })
+    .await
 }
 
 /// Uploads a bundle: verified against the fleet's trust root before anything is stored.
@@ -203,7 +213,30 @@ pub async fn upload(
                     ),
                 ));
             }
-            let a = store::insert_artifact(conn, &data, &verified)?;
+            let m = &verified.verified.manifest;
+            let primary = m.primary().ok_or_else(|| {
+                ApiError::Invalid("inconsistent_components", "no component".into())
+            })?;
+            let payload: Vec<u8> = verified
+                .payloads
+                .iter()
+                .flat_map(|p| p.iter().copied())
+                .collect();
+            let payload_sha256 = store::write_payload(&data, &payload)?;
+            let a = store::insert_artifact(
+                conn,
+                &store::NewArtifact {
+                    kind: primary.kind,
+                    name: primary.name,
+                    version: primary.version.to_string(),
+                    security_counter: m.security_counter,
+                    boards: m.boards.join(","),
+                    // Re-encoded from the decoded envelope: the signed body is the same bytes.
+                    envelope: verified.verified.envelope.to_vec(),
+                    payload_sha256,
+                    payload_len: payload.len(),
+                },
+            )?;
             let detail = format!(
                 "{} {} {} ({} bytes, sha256 {})",
                 a.kind, a.name, a.version, a.payload_len, a.payload_sha256
@@ -219,7 +252,7 @@ pub async fn artifacts(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    read(state, &req, |_, conn| store::list_artifacts(conn)).await
+    read(state, &req, |_, conn| Ok(store::list_artifacts(conn)?)).await
 }
 
 pub async fn artifact(
@@ -229,7 +262,7 @@ pub async fn artifact(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     read(state, &req, move |state, conn| {
-        store::artifact_detail(conn, &state.root, id)
+        super::views::artifact_detail(conn, &state.root, id)
     })
     .await
 }
@@ -255,7 +288,8 @@ pub async fn assign(
         "assignment.set",
         a.device_id.clone(),
         move |conn, _| {
-            store::device(conn, &a.device_id)?;
+            store::device(conn, &a.device_id)?.ok_or(ApiError::NotFound("device"))?;
+            store::artifact(conn, a.artifact_id)?.ok_or(ApiError::NotFound("artifact"))?;
             store::assign(conn, &a.device_id, a.artifact_id)?;
             Ok(((), format!("artifact {}", a.artifact_id)))
         },
@@ -281,13 +315,13 @@ pub async fn create_rollout(
         move |conn, who| {
             // The plan records what each device runs now: write the latest check-ins first.
             checkins.flush(conn)?;
-            let id = rollouts::create(conn, &new, &who.name)?;
+            let id = lifecycle::create(conn, &new, &who.name)?;
             let detail = format!(
                 "rollout {id}: artifact {} stages {}",
                 new.artifact_id,
                 new.stages.join(",")
             );
-            Ok((rollouts::view(conn, id, true)?, detail))
+            Ok((rollout_view::view(conn, id, true)?, detail))
         },
     )
     .await?;
@@ -298,7 +332,7 @@ pub async fn list_rollouts(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    read(state, &req, |_, conn| rollouts::list(conn)).await
+    read(state, &req, |_, conn| Ok(rollout_view::list(conn)?)).await
 }
 
 pub async fn rollout(
@@ -307,7 +341,10 @@ pub async fn rollout(
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    read(state, &req, move |_, conn| rollouts::view(conn, id, true)).await
+    read(state, &req, move |_, conn| {
+        Ok(rollout_view::view(conn, id, true)?)
+    })
+    .await
 }
 
 /// `POST /api/rollouts/{id}/{pause|resume|abort|rollback}`.
@@ -319,17 +356,16 @@ pub async fn rollout_action(
     let state = state.into_inner();
     let who = authorize(&state, &req, Role::Operator).await?;
     let (id, action) = path.into_inner();
-    let action: &'static str = match action.as_str() {
-        "pause" => "rollout.pause",
-        "resume" => "rollout.resume",
-        "abort" => "rollout.abort",
-        "rollback" => "rollout.rollback",
-        _ => return Err(ApiError::NotFound("action")),
+    let action = Action::parse(&action).ok_or(ApiError::NotFound("action"))?;
+    let audited: &'static str = match action {
+        Action::Pause => "rollout.pause",
+        Action::Resume => "rollout.resume",
+        Action::Abort => "rollout.abort",
+        Action::Rollback => "rollout.rollback",
     };
-    let view = act(state, who, action, id.to_string(), move |conn, who| {
-        let verb = action.trim_start_matches("rollout.");
-        rollouts::operator_action(conn, id, verb, &who.name)?;
-        Ok((rollouts::view(conn, id, true)?, String::new()))
+    let view = act(state, who, audited, id.to_string(), move |conn, who| {
+        lifecycle::operator_action(conn, id, action, &who.name)?;
+        Ok((rollout_view::view(conn, id, true)?, String::new()))
     })
     .await?;
     Ok(HttpResponse::Ok().json(view))

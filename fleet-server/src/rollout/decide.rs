@@ -1,6 +1,7 @@
 //! The rollout engine's decisions, free of I/O: which devices each stage takes (canaries first,
 //! spread across tags), and whether a stage advances, waits, completes or halts, from the
-//! devices' own validation reports. The server stores the state and applies the decisions.
+//! devices' own validation reports (each gate checked in `gates`). The server stores the state
+//! and applies the decisions.
 
 use std::collections::BTreeMap;
 
@@ -85,14 +86,16 @@ impl DeviceResult {
     };
 }
 
-/// The figures of a stage that the gates compare (also shown beside their thresholds).
+/// Counts and extremes of a stage's devices (shown beside the gate checks, which the engine
+/// computes in `gates`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct StageFigures {
     pub devices: u32,
     pub pending: u32,
     pub confirmed: u32,
     pub failed: u32,
-    /// Devices that sent validation figures.
+    /// Devices that sent validation figures, failed ones included (not the `min_reports`
+    /// figure: that counts validated confirmations).
     pub validated: u32,
     pub min_accuracy_bp: Option<u16>,
     pub max_p99_us: Option<u32>,
@@ -189,75 +192,16 @@ pub fn evaluate(
     now_ms: u64,
     next: Option<Vec<String>>,
 ) -> Decision {
-    let g = &spec.gates;
-    // The figures gates first: a device that rejected the release on its own validation set
-    // still sent the figures that name the gate.
-    for (d, r) in results {
-        if let Some(a) = r.accuracy_bp {
-            if a < g.min_accuracy_bp {
-                return Decision::Halt {
-                    gate: "min_accuracy",
-                    evidence: format!("{d}: accuracy {a} bp < {} bp", g.min_accuracy_bp),
-                };
-            }
-        }
-        if let Some(p) = r.p99_us {
-            if p > g.max_p99_latency_us {
-                return Decision::Halt {
-                    gate: "max_p99_latency",
-                    evidence: format!("{d}: p99 {p} us > {} us", g.max_p99_latency_us),
-                };
-            }
-        }
-        if let (Some(max), Some(old), Some(a)) = (
-            g.max_accuracy_drop_bp,
-            r.replaced_accuracy_bp,
-            r.accuracy_bp,
-        ) {
-            if old.saturating_sub(a) > max {
-                return Decision::Halt {
-                    gate: "max_accuracy_drop",
-                    evidence: format!("{d}: accuracy {old} -> {a} bp, drop over {max} bp"),
-                };
-            }
-        }
+    let checks = super::gates::check(&spec.gates, results);
+    if let Some((gate, evidence)) = super::gates::halting(&checks) {
+        return Decision::Halt { gate, evidence };
     }
-    let total = results.len().max(1);
-    let failed: Vec<&str> = results
-        .iter()
-        .filter(|(_, r)| r.progress == Progress::Failed)
-        .map(|(d, _)| d.as_str())
-        .collect();
-    if failed.len() * 10_000 > total * usize::from(g.max_failure_rate_bp) {
-        return Decision::Halt {
-            gate: "max_failure_rate",
-            evidence: format!(
-                "{} of {} devices failed or reverted ({})",
-                failed.len(),
-                results.len(),
-                failed.join(", ")
-            ),
-        };
-    }
-    let validated = results
-        .iter()
-        .filter(|(_, r)| r.progress == Progress::Confirmed && r.accuracy_bp.is_some())
-        .count() as u32;
     let all_done = results.iter().all(|(_, r)| r.progress != Progress::Pending);
-    let needed = g.min_reports.max(1).min(results.len() as u32);
-    if all_done && validated < needed {
-        // Every device has finished, too few of them with a validated confirmation: the
-        // evidence the stage needs can no longer come (failures within the allowed rate).
-        return Decision::Halt {
-            gate: "min_reports",
-            evidence: format!(
-                "every device of the stage finished with {validated} validated confirmations, \
-                 {needed} needed"
-            ),
-        };
-    }
+    let enough_reports = checks.iter().any(|c| {
+        c.gate == super::gates::Gate::MinReports && c.verdict == super::gates::Verdict::Ok
+    });
     let soaked = confirmed_at_ms.is_some_and(|t| now_ms >= t + spec.soak_ms);
-    if !all_done || validated < needed || !soaked {
+    if !all_done || !enough_reports || !soaked {
         return Decision::Wait;
     }
     match next {

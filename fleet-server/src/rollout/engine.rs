@@ -5,9 +5,9 @@
 //! a process that lost its lease while thinking changes nothing.
 
 use super::decide::{self, Decision};
-use super::state;
+use super::error::Error;
+use super::{lifecycle, records};
 use crate::db::{AnyConnection, DbPool};
-use crate::error::ApiError;
 use crate::schema::rollouts;
 use crate::store::now_ms;
 use diesel::prelude::*;
@@ -17,12 +17,7 @@ use std::time::Duration;
 pub const LEASE_MS: i64 = 10_000;
 
 /// Takes or renews the lease on `rollout` for `owner`.
-pub fn lease(
-    conn: &mut AnyConnection,
-    rollout: i64,
-    owner: &str,
-    now: i64,
-) -> Result<bool, ApiError> {
+pub fn lease(conn: &mut AnyConnection, rollout: i64, owner: &str, now: i64) -> QueryResult<bool> {
     let n = diesel::update(
         rollouts::table.find(rollout).filter(
             rollouts::lease_owner
@@ -40,16 +35,16 @@ pub fn lease(
 }
 
 /// One pass over the running rollouts. Returns the decisions applied (for logs and tests).
-pub fn tick(conn: &mut AnyConnection, owner: &str) -> Result<Vec<(i64, Decision)>, ApiError> {
+pub fn tick(conn: &mut AnyConnection, owner: &str) -> Result<Vec<(i64, Decision)>, Error> {
     let mut applied = Vec::new();
-    for id in state::running(conn)? {
+    for id in records::running(conn)? {
         let now = now_ms();
         if !lease(conn, id, owner, now)? {
             continue;
         }
-        let r = state::get(conn, id)?;
+        let r = records::get(conn, id)?;
         let spec = r.spec()?;
-        let s = state::stage_state(conn, &r, &spec)?;
+        let s = lifecycle::stage_state(conn, &r, &spec)?;
         let decision = decide::evaluate(
             &spec,
             r.stage as usize,
@@ -60,9 +55,9 @@ pub fn tick(conn: &mut AnyConnection, owner: &str) -> Result<Vec<(i64, Decision)
         );
         let done = match &decision {
             Decision::Wait => false,
-            Decision::Advance { .. } => state::advance(conn, id, r.stage)?,
-            Decision::Complete => state::complete(conn, id, r.stage)?,
-            Decision::Halt { gate, evidence } => state::halt(conn, id, gate, evidence)?,
+            Decision::Advance { .. } => lifecycle::advance(conn, id, r.stage)?,
+            Decision::Complete => lifecycle::complete(conn, id, r.stage)?,
+            Decision::Halt { gate, evidence } => lifecycle::halt(conn, id, gate, evidence)?,
         };
         if done {
             crate::log::info(
@@ -90,12 +85,15 @@ pub fn spawn(
         .name("rollout-engine".into())
         .spawn(move || {
             loop {
-                let outcome = pool.get().map_err(ApiError::from).and_then(|mut c| {
-                    checkins.flush(&mut c)?;
-                    tick(&mut c, &owner)
-                });
+                let outcome = match pool.get() {
+                    Ok(mut c) => checkins
+                        .flush(&mut c)
+                        .map_err(|e| e.to_string())
+                        .and_then(|_| tick(&mut c, &owner).map_err(|e| e.to_string())),
+                    Err(e) => Err(e.to_string()),
+                };
                 if let Err(e) = outcome {
-                    crate::log::warn("rollout_tick_failed", &[("error", e.to_string())]);
+                    crate::log::warn("rollout_tick_failed", &[("error", e)]);
                 }
                 std::thread::sleep(every);
             }
