@@ -32,7 +32,6 @@ pub struct DeviceView {
 #[derive(Debug, Queryable)]
 struct ModelReport {
     device_id: String,
-    release_id: i64,
     version: String,
     step: String,
     detail: String,
@@ -48,7 +47,6 @@ pub fn devices(conn: &mut AnyConnection, list: Vec<Device>) -> QueryResult<Vec<D
         .order((reports::device_id, reports::seq))
         .select((
             reports::device_id,
-            reports::release_id,
             reports::version,
             reports::step,
             reports::detail,
@@ -76,15 +74,16 @@ pub fn devices(conn: &mut AnyConnection, list: Vec<Device>) -> QueryResult<Vec<D
 }
 
 /// From one device's model reports in order: the latest validation of the version it runs, and
-/// the latest validation of a release it then gave up on (failed or reverted).
+/// the latest validation of a version it then gave up on (failed, rejected or sent back from).
 fn validations(
     of: &[&ModelReport],
     running: Option<&str>,
 ) -> (Option<Validation>, Option<Validation>) {
-    let gave_up: BTreeSet<i64> = of
+    // By version: a revert the server asked for names the version, not a release.
+    let gave_up: BTreeSet<&str> = of
         .iter()
         .filter(|r| r.step != "validated")
-        .map(|r| r.release_id)
+        .map(|r| r.version.as_str())
         .collect();
     let figures = |r: &ModelReport| {
         let v: serde_json::Value = serde_json::from_str(&r.detail).unwrap_or_default();
@@ -99,7 +98,7 @@ fn validations(
         .find(|r| Some(r.version.as_str()) == running)
         .map(|r| figures(r));
     let rejected = validated()
-        .find(|r| gave_up.contains(&r.release_id) && Some(r.version.as_str()) != running)
+        .find(|r| gave_up.contains(r.version.as_str()) && Some(r.version.as_str()) != running)
         .map(|r| figures(r));
     (own, rejected)
 }
