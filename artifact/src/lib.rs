@@ -6,7 +6,8 @@
 //! # Layers
 //!
 //! - [`Manifest`]: the release (components with size and SHA-256, boards, security counter,
-//!   runtime ABI, tensor arena, validation policy), deterministic CBOR.
+//!   runtime ABI, tensor arena, validation policy), deterministic CBOR; host tools put one
+//!   together from its payloads with [`ManifestBuilder`].
 //! - [`Envelope`]: the exact manifest (or root) bytes plus Ed25519 signatures with key ids.
 //! - [`TrustRoot`]: root keys (k of n) that sign the root, and signing keys (k of n) that sign
 //!   manifests; rotation needs both the old and the new root thresholds.
@@ -39,6 +40,7 @@ extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+mod builder;
 pub mod bundle;
 pub mod cbor;
 mod envelope;
@@ -48,6 +50,7 @@ pub mod manifest;
 mod root;
 mod version;
 
+pub use builder::ManifestBuilder;
 pub use bundle::{Bundle, VerifiedBundle};
 pub use envelope::{DocumentType, Envelope, SignatureEntry, signing_message};
 pub use error::Error;

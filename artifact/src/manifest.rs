@@ -186,7 +186,7 @@ impl<'a> Manifest<'a> {
         Ok(m)
     }
 
-    fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Manifest {
             security_counter: 0,
             boards: Vec::new(),

@@ -284,7 +284,7 @@ fn operators_steer_rollouts_in_chromium() {
     let running = support::start(support::Backend::Sqlite);
     let base = running.base.clone();
     let op = Operator::new(&base, &running.token);
-    let fleet = Fleet::new(&base, powerloss::device::trust_root()).unwrap();
+    let fleet = Fleet::new(&base, testkit::keys::trust_root()).unwrap();
     fleet_sim::enroll_and_start(&fleet, &op, "node", 8, 2, Faults::default()).unwrap();
     // A device whose board (free text at enrolment) is markup: it must stay text.
     op.enroll("odd-1", "<script>window.pwned=1</script>", &[])

@@ -6,12 +6,12 @@ mod support;
 
 use artifact::{ComponentKind, Version};
 use fleet_sim::operator::Operator;
-use powerloss::model_update::firmware_release;
 use protocol::{
     BootStatus, CheckIn, Command, Counters, Figures, Firmware, Report, ServerFrame, Step,
 };
 use serde_json::json;
 use std::time::{Duration, Instant};
+use testkit::release::firmware_release;
 
 fn post(base: &str, credential: &str, path: &str, body: Vec<u8>) -> Vec<u8> {
     let resp = reqwest::blocking::Client::new()

@@ -4,8 +4,10 @@
 
 use agent::{Agent, Next, Outgoing, Session};
 use artifact::Version;
-use powerloss::model_update::*;
 use protocol::{BootStatus, DeviceFrame, Firmware, ServerFrame};
+use testkit::device::*;
+use testkit::keys::trust_root as root;
+use testkit::release::*;
 
 mod support;
 
@@ -325,7 +327,7 @@ fn refusals() {
         1,
         "esp32-c3",
         fleet_sim::release::STRICT,
-        &[powerloss::device::signing_key()],
+        &[testkit::keys::signing_key()],
     )
     .unwrap();
     let resp = upload(&s, other_board);

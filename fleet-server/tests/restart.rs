@@ -55,7 +55,7 @@ fn a_rollout_survives_sigkill_of_the_server() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("root.cbor"),
-        powerloss::device::signed_trust_root(),
+        testkit::keys::signed_trust_root(),
     )
     .unwrap();
     let port = free_port();
@@ -63,7 +63,7 @@ fn a_rollout_survives_sigkill_of_the_server() {
     let mut server = serve(dir.path(), port);
     let token = std::fs::read_to_string(dir.path().join("data/operator-token")).unwrap();
     let op = Operator::new(&base, &token);
-    let fleet = Fleet::new(&base, powerloss::device::trust_root()).unwrap();
+    let fleet = Fleet::new(&base, testkit::keys::trust_root()).unwrap();
     fleet_sim::enroll_and_start(&fleet, &op, "node", 40, 4, Faults::default()).unwrap();
     let good = support::upload(
         &op,
@@ -212,15 +212,15 @@ fn two_servers_on_one_postgres_drive_a_rollout_once() {
                 workers: Some(2),
                 ..Config::default()
             },
-            powerloss::device::trust_root(),
+            testkit::keys::trust_root(),
         )
         .unwrap()
     };
     let (a, b) = (start(), start());
     let op_a = Operator::new(&a.base, &a.admin_token);
     let op_b = Operator::new(&b.base, &b.admin_token);
-    let fleet_a = Fleet::new(&a.base, powerloss::device::trust_root()).unwrap();
-    let fleet_b = Fleet::new(&b.base, powerloss::device::trust_root()).unwrap();
+    let fleet_a = Fleet::new(&a.base, testkit::keys::trust_root()).unwrap();
+    let fleet_b = Fleet::new(&b.base, testkit::keys::trust_root()).unwrap();
     fleet_sim::enroll_and_start(&fleet_a, &op_a, "a", 10, 2, Faults::default()).unwrap();
     fleet_sim::enroll_and_start(&fleet_b, &op_b, "b", 10, 2, Faults::default()).unwrap();
     let good = support::upload(

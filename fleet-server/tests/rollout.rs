@@ -16,7 +16,7 @@ use support::{Backend, upload};
 const BOARD: &str = "mps2-an386";
 
 fn fleet(op: &Operator, base: &str, n: usize, faults: Faults) -> Arc<Fleet> {
-    let fleet = Fleet::new(base, powerloss::device::trust_root()).unwrap();
+    let fleet = Fleet::new(base, testkit::keys::trust_root()).unwrap();
     fleet_sim::enroll_and_start(&fleet, op, "node", n, 4, faults).unwrap();
     fleet
 }
@@ -367,7 +367,7 @@ fn a_rollout_completes_through_lost_links_and_power_cuts() {
 fn a_slow_class_of_devices_trips_the_latency_gate() {
     let s = support::start(Backend::Sqlite);
     let op = Operator::new(&s.base, &s.token);
-    let fleet = Fleet::new(&s.base, powerloss::device::trust_root()).unwrap();
+    let fleet = Fleet::new(&s.base, testkit::keys::trust_root()).unwrap();
     for i in 0..4 {
         let id = format!("slow-{:02}", i + 1);
         let credential = op.enroll(&id, BOARD, &["line-9"]).unwrap();

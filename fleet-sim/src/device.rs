@@ -7,7 +7,8 @@ use bootloader::SharedFlash;
 use core::cell::RefCell;
 use embassy_sync::blocking_mutex::Mutex;
 use layout::{Layout, MPS2_AN386};
-use norsim::{Fault, FaultKind, NorSim};
+use model::validation::{EMULATED_M4_NS_PER_MAC, mac_clock};
+use norsim::{Fault, FaultKind, NorSim, Rng};
 use protocol::{BootStatus, Firmware, ServerFrame};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -135,36 +136,25 @@ impl Fleet {
     }
 }
 
-/// A small deterministic generator (xorshift64*), seeded per device.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64, id: &str) -> Rng {
-        let mut h = seed ^ 0x9E37_79B9_7F4A_7C15;
-        for b in id.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3);
-        }
-        Rng(h | 1)
+/// The device's fault generator: the fleet's seed mixed with the device id (runs repeat).
+fn device_rng(seed: u64, id: &str) -> Rng {
+    let mut h = seed ^ 0x9E37_79B9_7F4A_7C15;
+    for b in id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3);
     }
+    Rng::new(h)
+}
 
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
-    }
-
-    fn per_mille(&mut self, p: u16) -> bool {
-        p > 0 && self.below(1000) < u64::from(p)
-    }
+/// True with a chance of `p` per mille.
+fn per_mille(rng: &mut Rng, p: u16) -> bool {
+    p > 0 && rng.below(1000) < u64::from(p)
 }
 
 /// The device's life: power on, run the session until stopped or the power is cut, again.
 fn run(fleet: &Fleet, cfg: &DeviceConfig) {
     let flash: SharedFlash<Flash> =
         Mutex::new(RefCell::new(Flash::new(LAYOUT.flash_size as usize)));
-    let mut rng = Rng::new(cfg.faults.seed, &cfg.id);
+    let mut rng = device_rng(cfg.faults.seed, &cfg.id);
     let started = Instant::now();
     let mut boots = 0u32;
     let mut inferences = 0u64;
@@ -246,7 +236,7 @@ fn power_cycle(
             // Switched: the interpreter reloads from the new slot (nothing to keep here).
             continue;
         }
-        if rng.per_mille(cfg.faults.reset_per_mille) {
+        if per_mille(rng, cfg.faults.reset_per_mille) {
             let at = rng.below(40);
             flash.lock(|f| {
                 f.borrow_mut().plan(Fault {
@@ -273,7 +263,7 @@ fn power_cycle(
             fleet.update(&cfg.id, |s| s.http_errors += 1);
             continue;
         };
-        if path == "chunk" && rng.per_mille(cfg.faults.link_cut_per_mille) {
+        if path == "chunk" && per_mille(rng, cfg.faults.link_cut_per_mille) {
             // The answer is lost on the way: the session asks again after its timeout.
             fleet.update(&cfg.id, |s| s.link_cuts += 1);
             continue;
@@ -298,6 +288,9 @@ pub fn validate(
     let model_size = agent.pending_sizes().map_or(0, |(m, _)| m as usize);
     let slot =
         flash.lock(|f| f.borrow().bytes()[region.offset as usize..region.end() as usize].to_vec());
-    let clock = powerloss::model_update::slowed_clock(&slot, model_size, slowdown.max(1));
+    let clock = mac_clock(
+        &slot[..model_size],
+        EMULATED_M4_NS_PER_MAC * slowdown.max(1),
+    );
     session.agent().validate(&slot, arena, clock)
 }

@@ -1,7 +1,7 @@
 //! Signed model releases as bundles: what a release pipeline would upload.
 
 use crate::fixtures::Fixture;
-use artifact::{Component, ComponentKind, DocumentType, Envelope, Manifest, Policy, Version};
+use artifact::{ManifestBuilder, Policy, Version};
 use ed25519_dalek::SigningKey;
 
 /// The device-side policy of a release (what each device checks on its own validation set).
@@ -28,32 +28,13 @@ pub fn model_bundle(
     policy: Policy,
     keys: &[SigningKey],
 ) -> anyhow::Result<Vec<u8>> {
-    let component = |kind, bytes: &[u8]| Component {
-        kind,
-        name,
-        version,
-        size: bytes.len() as u32,
-        digest: artifact::sha256(bytes),
-    };
-    let manifest = Manifest {
-        security_counter: counter,
-        boards: [board].into_iter().collect(),
-        components: [
-            component(ComponentKind::Model, fixture.model),
-            component(ComponentKind::ValidationSet, fixture.set),
-        ]
-        .into_iter()
-        .collect(),
-        runtime_abi: None,
-        required_abi: Some(1),
-        arena_size: Some(8 * 1024),
-        policy: Some(policy),
-    };
-    let body = manifest
-        .to_vec()
+    let envelope = ManifestBuilder::new(counter)
+        .board(board)
+        .model(name, version, fixture.model, fixture.set)
+        .requires(1, 8 * 1024)
+        .policy(policy)
+        .sign(keys)
         .map_err(|e| anyhow::anyhow!("manifest: {e}"))?;
-    let envelope = Envelope::sign(DocumentType::Manifest, &body, keys)
-        .map_err(|e| anyhow::anyhow!("signing: {e}"))?;
     artifact::bundle::write(&envelope, &[fixture.model, fixture.set])
         .map_err(|e| anyhow::anyhow!("bundle: {e}"))
 }

@@ -27,7 +27,7 @@ fn server() -> Env {
             workers: Some(2),
             ..Config::default()
         },
-        powerloss::device::trust_root(),
+        testkit::keys::trust_root(),
     )
     .unwrap();
     Env {
@@ -82,7 +82,7 @@ fn write_bundle(dir: &Path, name: &str, f: &fixtures::Fixture, version: Version,
         counter,
         "mps2-an386",
         release::STRICT,
-        &[powerloss::device::signing_key()],
+        &[testkit::keys::signing_key()],
     )
     .unwrap();
     std::fs::write(dir.join(name), b).unwrap();
@@ -90,7 +90,7 @@ fn write_bundle(dir: &Path, name: &str, f: &fixtures::Fixture, version: Version,
 
 /// Enrols `n` devices with fleetctl and starts them.
 fn devices(env: &Env, n: usize) -> Arc<Fleet> {
-    let fleet = Fleet::new(&env.base, powerloss::device::trust_root()).unwrap();
+    let fleet = Fleet::new(&env.base, testkit::keys::trust_root()).unwrap();
     for i in 0..n {
         let id = format!("node-{:02}", i + 1);
         let tag = format!("line-{}", i % 2 + 1);

@@ -6,10 +6,12 @@
 use anyhow::{Context, Result, bail};
 use artifact::Version;
 use layout::MPS2_AN386 as LAYOUT;
-use powerloss::device::{Device, SlotImage};
+use powerloss::device::Device;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
+use testkit::image::SlotImage;
+use testkit::qemu::{self, Options, Uart};
 
 /// What the board's flash says, read from its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,14 +83,12 @@ impl Board {
             .create(true)
             .append(true)
             .open(self.console_path())?;
-        let child = Command::new("qemu-system-arm")
+        let options = Options {
+            uart: Uart::Tcp(link_port),
+            ..Options::default()
+        };
+        let child = qemu::mps2_an386(&self.bootloader, options)
             .current_dir(&self.dir)
-            .args(["-M", "mps2-an386", "-nographic", "-icount", "shift=4"])
-            .args(["-semihosting-config", "enable=on,target=native"])
-            .args(["-monitor", "none", "-serial"])
-            .arg(format!("tcp:127.0.0.1:{link_port},reconnect=1"))
-            .arg("-kernel")
-            .arg(&self.bootloader)
             .stdin(Stdio::null())
             .stdout(console)
             .stderr(
@@ -182,7 +182,7 @@ impl Drop for Board {
 pub fn read_state(bytes: &[u8]) -> Result<FlashState> {
     use embassy_boot::State;
     let device = Device::<4, 4096>::from_bytes(LAYOUT, bytes);
-    let root = powerloss::device::trust_root();
+    let root = testkit::keys::trust_root();
     let mut page = vec![0u8; 4096];
     let firmware = {
         let mut part = embassy_embedded_hal::flash::partition::BlockingPartition::new(
@@ -210,13 +210,8 @@ pub fn read_state(bytes: &[u8]) -> Result<FlashState> {
         }
         .to_owned()
     };
-    let agent = agent::Agent::open(
-        &device.flash,
-        &LAYOUT,
-        root,
-        powerloss::model_update::identity(),
-    )
-    .map_err(|e| anyhow::anyhow!("agent records: {e:?}"))?;
+    let agent = agent::Agent::open(&device.flash, &LAYOUT, root, testkit::device::identity())
+        .map_err(|e| anyhow::anyhow!("agent records: {e:?}"))?;
     let model = agent
         .active()
         .map(|a| Version::new(a.version.0, a.version.1, a.version.2));

@@ -56,10 +56,7 @@ impl Line {
     /// Starts the server (with the emulated boards' test trust root) and the gateway.
     pub fn start(dir: &Path, bins: Binaries) -> Result<Line> {
         std::fs::create_dir_all(dir)?;
-        std::fs::write(
-            dir.join("root.cbor"),
-            powerloss::device::signed_trust_root(),
-        )?;
+        std::fs::write(dir.join("root.cbor"), testkit::keys::signed_trust_root())?;
         let server_port = free_port()?;
         let gateway_port = free_port()?;
         let mut line = Line {
@@ -160,7 +157,7 @@ impl Line {
     }
 
     /// Enrols `n` boards (`node-01`...) with `firmware` installed, and powers them on.
-    pub fn add_boards(&mut self, n: usize, firmware: &powerloss::device::SlotImage) -> Result<()> {
+    pub fn add_boards(&mut self, n: usize, firmware: &testkit::image::SlotImage) -> Result<()> {
         for i in 1..=n {
             let id = format!("node-{i:02}");
             let credential = self.op.enroll(&id, "mps2-an386", &["line-1"])?;

@@ -6,7 +6,7 @@ use anyhow::Result;
 use artifact::{Policy, Version};
 use fleet_sim::fixtures::Fixture;
 use fleet_sim::release::model_bundle;
-use powerloss::device::signing_key;
+use testkit::keys::signing_key;
 
 pub const BOARD: &str = "mps2-an386";
 
@@ -25,7 +25,7 @@ pub fn model(fixture: &Fixture, version: Version, counter: u64, policy: Policy) 
 
 /// A firmware release (the agent firmware's raw binary) as a bundle.
 pub fn firmware(image: &[u8], version: Version, counter: u64) -> Result<Vec<u8>> {
-    let r = powerloss::model_update::firmware_release(0, version, counter, image);
+    let r = testkit::release::firmware_release(0, version, counter, image);
     artifact::bundle::write(&r.envelope, &[&r.payload]).map_err(|e| anyhow::anyhow!("bundle: {e}"))
 }
 

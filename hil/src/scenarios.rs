@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail, ensure};
 use artifact::Version;
 use fleet_sim::fixtures::GOOD;
 use fleet_sim::release::STRICT;
+use norsim::Rng;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -124,7 +125,7 @@ fn expect_all(line: &Line, what: &str, ok: impl Fn(&FlashState) -> bool) -> Resu
 
 /// Boards with their firmware and the gateway up; model 1.0.0 everywhere (the line's start).
 pub fn provision(line: &mut Line, nodes: usize, image: &[u8]) -> Result<String> {
-    let installed = powerloss::device::signed_payload(&layout::MPS2_AN386, v(1, 0, 0), 1, image);
+    let installed = testkit::image::signed_payload(&layout::MPS2_AN386, v(1, 0, 0), 1, image);
     line.add_boards(nodes, &installed)?;
     line.wait_devices(timeout(line, 60), |d| d["firmware_version"] == "1.0.0")?;
     let id = upload(line, releases::model(&GOOD, v(1, 0, 0), 1, STRICT)?)?;
@@ -373,23 +374,6 @@ pub fn bad_firmware(line: &mut Line, slow: &[u8], hang: &[u8]) -> Result<String>
         })?;
     }
     Ok(gates.join("; "))
-}
-
-/// A tiny xorshift generator, seeded: the power cuts of a run repeat.
-#[derive(Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
 }
 
 /// Cuts power at random moments while rollout `r` runs, `per_board` times per board, and after

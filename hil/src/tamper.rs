@@ -124,7 +124,7 @@ pub fn tampered(line: &mut Line, firmware_image: &[u8]) -> Result<String> {
         9,
         "nrf52840-dk",
         STRICT,
-        &[powerloss::device::signing_key()],
+        &[testkit::keys::signing_key()],
     )?)?;
     // A firmware signed with security counter 1: below what the boards run (2 or more).
     let lower_counter = releases::envelope_of(&releases::firmware(

@@ -148,6 +148,28 @@ pub fn run(
     })
 }
 
+/// Nanoseconds per multiply-accumulate on the emulated Cortex-M4 (QEMU `mps2-an386` at
+/// 62.5 MIPS, `-icount shift=4`), as `cargo xtask bench-model` measured it: about 111 ns, so
+/// the slow fixture's 460 k MACs take 51 ms there.
+pub const EMULATED_M4_NS_PER_MAC: u64 = 111;
+
+/// A clock for [`run`] under which every inference of `model` (its bytes) takes `ns_per_mac`
+/// nanoseconds per multiply-accumulate: how a host simulator makes a model as slow as a device
+/// would run it. `run` reads the clock at the start and at the end of each sample; time
+/// advances at the ends. A model that does not parse takes no time.
+pub fn mac_clock(model: &[u8], ns_per_mac: u64) -> impl FnMut() -> u64 + use<> {
+    let macs = crate::Model::parse(model).map(|m| m.macs()).unwrap_or(0);
+    let mut calls = 0u64;
+    let mut t = 0u64;
+    move || {
+        calls += 1;
+        if calls % 2 == 0 {
+            t += macs * ns_per_mac;
+        }
+        t
+    }
+}
+
 /// Which parts of a policy a report meets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {

@@ -11,6 +11,10 @@
 //!   programmed) or an interrupted erase (the sector left with arbitrary bytes); after a fault
 //!   every access fails until `power_on`.
 
+mod rng;
+
+pub use rng::Rng;
+
 use embedded_storage::nor_flash::{
     ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
@@ -74,7 +78,7 @@ pub struct NorSim<const W: usize, const E: usize> {
     fault: Option<Fault>,
     powered: bool,
     counters: Counters,
-    rng: u64,
+    rng: Rng,
 }
 
 impl<const W: usize, const E: usize> NorSim<W, E> {
@@ -89,7 +93,7 @@ impl<const W: usize, const E: usize> NorSim<W, E> {
             fault: None,
             powered: true,
             counters: Counters::default(),
-            rng: 0x9E37_79B9_7F4A_7C15,
+            rng: Rng::new(0x9E37_79B9_7F4A_7C15),
         }
     }
 
@@ -101,7 +105,7 @@ impl<const W: usize, const E: usize> NorSim<W, E> {
 
     /// Seed of the arbitrary bytes torn operations leave.
     pub fn with_seed(mut self, seed: u64) -> Self {
-        self.rng = seed | 1;
+        self.rng = Rng::new(seed);
         self
     }
 
@@ -140,14 +144,6 @@ impl<const W: usize, const E: usize> NorSim<W, E> {
     /// Writes directly, bypassing the rules (to set up a test's starting flash).
     pub fn preload(&mut self, offset: usize, data: &[u8]) {
         self.mem[offset..offset + data.len()].copy_from_slice(data);
-    }
-
-    fn next_random(&mut self) -> u64 {
-        // xorshift64*: deterministic for a given seed.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
     /// Counts one operation; returns the fault to apply to it, if it is the planned one.
@@ -220,10 +216,10 @@ impl<const W: usize, const E: usize> NorFlash for NorSim<W, E> {
             if fault == Some(FaultKind::Tear) {
                 // Interrupted: each byte erased, untouched, or garbage.
                 for i in sector..sector + E {
-                    self.mem[i] = match self.next_random() % 3 {
+                    self.mem[i] = match self.rng.next_u64() % 3 {
                         0 => 0xFF,
                         1 => self.mem[i],
-                        _ => self.next_random() as u8,
+                        _ => self.rng.next_u64() as u8,
                     };
                 }
                 return Err(SimError::PowerCut);
@@ -251,7 +247,7 @@ impl<const W: usize, const E: usize> NorFlash for NorSim<W, E> {
         self.counters.bytes_written += bytes.len() as u64;
         let len = if fault == Some(FaultKind::Tear) {
             // Torn: a prefix programmed fully, then one byte with only some of its bits.
-            (self.next_random() % bytes.len().max(1) as u64) as usize
+            self.rng.below(bytes.len() as u64) as usize
         } else {
             bytes.len()
         };
@@ -260,7 +256,7 @@ impl<const W: usize, const E: usize> NorFlash for NorSim<W, E> {
         }
         if fault == Some(FaultKind::Tear) {
             if let Some(&b) = bytes.get(len) {
-                let partial = b | (self.next_random() as u8);
+                let partial = b | (self.rng.next_u64() as u8);
                 self.mem[at + len] &= partial;
             }
             for w in at / W..(at + len).div_ceil(W) {

@@ -1,9 +1,6 @@
 //! A simulated device: flash, layout, trust root, and the steps of an update's life.
 
-use artifact::{
-    Component, ComponentKind, DocumentType, Envelope, Manifest, PublicKey, TrustRoot, Version,
-    sha256,
-};
+use artifact::TrustRoot;
 use bootloader::{Decision, Error, SharedFlash, boot};
 use core::cell::RefCell;
 use embassy_boot::{BlockingFirmwareState, BlockingFirmwareUpdater, FirmwareUpdaterConfig};
@@ -12,81 +9,8 @@ use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use layout::{Layout, Region};
 use norsim::{Fault, NorSim};
-
-/// A signed firmware image as it sits in a slot: header, then image.
-#[derive(Debug, Clone)]
-pub struct SlotImage {
-    pub bytes: Vec<u8>,
-    pub digest: [u8; 32],
-    pub version: Version,
-}
-
-/// The fixed test signing key (emulated boards and simulators only).
-pub fn signing_key() -> ed25519_dalek::SigningKey {
-    ed25519_dalek::SigningKey::from_bytes(&[42; 32])
-}
-
-/// The trust root the simulated bootloader carries.
-pub fn trust_root() -> TrustRoot {
-    TrustRoot::single_key(
-        1,
-        PublicKey::from_bytes(signing_key().verifying_key().to_bytes()).expect("valid key"),
-    )
-}
-
-/// The trust root as a signed document, as bootloaders bake it in (`FLEET_TRUST_ROOT`).
-/// The key is a fixed test key: this root is for simulators and emulated boards only.
-pub fn signed_trust_root() -> Vec<u8> {
-    let body = trust_root().to_vec().expect("valid root");
-    Envelope::sign(DocumentType::Root, &body, &[signing_key()]).expect("signs")
-}
-
-/// A signed image of `size` bytes (deterministic content from `seed`) for `layout`'s board.
-pub fn signed_image(
-    layout: &Layout,
-    version: Version,
-    counter: u64,
-    size: usize,
-    seed: u8,
-) -> SlotImage {
-    let image: Vec<u8> = (0..size)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect();
-    signed_payload(layout, version, counter, &image)
-}
-
-/// `image` signed with the test key and put behind its header, for `layout`'s board.
-pub fn signed_payload(layout: &Layout, version: Version, counter: u64, image: &[u8]) -> SlotImage {
-    let size = image.len();
-    let digest = sha256(image);
-    let manifest = Manifest {
-        security_counter: counter,
-        boards: [layout.board].into_iter().collect(),
-        components: [Component {
-            kind: ComponentKind::Firmware,
-            name: "agent",
-            version,
-            size: size as u32,
-            digest,
-        }]
-        .into_iter()
-        .collect(),
-        runtime_abi: Some(1),
-        required_abi: None,
-        arena_size: None,
-        policy: None,
-    };
-    let body = manifest.to_vec().expect("valid manifest");
-    let envelope = Envelope::sign(DocumentType::Manifest, &body, &[signing_key()]).expect("signs");
-    let mut bytes = vec![0xFF; layout.image_header_size as usize];
-    bootloader::header::write(&envelope, &mut bytes).expect("fits");
-    bytes.extend_from_slice(image);
-    SlotImage {
-        bytes,
-        digest,
-        version,
-    }
-}
+use testkit::image::SlotImage;
+use testkit::keys::trust_root;
 
 /// A device: one flash, its layout, and the trust root its bootloader carries.
 #[allow(missing_debug_implementations)] // the shared flash is a mutex without Debug

@@ -1,130 +1,16 @@
-//! Model updates through the real agent core on a simulated device: fixtures signed as
-//! releases, a strict NOR flash, a clock that makes a model as slow as its multiply-accumulates,
-//! and the power-loss matrix over a whole model update.
+//! Model updates through the real agent core on a simulated device (testkit's signed fixtures,
+//! flash and clock): an update driven to its end, the invariant every power cut must keep, and
+//! the power-loss matrix over a whole model update.
 
-use agent::{Agent, Identity, Next};
-use artifact::{
-    Component, ComponentKind, DocumentType, Envelope, Manifest, Policy, Version, sha256,
-};
+use agent::{Agent, Next};
+use artifact::{Version, sha256};
 use bootloader::SharedFlash;
 use core::cell::RefCell;
 use embassy_sync::blocking_mutex::Mutex;
-use layout::{Layout, MPS2_AN386};
-use norsim::NorSim;
 use protocol::Command;
-
-pub type Flash = NorSim<4, 4096>;
-pub const LAYOUT: &Layout = &MPS2_AN386;
-
-pub use crate::device::trust_root as root;
-
-fn key() -> ed25519_dalek::SigningKey {
-    crate::device::signing_key()
-}
-
-pub fn identity_of(device_id: &'static str) -> Identity<'static> {
-    Identity {
-        device_id,
-        ..identity()
-    }
-}
-
-pub fn identity() -> Identity<'static> {
-    Identity {
-        device_id: "node-1",
-        board: "mps2-an386",
-        runtime_abi: 1,
-        arena_capacity: 64 * 1024,
-    }
-}
-
-pub fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../model/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("test fixture")
-}
-
-/// A signed model release: envelope and payloads (model then validation set).
-#[derive(Debug, Clone)]
-pub struct Release {
-    pub id: u64,
-    pub envelope: Vec<u8>,
-    pub payload: Vec<u8>,
-    pub version: Version,
-}
-
-pub fn release(
-    id: u64,
-    name: &str,
-    version: Version,
-    counter: u64,
-    board: &'static str,
-) -> Release {
-    let model = fixture(&format!("{name}.tflite"));
-    let set = fixture(&format!("{name}.vset"));
-    let c = |kind, bytes: &[u8]| Component {
-        kind,
-        name: "digits",
-        version,
-        size: bytes.len() as u32,
-        digest: sha256(bytes),
-    };
-    let manifest = Manifest {
-        security_counter: counter,
-        boards: [board].into_iter().collect(),
-        components: [
-            c(ComponentKind::Model, &model),
-            c(ComponentKind::ValidationSet, &set),
-        ]
-        .into_iter()
-        .collect(),
-        runtime_abi: None,
-        required_abi: Some(1),
-        arena_size: Some(8 * 1024),
-        policy: Some(Policy {
-            min_accuracy_bp: 9_000,
-            max_p99_latency_us: 10_000,
-            max_accuracy_drop_bp: 200,
-        }),
-    };
-    let envelope = Envelope::sign(
-        DocumentType::Manifest,
-        &manifest.to_vec().expect("test fixture"),
-        &[key()],
-    )
-    .expect("test fixture");
-    let mut payload = model;
-    payload.extend_from_slice(&set);
-    Release {
-        id,
-        envelope,
-        payload,
-        version,
-    }
-}
-
-pub fn new_flash() -> SharedFlash<Flash> {
-    Mutex::new(RefCell::new(Flash::new(LAYOUT.flash_size as usize)))
-}
-
-/// Inference latency as the emulated Cortex-M4 measured it: about 111 ns per MAC at 62.5 MIPS
-/// (the slow fixture's 460 k MACs take 51 ms there).
-pub fn clock_for(slot: &[u8], model_size: usize) -> impl FnMut() -> u64 {
-    let macs = model::Model::parse(&slot[..model_size])
-        .map(|m| m.macs())
-        .unwrap_or(0);
-    let mut calls = 0u64;
-    let mut t = 0u64;
-    move || {
-        calls += 1;
-        if calls % 2 == 0 {
-            t += macs * 111;
-        }
-        t
-    }
-}
+use testkit::device::{Flash, LAYOUT, clock_for, identity, new_flash};
+use testkit::keys::trust_root;
+use testkit::release::{Release, model_size, release};
 
 pub fn command(r: &Release) -> Command<'_> {
     Command::Update {
@@ -165,16 +51,6 @@ pub fn run_update(
     }
 }
 
-pub fn model_size(r: &Release) -> usize {
-    let m = root()
-        .verify_manifest(&r.envelope)
-        .expect("test fixture")
-        .manifest;
-    m.component(ComponentKind::Model)
-        .expect("test fixture")
-        .size as usize
-}
-
 /// The active model's slot content matches its record (the invariant of every power cut).
 pub fn active_is_intact(agent: &Agent<'_, Flash>, flash: &SharedFlash<Flash>) -> bool {
     let Some(a) = agent.active() else {
@@ -201,7 +77,7 @@ pub fn matrix(name: &str, to: &str, expect_switch: bool) -> crate::ScenarioResul
     let new = release(2, to, Version::new(1, 1, 0), 2, "mps2-an386");
     let installed = new_flash();
     {
-        let mut agent = Agent::open(&installed, LAYOUT, root(), identity()).expect("open");
+        let mut agent = Agent::open(&installed, LAYOUT, trust_root(), identity()).expect("open");
         run_update(&mut agent, &installed, &old).expect("install the old model");
     }
     let snapshot = |f: &SharedFlash<Flash>| -> SharedFlash<Flash> {
@@ -211,7 +87,7 @@ pub fn matrix(name: &str, to: &str, expect_switch: bool) -> crate::ScenarioResul
     let probe = snapshot(&installed);
     probe.lock(|f| f.borrow_mut().power_on());
     let ops = {
-        let mut agent = Agent::open(&probe, LAYOUT, root(), identity()).expect("open");
+        let mut agent = Agent::open(&probe, LAYOUT, trust_root(), identity()).expect("open");
         let before = probe.lock(|f| f.borrow().ops());
         run_update(&mut agent, &probe, &new).expect("fault-free update");
         probe.lock(|f| f.borrow().ops()) - before
@@ -234,13 +110,13 @@ pub fn matrix(name: &str, to: &str, expect_switch: bool) -> crate::ScenarioResul
             });
             let outcome = (|| -> Result<(), String> {
                 {
-                    let mut agent = Agent::open(&flash, LAYOUT, root(), identity())
+                    let mut agent = Agent::open(&flash, LAYOUT, trust_root(), identity())
                         .map_err(|e| format!("open: {e:?}"))?;
                     flash.lock(|f| f.borrow_mut().plan(Fault { at: k, kind }));
                     let _ = run_update(&mut agent, &flash, &new);
                 }
                 flash.lock(|f| f.borrow_mut().power_on());
-                let mut agent = Agent::open(&flash, LAYOUT, root(), identity())
+                let mut agent = Agent::open(&flash, LAYOUT, trust_root(), identity())
                     .map_err(|e| format!("reopen: {e:?}"))?;
                 if !active_is_intact(&agent, &flash) {
                     return Err("no intact active model".into());
@@ -256,7 +132,7 @@ pub fn matrix(name: &str, to: &str, expect_switch: bool) -> crate::ScenarioResul
                 if !runs_new || installing {
                     let _ = run_update(&mut agent, &flash, &new);
                 }
-                let mut agent = Agent::open(&flash, LAYOUT, root(), identity())
+                let mut agent = Agent::open(&flash, LAYOUT, trust_root(), identity())
                     .map_err(|e| format!("final open: {e:?}"))?;
                 if !active_is_intact(&agent, &flash)
                     || agent.active().map(|a| a.version) != Some(final_version)
@@ -296,7 +172,7 @@ pub fn matrix(name: &str, to: &str, expect_switch: bool) -> crate::ScenarioResul
 /// Flash work of one model update (agent records included): (erases, writes, bytes written).
 pub fn update_cost() -> (u64, u64, u64) {
     let flash = new_flash();
-    let mut agent = Agent::open(&flash, LAYOUT, root(), identity()).expect("open");
+    let mut agent = Agent::open(&flash, LAYOUT, trust_root(), identity()).expect("open");
     run_update(
         &mut agent,
         &flash,
@@ -318,39 +194,6 @@ pub fn update_cost() -> (u64, u64, u64) {
     )
 }
 
-/// A signed firmware release for the board (envelope, and the raw image as its payload).
-pub fn firmware_release(id: u64, version: Version, counter: u64, image: &[u8]) -> Release {
-    let manifest = Manifest {
-        security_counter: counter,
-        boards: ["mps2-an386"].into_iter().collect(),
-        components: [Component {
-            kind: ComponentKind::Firmware,
-            name: "agent",
-            version,
-            size: image.len() as u32,
-            digest: sha256(image),
-        }]
-        .into_iter()
-        .collect(),
-        runtime_abi: Some(1),
-        required_abi: None,
-        arena_size: None,
-        policy: None,
-    };
-    let envelope = Envelope::sign(
-        DocumentType::Manifest,
-        &manifest.to_vec().expect("valid"),
-        &[key()],
-    )
-    .expect("signs");
-    Release {
-        id,
-        envelope,
-        payload: image.to_vec(),
-        version,
-    }
-}
-
 /// Downloads a firmware release to its end (the agent then asks for a reboot).
 pub fn download_firmware(agent: &mut Agent<'_, Flash>, r: &Release) -> Result<Next, agent::Error> {
     let mut next = agent.on_command(&command(r))?;
@@ -369,10 +212,4 @@ pub fn download_firmware(agent: &mut Agent<'_, Flash>, r: &Release) -> Result<Ne
 pub fn active_slot_bytes(agent: &Agent<'_, Flash>, flash: &SharedFlash<Flash>) -> Vec<u8> {
     let region = agent.region(agent.active_slot().expect("a model"));
     flash.lock(|f| f.borrow().bytes()[region.offset as usize..region.end() as usize].to_vec())
-}
-
-/// A clock for a firmware `factor` times slower than the measured one.
-pub fn slowed_clock(slot: &[u8], model_size: usize, factor: u64) -> impl FnMut() -> u64 {
-    let mut inner = clock_for(slot, model_size);
-    move || inner() * factor
 }

@@ -1,10 +1,11 @@
 //! The power-loss matrix: scenarios x fault points x fault kinds x geometries.
 
-use crate::device::{Device, SlotImage, signed_image};
+use crate::device::Device;
 use artifact::Version;
 use bootloader::{Decision, Outcome};
 use layout::{Layout, Region};
-use norsim::{Fault, FaultKind};
+use norsim::{Fault, FaultKind, Rng};
+use testkit::image::{SlotImage, signed_image};
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,13 +193,8 @@ fn random_runs<const W: usize, const E: usize>(
         first_failure: None,
         known_limitation: geometry.ecc,
     };
-    let mut rng = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = move |m: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % m.max(1)
-    };
+    let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
+    let mut next = move |m: u64| rng.below(m);
     for run in 0..runs {
         let d = Device::<W, E>::new(*layout, &im.a, geometry.ecc);
         let failure = (|| -> Result<(), String> {

@@ -4,8 +4,9 @@ use artifact::Version;
 use bootloader::{Error, Outcome, SecurityCounter, Slot};
 use embassy_embedded_hal::flash::partition::BlockingPartition;
 use layout::Layout;
-use powerloss::device::{Device, SlotImage, signed_image};
+use powerloss::device::Device;
 use powerloss::scenarios::sim_layout;
+use testkit::image::{SlotImage, signed_image};
 
 fn layout() -> Layout {
     sim_layout(4096, 4, 8)

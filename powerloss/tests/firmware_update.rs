@@ -5,9 +5,13 @@
 use agent::{Agent, Error, Next};
 use artifact::Version;
 use bootloader::Outcome;
-use powerloss::device::{Device, signed_payload};
+use powerloss::device::Device;
 use powerloss::model_update::*;
 use protocol::{BootStatus, Failure, RevertReason, Step};
+use testkit::device::*;
+use testkit::image::signed_payload;
+use testkit::keys::trust_root as root;
+use testkit::release::*;
 
 fn steps(agent: &mut Agent<'_, Flash>) -> Vec<Step> {
     let mut out = vec![];

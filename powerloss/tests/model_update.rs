@@ -5,6 +5,9 @@ use agent::{Agent, Error, Next};
 use artifact::Version;
 use powerloss::model_update::*;
 use protocol::{Failure, ModelSlot, RevertReason, Step};
+use testkit::device::*;
+use testkit::keys::trust_root as root;
+use testkit::release::*;
 
 fn steps(agent: &mut Agent<'_, Flash>) -> Vec<Step> {
     let mut out = vec![];

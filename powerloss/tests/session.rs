@@ -4,11 +4,13 @@
 
 use agent::{Agent, Next, Outgoing, Session};
 use artifact::{ComponentKind, Version};
-use powerloss::model_update::*;
 use protocol::{
     BootStatus, Chunk, Command, DeviceFrame, Firmware, RevertReason, ServerFrame, Step,
 };
 use std::collections::BTreeMap;
+use testkit::device::*;
+use testkit::keys::trust_root as root;
+use testkit::release::*;
 
 /// A scripted server: offers one release, serves its chunks, stores reports once each.
 struct Server {

@@ -6,10 +6,12 @@
 
 use artifact::Version;
 use layout::MPS2_AN386;
-use powerloss::device::{Device, SlotImage, signed_payload};
+use powerloss::device::Device;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::image::{SlotImage, signed_payload};
+use testkit::qemu::{self, Options, Uart};
 
 /// Whether the emulator tests are enabled.
 pub fn enabled() -> bool {
@@ -77,26 +79,13 @@ impl Board {
     }
 
     fn command(&self) -> Command {
-        let mut c = Command::new("qemu-system-arm");
+        let options = Options {
+            no_reboot: true,
+            uart: Uart::Off,
+            ..Options::default()
+        };
+        let mut c = qemu::mps2_an386(&bootloader(), options);
         c.current_dir(self.dir.path())
-            .args([
-                "-M",
-                "mps2-an386",
-                "-nographic",
-                "-icount",
-                "shift=4",
-                "-no-reboot",
-            ])
-            .args([
-                "-semihosting-config",
-                "enable=on,target=native",
-                "-monitor",
-                "none",
-                "-serial",
-                "none",
-                "-kernel",
-            ])
-            .arg(bootloader())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

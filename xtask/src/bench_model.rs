@@ -11,6 +11,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::time::Duration;
+use testkit::qemu::{self, Options};
 
 /// SysTick counts the 25 MHz system clock; an instruction takes 16 ns under -icount shift=4.
 const INSTRUCTIONS_PER_TICK: f64 = 40.0 / 16.0;
@@ -46,18 +48,11 @@ fn runtime_code_bytes(elf: &std::path::Path) -> Result<u64> {
 pub fn run(_args: &[String]) -> Result<()> {
     firmware::build()?;
     let elf = firmware::elf("model-bench");
-    let out = Command::new("timeout")
-        .args([
-            "300",
-            "qemu-system-arm",
-            "-M",
-            "mps2-an386",
-            "-nographic",
-            "-icount",
-            "shift=4",
-        ])
-        .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
-        .arg(&elf)
+    let options = Options {
+        timeout: Some(Duration::from_secs(300)),
+        ..Options::default()
+    };
+    let out = qemu::mps2_an386(&elf, options)
         .output()
         .context("running qemu-system-arm")?;
     let text = String::from_utf8_lossy(&out.stdout);

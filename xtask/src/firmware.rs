@@ -6,6 +6,8 @@ use crate::run::{root, step};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
+use testkit::qemu::{self, Options};
 
 /// The bootloader binaries, one per board (built with the size-optimised `boot` profile).
 pub const BOOTLOADERS: &[&str] = &["boot-mps2", "boot-nrf52840"];
@@ -32,7 +34,7 @@ pub fn elf(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The trust root the test bootloaders carry (a fixed test key; see powerloss::device).
+/// The trust root the test bootloaders carry (a fixed test key; see testkit::keys).
 pub fn test_root() -> PathBuf {
     root().join("target/test-keys/root.cbor")
 }
@@ -74,7 +76,7 @@ pub fn build() -> Result<()> {
     install::ensure("firmware toolchain", install::FIRMWARE)?;
     let root_doc = test_root();
     std::fs::create_dir_all(root_doc.parent().context("root path")?)?;
-    std::fs::write(&root_doc, powerloss::device::signed_trust_root())?;
+    std::fs::write(&root_doc, testkit::keys::signed_trust_root())?;
 
     let mut cargo = firmware_cargo();
     cargo
@@ -241,18 +243,11 @@ fn agent_size() -> Result<serde_json::Value> {
     let dir = tempfile_dir()?;
     let flash = vec![0xFFu8; layout::MPS2_AN386.flash_size as usize];
     std::fs::write(dir.join("flash.bin"), flash)?;
-    let out = Command::new("timeout")
-        .args([
-            "60",
-            "qemu-system-arm",
-            "-M",
-            "mps2-an386",
-            "-nographic",
-            "-icount",
-            "shift=4",
-        ])
-        .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
-        .arg(&elf)
+    let options = Options {
+        timeout: Some(Duration::from_secs(60)),
+        ..Options::default()
+    };
+    let out = qemu::mps2_an386(&elf, options)
         .current_dir(&dir)
         .output()
         .context("qemu-system-arm")?;

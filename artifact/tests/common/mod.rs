@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 use artifact::{
-    Component, ComponentKind, DocumentType, Envelope, Manifest, Policy, PublicKey, TrustRoot,
-    Version, bundle, sha256,
+    DocumentType, Envelope, Manifest, ManifestBuilder, Policy, PublicKey, TrustRoot, Version,
+    bundle,
 };
 use ed25519_dalek::SigningKey;
 
@@ -40,49 +40,29 @@ pub const MODEL: &[u8] = b"int8 model bytes, small for tests";
 pub const VALSET: &[u8] = b"validation set";
 pub const FIRMWARE: &[u8] = b"firmware image bytes";
 
-pub fn component(kind: ComponentKind, name: &'static str, payload: &[u8]) -> Component<'static> {
-    Component {
-        kind,
-        name,
-        version: Version::new(1, 2, 3),
-        size: payload.len() as u32,
-        digest: sha256(payload),
-    }
-}
+const POLICY: Policy = Policy {
+    min_accuracy_bp: 9_000,
+    max_p99_latency_us: 10_000,
+    max_accuracy_drop_bp: 200,
+};
 
 pub fn model_manifest() -> Manifest<'static> {
-    Manifest {
-        security_counter: 7,
-        boards: ["mps2-an386", "nrf52840-dk"].into_iter().collect(),
-        components: [
-            component(ComponentKind::Model, "vibration", MODEL),
-            component(ComponentKind::ValidationSet, "vibration", VALSET),
-        ]
-        .into_iter()
-        .collect(),
-        runtime_abi: None,
-        required_abi: Some(1),
-        arena_size: Some(16 * 1024),
-        policy: Some(Policy {
-            min_accuracy_bp: 9_000,
-            max_p99_latency_us: 10_000,
-            max_accuracy_drop_bp: 200,
-        }),
-    }
+    ManifestBuilder::new(7)
+        .board("mps2-an386")
+        .board("nrf52840-dk")
+        .model("vibration", Version::new(1, 2, 3), MODEL, VALSET)
+        .requires(1, 16 * 1024)
+        .policy(POLICY)
+        .build()
+        .unwrap()
 }
 
 pub fn firmware_manifest() -> Manifest<'static> {
-    Manifest {
-        security_counter: 3,
-        boards: ["mps2-an386"].into_iter().collect(),
-        components: [component(ComponentKind::Firmware, "agent", FIRMWARE)]
-            .into_iter()
-            .collect(),
-        runtime_abi: Some(1),
-        required_abi: None,
-        arena_size: None,
-        policy: None,
-    }
+    ManifestBuilder::new(3)
+        .board("mps2-an386")
+        .firmware("agent", Version::new(1, 2, 3), FIRMWARE, 1)
+        .build()
+        .unwrap()
 }
 
 pub fn sign_manifest(m: &Manifest<'_>, signers: &[u8]) -> Vec<u8> {

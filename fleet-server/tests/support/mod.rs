@@ -63,7 +63,7 @@ pub fn start(backend: Backend) -> Server {
         workers: Some(2),
         ..Config::default()
     };
-    let running = server::start_background(config, powerloss::device::trust_root()).unwrap();
+    let running = server::start_background(config, testkit::keys::trust_root()).unwrap();
     let (base, token) = (running.base, running.admin_token);
     Server {
         base,
@@ -89,7 +89,7 @@ pub fn upload(
         counter,
         "mps2-an386",
         policy,
-        &[powerloss::device::signing_key()],
+        &[testkit::keys::signing_key()],
     )
     .unwrap();
     op.upload(bundle).unwrap()

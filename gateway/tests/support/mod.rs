@@ -45,7 +45,7 @@ pub fn server() -> Server {
         ..Default::default()
     };
     let running =
-        fleet_server::server::start_background(config, powerloss::device::trust_root()).unwrap();
+        fleet_server::server::start_background(config, testkit::keys::trust_root()).unwrap();
     let addr = running.base.trim_start_matches("http://").parse().unwrap();
     Server {
         op: Operator::new(&running.base, &running.admin_token),
@@ -70,7 +70,7 @@ pub fn upload_good(s: &Server) -> (i64, u64) {
         1,
         BOARD,
         fleet_sim::release::STRICT,
-        &[powerloss::device::signing_key()],
+        &[testkit::keys::signing_key()],
     )
     .unwrap();
     let id = s.op.upload(bundle).unwrap();
@@ -364,7 +364,7 @@ fn run_device(
         runtime_abi: 1,
         arena_capacity: 64 * 1024,
     };
-    let agent = Agent::open(&flash, LAYOUT, powerloss::device::trust_root(), identity).unwrap();
+    let agent = Agent::open(&flash, LAYOUT, testkit::keys::trust_root(), identity).unwrap();
     let started = Instant::now();
     let now = || started.elapsed().as_millis() as u64;
     let firmware = Firmware {
