@@ -275,6 +275,39 @@ impl Browser<'_> {
     }
 }
 
+/// The verdicts the rollout page shows for the current stage's gates are the server's, gate by
+/// gate (`ok`, `failed`, `-` while waiting); the page only renders them.
+fn assert_page_verdicts_are_the_servers(b: &Browser<'_>, op: &Operator) {
+    let id = b
+        .script("return location.hash.split('/')[2]")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let v = op.get(&format!("/api/rollouts/{id}")).unwrap();
+    let server: Vec<Value> = v["stages"][v["stage"].as_u64().unwrap() as usize]["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| match g["verdict"].as_str().unwrap() {
+            "waiting" => json!("-"),
+            other => json!(other),
+        })
+        .collect();
+    assert!(!server.is_empty(), "{v:#}");
+    // The page redraws every 2 s: read again if a redraw replaced the table mid-read.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shown = b.script(
+            "return [...document.querySelectorAll('#gates tbody tr')].map((r) => r.lastElementChild.textContent)",
+        );
+        if shown == Value::Array(server.clone()) {
+            return;
+        }
+        assert!(Instant::now() < until, "page {shown}, server {server:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn operators_steer_rollouts_in_chromium() {
     if std::env::var("FLEET_BROWSER_TESTS").is_err() {
@@ -348,6 +381,7 @@ fn operators_steer_rollouts_in_chromium() {
     let events = b.text("#events");
     assert!(events.contains("stage_passed"), "{events}");
     assert!(b.find("#accuracy-chart").is_some() && b.find("#latency-chart").is_some());
+    assert_page_verdicts_are_the_servers(&b, &op);
     b.screenshot("rollout-completed.png");
 
     // One that halts by itself, the failed gate named, with its evidence.
@@ -357,7 +391,23 @@ fn operators_steer_rollouts_in_chromium() {
     let events = b.text("#events");
     assert!(events.contains("accuracy 5972 bp < 9000 bp"), "{events}");
     assert!(b.text("#gates").contains("failed"));
+    assert_page_verdicts_are_the_servers(&b, &op);
     b.screenshot("rollout-halted.png");
+
+    // The canaries that rejected it show the figures of the model they run, and the rejected
+    // release apart, by version.
+    b.go_hash("#/devices");
+    b.wait("#devices");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !b.text("#devices").contains("1.1.0: 59.72% / ") {
+        assert!(Instant::now() < until, "{}", b.text("#devices"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        b.text("#devices").contains("92.77%"),
+        "{}",
+        b.text("#devices")
+    );
 
     // One held by a long soak, for the refusals below.
     start_rollout(&b, held, "2,100%", "3600");

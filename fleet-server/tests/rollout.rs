@@ -111,6 +111,53 @@ fn assert_halted_in_canaries(op: &Operator, v: &Value, gate: &str, release: i64)
     assert!(!kinds.contains(&"stage_passed"), "{kinds:?}");
 }
 
+/// The gate checks each stage's view carries are the engine's: a completed rollout passed every
+/// gate of every stage; a halted one shows the gate it halted on failed in the stage it halted
+/// in, and every gate of the stages before it passed; stages not reached carry none.
+fn assert_gates_are_the_engines(v: &Value) {
+    let current = v["stage"].as_u64().unwrap() as usize;
+    for (i, st) in v["stages"].as_array().unwrap().iter().enumerate() {
+        let verdicts: Vec<(&str, &str)> = st["gates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| (g["gate"].as_str().unwrap(), g["verdict"].as_str().unwrap()))
+            .collect();
+        if i > current {
+            assert!(verdicts.is_empty(), "stage {i}: {verdicts:?}");
+        } else if v["state"] == "completed" || i < current {
+            assert!(
+                !verdicts.is_empty() && verdicts.iter().all(|(_, verdict)| *verdict == "ok"),
+                "stage {i} passed: {verdicts:?}"
+            );
+        } else if v["state"] == "halted" {
+            let gate = v["halted_gate"].as_str().unwrap();
+            assert!(
+                verdicts.contains(&(gate, "failed")),
+                "stage {i} halted on {gate}: {verdicts:?}"
+            );
+        }
+    }
+}
+
+/// A canary sent back from `rejected`: it shows the figures of the model it runs again, and the
+/// rejected release's separately, by version.
+fn assert_device_figures(op: &Operator, id: &str, running: &str, rejected: &str) {
+    let d = op.get(&format!("/api/devices/{id}")).unwrap();
+    assert_eq!(d["model_version"], running, "{d:#}");
+    assert_eq!(d["model_validation"]["version"], running, "{d:#}");
+    assert_eq!(d["model_validation"]["accuracy_bp"], 9277, "{d:#}");
+    assert!(
+        d["model_validation"]["p99_us"].as_i64().unwrap() < 10_000,
+        "{d:#}"
+    );
+    assert_eq!(d["last_rejected"]["version"], rejected, "{d:#}");
+    assert!(
+        d["last_rejected"]["p99_us"].as_i64().unwrap() > 10_000,
+        "{d:#}"
+    );
+}
+
 fn scenario(backend: Backend) {
     let s = support::start(backend);
     let op = Operator::new(&s.base, &s.token);
@@ -135,6 +182,7 @@ fn scenario(backend: Backend) {
         .unwrap();
     let v = op.wait_rollout(id, timeout).unwrap();
     assert_eq!(v["state"], "completed", "{v:#}");
+    assert_gates_are_the_engines(&v);
     let planned: Vec<u64> = v["stages"]
         .as_array()
         .unwrap()
@@ -161,6 +209,7 @@ fn scenario(backend: Backend) {
     op.wait_rollout(id, timeout).unwrap();
     let v = op.wait_reverted(id, timeout).unwrap();
     assert_halted_in_canaries(&op, &v, "min_accuracy", regressed);
+    assert_gates_are_the_engines(&v);
     wait_all_on(&op, &fleet, "1.0.0");
     phase("regressed");
 
@@ -187,7 +236,11 @@ fn scenario(backend: Backend) {
         canaries.iter().all(|d| d["state"] == "reverted"),
         "{canaries:?}"
     );
+    assert_gates_are_the_engines(&v);
     wait_all_on(&op, &fleet, "1.0.0");
+    for d in &canaries {
+        assert_device_figures(&op, d["device_id"].as_str().unwrap(), "1.0.0", "1.2.0");
+    }
     phase("slow");
 
     // 4. Less accurate, lenient device policy, no accuracy floor: the drop gate catches it.
@@ -207,6 +260,7 @@ fn scenario(backend: Backend) {
     op.wait_rollout(id, timeout).unwrap();
     let v = op.wait_reverted(id, timeout).unwrap();
     assert_halted_in_canaries(&op, &v, "max_accuracy_drop", dropped);
+    assert_gates_are_the_engines(&v);
     let halted = v["events"]
         .as_array()
         .unwrap()
@@ -342,6 +396,7 @@ fn a_rollout_completes_through_lost_links_and_power_cuts() {
     }
     let v = op.wait_rollout(id, Duration::from_secs(600)).unwrap();
     assert_eq!(v["state"], "completed", "{v:#}");
+    assert_gates_are_the_engines(&v);
     let until = std::time::Instant::now() + Duration::from_secs(300);
     while fleet
         .status()
@@ -391,6 +446,7 @@ fn a_slow_class_of_devices_trips_the_latency_gate() {
     let id = op.rollout(&spec(good, json!({}))).unwrap();
     let v = op.wait_rollout(id, Duration::from_secs(120)).unwrap();
     assert_eq!(v["halted_gate"], "max_p99_latency", "{v:#}");
+    assert_gates_are_the_engines(&v);
     let halted = v["events"]
         .as_array()
         .unwrap()

@@ -125,6 +125,32 @@ fn devices(env: &Env, n: usize) -> Arc<Fleet> {
     fleet
 }
 
+/// The verdicts `rollout status` shows for the current stage's gates are the server's, gate by
+/// gate (`ok`, `FAILED`, or nothing while waiting).
+fn assert_shown_verdicts_are_the_servers(env: &Env, id: &str) {
+    let v = json(env, &["rollout", "status", id, "--json"]);
+    let text = ok(env, &["rollout", "status", id]);
+    let shown: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("gates of stage"))
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .map(|l| match l.trim_end() {
+            l if l.ends_with(" ok") => "ok",
+            l if l.ends_with(" FAILED") => "failed",
+            _ => "waiting",
+        })
+        .collect();
+    let server: Vec<&str> = v["stages"][v["stage"].as_u64().unwrap() as usize]["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["verdict"].as_str().unwrap())
+        .collect();
+    assert!(!server.is_empty(), "{v:#}");
+    assert_eq!(shown, server, "{text}");
+}
+
 fn push(env: &Env, file: &str) -> String {
     json(env, &["artifact", "push", file, "--json"])["id"].to_string()
 }
@@ -189,6 +215,7 @@ fn staged_deploys_from_the_terminal() {
     assert!(text.contains(": completed"), "{text}");
     assert!(text.contains("[####################]   2/2"), "{text}");
     assert!(text.contains("min accuracy"), "{text}");
+    assert_shown_verdicts_are_the_servers(&env, &id);
     let show = json(&env, &["devices", "show", "node-01", "--json"]);
     let steps: Vec<&str> = show["reports"]
         .as_array()
@@ -224,6 +251,24 @@ fn staged_deploys_from_the_terminal() {
     assert!(
         gate.contains("59.72%") && gate.contains(">= 90.00%") && gate.ends_with("FAILED"),
         "{gate}"
+    );
+    assert_shown_verdicts_are_the_servers(&env, &id);
+    // The canary that rejected it runs the good model, with the good model's figures, and shows
+    // the rejected release apart, by version.
+    let canary = json(&env, &["rollout", "status", &id, "--json"])["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["stage"] == 0)
+        .unwrap()["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let table = ok(&env, &["devices", "list"]);
+    let row = table.lines().find(|l| l.starts_with(&canary)).unwrap();
+    assert!(
+        row.contains(" 1.0.0 ") && row.contains("92.77%") && row.contains("1.1.0: 59.72% / "),
+        "{table}"
     );
 
     // Pause and resume, then abort: exit 3.
