@@ -398,6 +398,8 @@ fn operators_steer_rollouts_in_chromium() {
     // release apart, by version.
     b.go_hash("#/devices");
     b.wait("#devices");
+    // (Clearing the field sends no input event: the earlier filter stays until typed over.)
+    b.type_into("#filter", "node");
     let until = Instant::now() + Duration::from_secs(10);
     while !b.text("#devices").contains("1.1.0: 59.72% / ") {
         assert!(Instant::now() < until, "{}", b.text("#devices"));

@@ -1,4 +1,5 @@
-//! `cargo xtask ci`: everything CI checks, in order: formatting, lints, firmware (with the
+//! `cargo xtask ci`: everything CI checks, in order: the tools it needs, formatting (Rust and
+//! the dashboard's script), lints, firmware (with the
 //! model benchmark on an emulated Cortex-M4), every test including the emulator tests and the
 //! server's on a private PostgreSQL, the check-in benchmark, the fuzz targets' build, the
 //! power-loss matrix, and the hardware-in-the-loop scenarios on 4 emulated boards.
@@ -13,6 +14,7 @@ pub fn run(_args: &[String]) -> Result<()> {
     crate::install::ensure("firmware toolchain", crate::install::FIRMWARE)?;
     crate::install::ensure("browser", crate::install::BROWSER)?;
     crate::install::ensure("system tools", crate::install::SYSTEM)?;
+    crate::install::ensure("Node.js", crate::install::NODE)?;
     crate::postgres::ensure_installed()?;
 
     let mut fmt = cargo();
@@ -26,6 +28,17 @@ pub fn run(_args: &[String]) -> Result<()> {
         fmt_other.args(crate::run::rust_files(&root.join(dir))?);
     }
     step("rustfmt (firmware, fuzz)", &root, fmt_other)?;
+
+    // The dashboard's script, with the formatter version web/package-lock.json pins.
+    let web = root.join("web");
+    if !web.join("node_modules/.bin/prettier").exists() {
+        let mut npm = std::process::Command::new("npm");
+        npm.args(["ci", "--no-audit", "--no-fund"]);
+        step("npm ci (dashboard formatter)", &web, npm)?;
+    }
+    let mut prettier = std::process::Command::new(web.join("node_modules/.bin/prettier"));
+    prettier.args(["--check", "app.js"]);
+    step("prettier (web/app.js)", &web, prettier)?;
 
     let mut clippy = cargo();
     clippy.args([

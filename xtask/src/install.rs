@@ -42,6 +42,9 @@ pub const BROWSER: &[Tool] = &[
     tool("chromedriver", "chromium-driver"),
 ];
 
+/// Node.js and npm, which install the dashboard's formatter (web/package.json).
+pub const NODE: &[Tool] = &[tool("node", "nodejs"), tool("npm", "nodejs")];
+
 /// Programs the tests and xtask start besides those: timeouts around QEMU, the gateway's
 /// serial-port and signal tests, running PostgreSQL as its own user.
 pub const SYSTEM: &[Tool] = &[
