@@ -476,6 +476,10 @@ fn a_board_on_a_serial_port() {
     wait_for("the report delivered", LONG, || {
         support::server_reports(&s, "gw-e-board") == [1]
     });
+    // The server stores the report before it answers; the spool counts it after the answer.
+    wait_for("the delivery counted", LONG, || {
+        gw.stats().reports_delivered == 1
+    });
     let st = gw.shutdown();
     assert_eq!(
         (st.links, st.checkins_forwarded, st.reports_delivered),
