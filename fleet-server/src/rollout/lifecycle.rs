@@ -265,13 +265,19 @@ pub fn advance(conn: &mut AnyConnection, rollout: i64, stage: i32) -> Result<boo
 
 pub fn complete(conn: &mut AnyConnection, rollout: i64, stage: i32) -> QueryResult<bool> {
     crate::db::write_tx(conn, |conn| {
-        let at_stage: i64 = rollouts::table
-            .find(rollout)
-            .filter(rollouts::stage.eq(stage))
-            .count()
-            .get_result(conn)?;
-        let done =
-            at_stage == 1 && records::set_rollout_state(conn, rollout, RolloutState::Completed)?;
+        // One conditional update: still at this stage, and in a state it may complete from.
+        let done = diesel::update(
+            rollouts::table
+                .find(rollout)
+                .filter(rollouts::stage.eq(stage))
+                .filter(rollouts::state.eq_any(RolloutState::Completed.sources())),
+        )
+        .set((
+            rollouts::state.eq(RolloutState::Completed.as_str()),
+            rollouts::updated_ms.eq(now_ms()),
+        ))
+        .execute(conn)?
+            == 1;
         if done {
             event(
                 conn,
