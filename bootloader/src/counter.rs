@@ -3,7 +3,9 @@
 //!
 //! Each record is `value` (u64 LE) then `!value` (u64 LE), padded with zeros to a whole number
 //! of write units; a record is valid only when the two halves agree, so a torn write is simply
-//! not a record. The counter is the largest valid value in either sector. Raising it appends a
+//! not a record; nor is a record that cannot be read (a torn word on flash with ECC), and its
+//! slot counts as used, so it is never programmed again. The counter is the largest valid value
+//! in either sector. Raising it appends a
 //! record in the sector that holds the current value; when that sector is full, the other one
 //! is erased and receives the new value first, so one of the two always holds the maximum.
 
@@ -47,11 +49,12 @@ impl<F: NorFlash> SecurityCounter<F> {
         F::ERASE_SIZE / Self::record_size()
     }
 
-    fn read_slot(&mut self, sector: usize, slot: usize) -> Result<[u8; RECORD], Error> {
+    /// A slot's record bytes, or `None` when the flash refuses the read (an ECC error).
+    fn read_slot(&mut self, sector: usize, slot: usize) -> Option<[u8; RECORD]> {
         let mut r = [0u8; RECORD];
         let at = sector * F::ERASE_SIZE + slot * Self::record_size();
-        self.flash.read(at as u32, &mut r).map_err(flash)?;
-        Ok(r)
+        self.flash.read(at as u32, &mut r).ok()?;
+        Some(r)
     }
 
     fn scan(&mut self) -> Result<Scan, Error> {
@@ -63,7 +66,12 @@ impl<F: NorFlash> SecurityCounter<F> {
         let mut last_used = [None::<usize>; 2];
         for (sector, last) in last_used.iter_mut().enumerate() {
             for slot in 0..Self::slots() {
-                let r = self.read_slot(sector, slot)?;
+                let Some(r) = self.read_slot(sector, slot) else {
+                    // Torn, or the power is gone: used, never a record. (Without power the
+                    // next write fails too, so nothing is decided on this scan.)
+                    *last = Some(slot);
+                    continue;
+                };
                 if r.iter().all(|&b| b == 0xFF) {
                     continue;
                 }

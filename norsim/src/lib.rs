@@ -5,7 +5,10 @@
 //! - erase is by whole `E`-byte sectors, aligned, and sets every byte to 0xFF;
 //! - writes are `W`-aligned whole words and can only clear bits: a write that would turn a 0
 //!   back into a 1 is refused;
-//! - in ECC mode (STM32H7/L4/U5-like parts) a word may be programmed once between erases;
+//! - in ECC mode (STM32H7/L4/U5-like parts) a word may be programmed once between erases, and a
+//!   word whose programming or erase was interrupted is torn: reading it is an error (the
+//!   double-error detection of those parts) and it cannot be programmed until its sector is
+//!   erased again;
 //! - every erase of a sector and every write call is one operation; a fault planned for
 //!   operation k happens there: a power cut before it, a torn write (only some bytes
 //!   programmed) or an interrupted erase (the sector left with arbitrary bytes); after a fault
@@ -45,6 +48,8 @@ pub enum SimError {
     OutOfBounds,
     /// The write would set a bit that is 0, or (ECC mode) reprogram a word.
     NotErased,
+    /// ECC mode: the read touches a torn word (an uncorrectable ECC error).
+    Ecc,
 }
 
 impl NorFlashError for SimError {
@@ -52,7 +57,7 @@ impl NorFlashError for SimError {
         match self {
             SimError::NotAligned => NorFlashErrorKind::NotAligned,
             SimError::OutOfBounds => NorFlashErrorKind::OutOfBounds,
-            SimError::PowerCut | SimError::NotErased => NorFlashErrorKind::Other,
+            SimError::PowerCut | SimError::NotErased | SimError::Ecc => NorFlashErrorKind::Other,
         }
     }
 }
@@ -72,6 +77,8 @@ pub struct NorSim<const W: usize, const E: usize> {
     mem: Vec<u8>,
     /// ECC mode: which words were programmed since their sector's last erase.
     programmed: Vec<bool>,
+    /// ECC mode: words left torn by an interrupted write or erase (they read as an ECC error).
+    torn: Vec<bool>,
     ecc: bool,
     /// Operations since the last power-on, for fault placement.
     ops: u64,
@@ -88,6 +95,7 @@ impl<const W: usize, const E: usize> NorSim<W, E> {
         NorSim {
             mem: vec![0xFF; size],
             programmed: vec![false; size / W],
+            torn: vec![false; size / W],
             ecc: false,
             ops: 0,
             fault: None,
@@ -141,6 +149,15 @@ impl<const W: usize, const E: usize> NorSim<W, E> {
         &self.mem
     }
 
+    /// ECC mode: words that read as an uncorrectable error (indexes of `W`-byte words).
+    pub fn torn_words(&self) -> impl Iterator<Item = usize> + '_ {
+        self.torn
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| **t)
+            .map(|(i, _)| i)
+    }
+
     /// Writes directly, bypassing the rules (to set up a test's starting flash).
     pub fn preload(&mut self, offset: usize, data: &[u8]) {
         self.mem[offset..offset + data.len()].copy_from_slice(data);
@@ -192,6 +209,9 @@ impl<const W: usize, const E: usize> ReadNorFlash for NorSim<W, E> {
             return Err(SimError::PowerCut);
         }
         let at = self.check(offset, bytes.len(), 1)?;
+        if self.ecc && (at / W..(at + bytes.len()).div_ceil(W)).any(|w| self.torn[w]) {
+            return Err(SimError::Ecc);
+        }
         bytes.copy_from_slice(&self.mem[at..at + bytes.len()]);
         self.counters.reads += 1;
         Ok(())
@@ -222,10 +242,19 @@ impl<const W: usize, const E: usize> NorFlash for NorSim<W, E> {
                         _ => self.rng.next_u64() as u8,
                     };
                 }
+                if self.ecc {
+                    // Each word's ECC bits are as undefined as its data: some words read as
+                    // errors, and none may be programmed before the sector is erased again.
+                    for w in sector / W..(sector + E) / W {
+                        self.torn[w] = self.rng.next_u64() % 3 == 0;
+                        self.programmed[w] = true;
+                    }
+                }
                 return Err(SimError::PowerCut);
             }
             self.mem[sector..sector + E].fill(0xFF);
             self.programmed[sector / W..(sector + E) / W].fill(false);
+            self.torn[sector / W..(sector + E) / W].fill(false);
         }
         Ok(())
     }
@@ -260,6 +289,12 @@ impl<const W: usize, const E: usize> NorFlash for NorSim<W, E> {
                 self.mem[at + len] &= partial;
             }
             for w in at / W..(at + len).div_ceil(W) {
+                self.programmed[w] = true;
+            }
+            if self.ecc {
+                // The word being programmed when power went is torn (its ECC does not match).
+                let w = (at + len) / W;
+                self.torn[w] = true;
                 self.programmed[w] = true;
             }
             return Err(SimError::PowerCut);
@@ -313,6 +348,41 @@ mod tests {
         assert_eq!(f.write(0, &[0x00; 4]), Err(SimError::NotErased));
         f.erase(0, 4096).unwrap();
         f.write(0, &[0x00; 4]).unwrap();
+    }
+
+    #[test]
+    fn ecc_mode_reads_a_torn_word_as_an_error_until_erased() {
+        let mut f = NorSim::<8, 4096>::new(8192).with_ecc(true).with_seed(3);
+        f.write(0, &[0u8; 8]).unwrap();
+        f.plan(Fault {
+            at: 0,
+            kind: FaultKind::Tear,
+        });
+        assert_eq!(f.write(8, &[0u8; 32]), Err(SimError::PowerCut));
+        f.power_on();
+        let torn: Vec<usize> = f.torn_words().collect();
+        assert_eq!(torn.len(), 1, "exactly the word in progress is torn");
+        let w = torn[0];
+        let mut buf = [0u8; 8];
+        assert_eq!(f.read((w * 8) as u32, &mut buf), Err(SimError::Ecc));
+        assert_eq!(
+            f.read((w * 8 + 7) as u32, &mut buf[..1]),
+            Err(SimError::Ecc)
+        );
+        f.read(0, &mut buf).unwrap(); // the word before still reads
+        assert_eq!(f.write((w * 8) as u32, &[0u8; 8]), Err(SimError::NotErased));
+        f.erase(0, 4096).unwrap();
+        f.read((w * 8) as u32, &mut buf).unwrap();
+        assert_eq!(buf, [0xFF; 8]);
+        // An interrupted erase leaves some words unreadable and none programmable.
+        f.plan(Fault {
+            at: 0,
+            kind: FaultKind::Tear,
+        });
+        assert_eq!(f.erase(4096, 8192), Err(SimError::PowerCut));
+        f.power_on();
+        assert!(f.torn_words().all(|w| w >= 512) && f.torn_words().count() > 0);
+        assert_eq!(f.write(4096 + 8 * 511, &[0u8; 8]), Err(SimError::NotErased));
     }
 
     #[test]

@@ -8,4 +8,6 @@ pub mod device;
 pub mod model_update;
 pub mod scenarios;
 
-pub use scenarios::{Geometry, ScenarioResult, UpdateCost, run_all, update_cost};
+pub use scenarios::{
+    Geometry, ScenarioResult, SwapCost, UpdateCost, run_all, swap_costs, update_cost,
+};

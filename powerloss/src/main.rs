@@ -4,6 +4,14 @@
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
+fn cost_json(c: &powerloss::SwapCost) -> serde_json::Value {
+    json!({
+        "geometry": c.geometry, "image_bytes": c.image_bytes, "slot_bytes": c.slot_bytes,
+        "erases": c.erases, "writes": c.writes, "bytes_written": c.bytes_written,
+        "estimated_ms": (c.estimated_ms * 10.0).round() / 10.0,
+    })
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -62,6 +70,25 @@ fn main() -> Result<()> {
             c.bytes_written
         );
     }
+    let (swaps, reverts) = powerloss::swap_costs();
+    println!(
+        "{:<30} {:>7} {:>7} {:>6} {:>6} {:>9} {:>9}",
+        "swap (the boot that swaps)", "image", "slot", "erases", "writes", "bytes", "est. ms"
+    );
+    for (what, list) in [("swap", &swaps), ("revert", &reverts)] {
+        for c in list {
+            println!(
+                "{:<30} {:>7} {:>7} {:>6} {:>6} {:>9} {:>9.0}",
+                format!("{what} {}", c.geometry),
+                c.image_bytes,
+                c.slot_bytes,
+                c.erases,
+                c.writes,
+                c.bytes_written,
+                c.estimated_ms
+            );
+        }
+    }
     println!(
         "cut points: {points}, failures: {failures} ({:.1} s)",
         started.elapsed().as_secs_f64()
@@ -83,6 +110,12 @@ fn main() -> Result<()> {
                 "image_bytes": c.image_bytes, "slot_bytes": c.slot_bytes, "erases": c.erases,
                 "writes": c.writes, "bytes_written": c.bytes_written,
             })).collect::<Vec<_>>(),
+            "swap_cost": swaps.iter().map(cost_json).collect::<Vec<_>>(),
+            "revert_cost": reverts.iter().map(cost_json).collect::<Vec<_>>(),
+            "estimated_ms_basis": {
+                "part": "STM32L4R5", "page_erase_ms": powerloss::scenarios::L4R5_PAGE_ERASE_MS,
+                "double_word_program_us": powerloss::scenarios::L4R5_DOUBLE_WORD_US,
+            },
         });
         if let Some(dir) = std::path::Path::new(&path).parent() {
             std::fs::create_dir_all(dir)?;

@@ -178,7 +178,7 @@ fn the_counter_survives_many_raises_across_its_two_sectors() {
 #[test]
 fn the_matrix_quick_has_no_failures_outside_ecc() {
     let results = powerloss::run_all(true);
-    assert_eq!(results.len(), 20);
+    assert_eq!(results.len(), 30);
     for r in &results {
         assert!(r.cut_points > 0, "{} {}", r.name, r.geometry);
         if !r.known_limitation {
@@ -189,4 +189,33 @@ fn the_matrix_quick_has_no_failures_outside_ecc() {
             );
         }
     }
+}
+
+#[test]
+fn a_torn_counter_record_on_ecc_flash_is_skipped_and_never_programmed_again() {
+    use norsim::{Fault, FaultKind, NorSim};
+    let mut flash = NorSim::<8, 4096>::new(8192).with_ecc(true).with_seed(7);
+    {
+        let mut c = SecurityCounter::new(&mut flash).unwrap();
+        c.raise(3).unwrap();
+    }
+    flash.plan(Fault {
+        at: 0,
+        kind: FaultKind::Tear,
+    });
+    {
+        let mut c = SecurityCounter::new(&mut flash).unwrap();
+        assert!(c.raise(4).is_err());
+    }
+    flash.power_on();
+    assert_eq!(
+        flash.torn_words().count(),
+        1,
+        "the record's word in progress"
+    );
+    let mut c = SecurityCounter::new(&mut flash).unwrap();
+    assert_eq!(c.get().unwrap(), 3, "the torn record is not a record");
+    // The next raise goes to a fresh slot: the model refuses any second programming.
+    c.raise(4).unwrap();
+    assert_eq!(c.get().unwrap(), 4);
 }
