@@ -24,15 +24,8 @@ pub enum Error {
     Buffer,
     /// Neither slot holds a valid image.
     NoValidImage,
-}
-
-impl From<embassy_boot::BootError> for Error {
-    fn from(e: embassy_boot::BootError) -> Self {
-        match e {
-            embassy_boot::BootError::Flash(kind) => Error::Flash(kind),
-            _ => Error::BadHeader,
-        }
-    }
+    /// The boot state forbids the request (a trial or a swap in progress) or its log is full.
+    State,
 }
 
 /// A flash driver's error as ours.
@@ -52,6 +45,7 @@ impl fmt::Display for Error {
             Error::Downgrade => f.write_str("security counter below the stored one"),
             Error::Buffer => f.write_str("unusable work buffer"),
             Error::NoValidImage => f.write_str("no valid image in either slot"),
+            Error::State => f.write_str("boot state refuses the request"),
         }
     }
 }

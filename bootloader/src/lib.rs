@@ -27,9 +27,12 @@ mod boot;
 mod counter;
 mod error;
 pub mod header;
+pub mod state;
+mod swap;
 mod verify;
 
 pub use boot::{Decision, Outcome, SharedFlash, Slot, boot};
 pub use counter::SecurityCounter;
-pub use error::Error;
+pub use error::{Error, flash as flash_error};
+pub use state::{BootState, Phase};
 pub use verify::{ImageInfo, check_header, verify_loaded, verify_slot};

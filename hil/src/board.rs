@@ -18,7 +18,8 @@ use testkit::qemu::{self, Options, Uart};
 pub struct FlashState {
     /// The active slot's firmware, if its signature and digest verify.
     pub firmware: Option<Version>,
-    /// embassy-boot's state: "boot" (confirmed), "swap" (an update waits or runs on trial), ...
+    /// The boot state: "boot" (confirmed), "swap" (an update waits, swaps or runs on trial),
+    /// "revert" (reverting, or reverted and not confirmed again), "unreadable".
     pub boot_state: String,
     /// The active model and whether its slot still holds exactly what its record names.
     pub model: Option<Version>,
@@ -180,7 +181,6 @@ impl Drop for Board {
 /// The state a flash image holds: the firmware as the bootloader verifies it, the model as the
 /// agent loads it.
 pub fn read_state(bytes: &[u8]) -> Result<FlashState> {
-    use embassy_boot::State;
     let device = Device::<4, 4096>::from_bytes(LAYOUT, bytes);
     let root = testkit::keys::trust_root();
     let mut page = vec![0u8; 4096];
@@ -195,20 +195,12 @@ pub fn read_state(bytes: &[u8]) -> Result<FlashState> {
             .map(|i| i.version)
     };
     let boot_state = {
-        let mut aligned = [0u8; 4];
         let part = embassy_embedded_hal::flash::partition::BlockingPartition::new(
             &device.flash,
             LAYOUT.state.offset,
             LAYOUT.state.size,
         );
-        match embassy_boot::BlockingFirmwareState::new(part, &mut aligned).get_state() {
-            Ok(State::Boot) => "boot",
-            Ok(State::Swap) => "swap",
-            Ok(State::Revert) => "revert",
-            Ok(State::DfuDetach) => "dfu-detach",
-            Err(_) => "unreadable",
-        }
-        .to_owned()
+        boot_state_name(bootloader::BootState::new(part).map(|s| s.phase()))
     };
     let agent = agent::Agent::open(&device.flash, &LAYOUT, root, testkit::device::identity())
         .map_err(|e| anyhow::anyhow!("agent records: {e:?}"))?;
@@ -232,6 +224,18 @@ pub fn read_state(bytes: &[u8]) -> Result<FlashState> {
         pending: probe.progress().is_some() || probe.needs_validation(),
         unsent_reports: unsent,
     })
+}
+
+/// The boot state's phase by the names the scenarios check.
+fn boot_state_name(phase: Result<bootloader::Phase, bootloader::Error>) -> String {
+    use bootloader::Phase;
+    match phase {
+        Ok(Phase::Confirmed) => "boot",
+        Ok(Phase::Requested | Phase::Swapping { .. } | Phase::Swapped { .. }) => "swap",
+        Ok(Phase::Reverting { .. } | Phase::Reverted) => "revert",
+        Err(_) => "unreadable",
+    }
+    .to_owned()
 }
 
 /// `1.2.3` of a version.

@@ -3,8 +3,8 @@
 //!
 //! The bootloader, the agent firmware, the host simulators and the power-loss tests all take
 //! their partitions from here. `Layout::check` is evaluated at compile time for every board
-//! (`const _: () = ...`), so a layout that would make embassy-boot's run-time asserts fire
-//! does not build.
+//! (`const _: () = ...`), so a layout the bootloader's swap or state log could not serve does
+//! not build.
 #![no_std]
 
 /// A byte range of the flash (offset from the flash's start).
@@ -36,13 +36,14 @@ pub struct Layout {
     pub write_size: u32,
     /// Reserved for the bootloader itself (empty where the board boots it from elsewhere).
     pub bootloader: Region,
-    /// embassy-boot's state: magic and swap progress.
+    /// The boot state log (format 2): two equal halves of whole sectors.
     pub state: Region,
     /// Two sectors holding the security counter of the confirmed firmware.
     pub security_counter: Region,
     /// The firmware that runs: image header, then the image.
     pub active: Region,
-    /// Where an update is written; one page larger than `active` (embassy-boot's swap needs it).
+    /// Where an update is written; one page larger than `active` (the swap moves the previous
+    /// image one page up).
     pub dfu: Region,
     pub model_a: Region,
     pub model_b: Region,
@@ -68,7 +69,7 @@ pub enum LayoutError {
 }
 
 impl Layout {
-    /// Pages of the active slot (embassy-boot's swap unit is one erase page).
+    /// Pages of the active slot (the swap's unit is one erase page).
     pub const fn active_pages(&self) -> u32 {
         self.active.size / self.erase_size
     }
@@ -115,9 +116,14 @@ impl Layout {
         if self.dfu.size < self.active.size + self.erase_size {
             return Err(LayoutError::DfuTooSmall);
         }
-        // embassy-boot: 2 + 4 x pages write units, plus one spare unit so a cut inside
-        // mark_booted cannot leave a mixed state (see DESIGN.md).
-        if (2 + 4 * self.active_pages() + 1) * self.write_size > self.state.size {
+        // The state log: two halves, each holding a header, a request, a whole swap and its
+        // revert (2 records a page each), a confirm and a spare, in units of max(8, write).
+        let unit = 8u32.div_ceil(self.write_size) * self.write_size;
+        let half = self.state.size / 2;
+        if self.state.size % (2 * self.erase_size) != 0
+            || (4 * self.active_pages() + 5) * unit > half
+            || self.active_pages() > 2047
+        {
             return Err(LayoutError::StateTooSmall);
         }
         if self.security_counter.size != 2 * self.erase_size {
@@ -151,31 +157,31 @@ pub const MPS2_AN386: Layout = Layout {
     bootloader: Region { offset: 0, size: 0 },
     state: Region {
         offset: 0,
-        size: 4 * KIB,
+        size: 8 * KIB,
     },
     security_counter: Region {
-        offset: 4 * KIB,
+        offset: 8 * KIB,
         size: 8 * KIB,
     },
     active: Region {
-        offset: 12 * KIB,
+        offset: 16 * KIB,
         size: 256 * KIB,
     },
     dfu: Region {
-        offset: 268 * KIB,
+        offset: 272 * KIB,
         size: 260 * KIB,
     },
     model_a: Region {
-        offset: 528 * KIB,
+        offset: 532 * KIB,
         size: 224 * KIB,
     },
     model_b: Region {
-        offset: 752 * KIB,
+        offset: 756 * KIB,
         size: 224 * KIB,
     },
     kv: Region {
-        offset: 976 * KIB,
-        size: 48 * KIB,
+        offset: 980 * KIB,
+        size: 44 * KIB,
     },
     image_header_size: KIB,
     load_address: Some(0x0010_0000),
@@ -194,31 +200,31 @@ pub const NRF52840: Layout = Layout {
     },
     state: Region {
         offset: 32 * KIB,
-        size: 4 * KIB,
+        size: 8 * KIB,
     },
     security_counter: Region {
-        offset: 36 * KIB,
+        offset: 40 * KIB,
         size: 8 * KIB,
     },
     active: Region {
-        offset: 44 * KIB,
+        offset: 48 * KIB,
         size: 256 * KIB,
     },
     dfu: Region {
-        offset: 300 * KIB,
+        offset: 304 * KIB,
         size: 260 * KIB,
     },
     model_a: Region {
-        offset: 560 * KIB,
+        offset: 564 * KIB,
         size: 208 * KIB,
     },
     model_b: Region {
-        offset: 768 * KIB,
+        offset: 772 * KIB,
         size: 208 * KIB,
     },
     kv: Region {
-        offset: 976 * KIB,
-        size: 48 * KIB,
+        offset: 980 * KIB,
+        size: 44 * KIB,
     },
     image_header_size: KIB,
     load_address: None,

@@ -1,9 +1,8 @@
 //! A simulated device: flash, layout, trust root, and the steps of an update's life.
 
 use artifact::TrustRoot;
-use bootloader::{Decision, Error, SharedFlash, boot};
+use bootloader::{BootState, Decision, Error, SharedFlash, boot};
 use core::cell::RefCell;
-use embassy_boot::{BlockingFirmwareState, BlockingFirmwareUpdater, FirmwareUpdaterConfig};
 use embassy_embedded_hal::flash::partition::BlockingPartition;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
@@ -79,25 +78,31 @@ impl<const W: usize, const E: usize> Device<W, E> {
         boot(&self.flash, &self.layout, &self.root, &mut page)
     }
 
-    /// The agent writes an update to the DFU slot and marks it for swap.
-    pub fn stage(&self, image: &SlotImage) -> Result<(), embassy_boot::FirmwareUpdaterError> {
-        let mut aligned = [0u8; W];
-        let mut updater = BlockingFirmwareUpdater::new(
-            FirmwareUpdaterConfig {
-                dfu: self.part(self.layout.dfu),
-                state: self.part(self.layout.state),
-            },
-            &mut aligned,
-        );
+    /// The agent writes an update to the DFU slot (erasing the pages it covers) and marks it
+    /// for swap.
+    pub fn stage(&self, image: &SlotImage) -> Result<(), Error> {
+        use embedded_storage::nor_flash::NorFlash as _;
+        let dfu = self.layout.dfu;
         let mut data = image.bytes.clone();
         data.resize(data.len().div_ceil(W) * W, 0xFF);
-        updater.write_firmware(0, &data)?;
-        updater.mark_updated()
+        let end = (data.len() as u32).div_ceil(E as u32) * E as u32;
+        self.with_flash(|f| -> Result<(), Error> {
+            f.erase(dfu.offset, dfu.offset + end)
+                .map_err(bootloader::flash_error)?;
+            f.write(dfu.offset, &data).map_err(bootloader::flash_error)
+        })?;
+        self.state()?.mark_updated(self.layout.active_pages())
+    }
+
+    /// The boot state as the application reads it.
+    pub fn state(
+        &self,
+    ) -> Result<BootState<BlockingPartition<'_, NoopRawMutex, NorSim<W, E>>>, Error> {
+        BootState::new(self.part(self.layout.state))
     }
 
     /// The application confirms the running image (marks it booted).
-    pub fn confirm(&self) -> Result<(), embassy_boot::FirmwareUpdaterError> {
-        let mut aligned = [0u8; W];
-        BlockingFirmwareState::new(self.part(self.layout.state), &mut aligned).mark_booted()
+    pub fn confirm(&self) -> Result<(), Error> {
+        self.state()?.mark_booted()
     }
 }

@@ -93,9 +93,9 @@ fn main() -> Result<()> {
         "cut points: {points}, failures: {failures} ({:.1} s)",
         started.elapsed().as_secs_f64()
     );
-    println!(
-        "known limitation (ECC flash, embassy-boot re-programs torn progress words): {known} failures"
-    );
+    if known > 0 {
+        println!("known limitation: {known} failures");
+    }
     if let Some(path) = json_path {
         let doc = json!({
             "scenarios": results.iter().map(|r| json!({

@@ -38,6 +38,16 @@ pub fn app(name: &str, version: Version, counter: u64) -> SlotImage {
     signed_payload(&MPS2_AN386, version, counter, &bytes)
 }
 
+/// `app`, padded with zeros to `size` bytes (a swap moves only the pages an image occupies: a
+/// large image makes a swap long enough to cut in the middle).
+pub fn app_padded(name: &str, version: Version, counter: u64, size: usize) -> SlotImage {
+    let path = firmware("release", &format!("{name}.bin"));
+    let mut bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run cargo xtask firmware)", path.display()));
+    bytes.resize(size.max(bytes.len()), 0);
+    signed_payload(&MPS2_AN386, version, counter, &bytes)
+}
+
 /// A board: a working directory holding its flash file.
 #[derive(Debug)]
 pub struct Board {

@@ -3,7 +3,7 @@
 //! Enabled by FLEET_QEMU_TESTS=1 (set by `cargo xtask ci` once the firmware is built).
 
 use artifact::Version;
-use e2e::{Board, app, enabled};
+use e2e::{Board, app, app_padded, enabled};
 
 fn v(major: u32) -> Version {
     Version::new(major, 0, 0)
@@ -173,7 +173,12 @@ fn a_power_cut_in_the_middle_of_a_swap_ends_on_a_valid_image() {
     if !enabled() {
         return;
     }
-    let (old, new) = (app("app-confirm", v(1), 1), app("app-confirm", v(2), 2));
+    // Images filling most of the slot: the swap moves every page they occupy.
+    let size = 240 * 1024;
+    let (old, new) = (
+        app_padded("app-confirm", v(1), 1, size),
+        app_padded("app-confirm", v(2), 2, size),
+    );
     let reference = Board::new(&old, Some(&new));
     let before = reference.flash();
     let full = reference.run();

@@ -9,6 +9,33 @@ use artifact::{ComponentKind, Version};
 use embassy_embedded_hal::flash::partition::BlockingPartition;
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash, NorFlashErrorKind};
+
+/// The two marks the application makes in the bootloader's state.
+pub(super) struct BootMarks<'f, F: NorFlash> {
+    state: bootloader::BootState<BlockingPartition<'f, NoopRawMutex, F>>,
+    slot_pages: u32,
+}
+
+impl<F: NorFlash> BootMarks<'_, F> {
+    /// Swap in the DFU slot's image at the next boot.
+    pub(super) fn mark_updated(&mut self) -> Result<(), bootloader::Error> {
+        self.state.mark_updated(self.slot_pages)
+    }
+
+    /// The running image is good.
+    pub(super) fn mark_booted(&mut self) -> Result<(), bootloader::Error> {
+        self.state.mark_booted()
+    }
+}
+
+/// The state log's errors as the agent's: a flash error keeps its kind; a refused mark (a
+/// trial or swap in progress, a full log) is a flash-level failure of the update.
+fn boot_error(e: bootloader::Error) -> Error {
+    match e {
+        bootloader::Error::Flash(kind) => Error::Flash(kind),
+        _ => Error::Flash(NorFlashErrorKind::Other),
+    }
+}
 use protocol::{BootStatus, RevertReason, Step};
 
 impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
@@ -129,27 +156,19 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         self.boot_state(|state| state.mark_booted())
     }
 
-    /// embassy-boot's state partition, as the application side sees it.
+    /// The bootloader's state log (format 2), as the application side sees it.
     pub(super) fn boot_state(
         &self,
-        op: impl FnOnce(
-            &mut embassy_boot::BlockingFirmwareState<'_, BlockingPartition<'f, NoopRawMutex, F>>,
-        ) -> Result<(), embassy_boot::FirmwareUpdaterError>,
+        op: impl FnOnce(&mut BootMarks<'f, F>) -> Result<(), bootloader::Error>,
     ) -> Result<(), Error> {
         let r = self.layout.state;
-        let mut aligned = [0u8; 64];
-        // A write size above 64 bytes: no flash this agent is built for.
-        let aligned = aligned
-            .get_mut(..F::WRITE_SIZE)
-            .ok_or(Error::Flash(NorFlashErrorKind::Other))?;
-        let mut state = embassy_boot::BlockingFirmwareState::new(
-            BlockingPartition::new(self.flash, r.offset, r.size),
-            aligned,
-        );
-        op(&mut state).map_err(|e| match e {
-            embassy_boot::FirmwareUpdaterError::Flash(kind) => Error::Flash(kind),
-            // The state's marks fail only on the flash (`BadState`, `Signature`: other calls).
-            _ => Error::Flash(NorFlashErrorKind::Other),
-        })
+        let state =
+            bootloader::BootState::new(BlockingPartition::new(self.flash, r.offset, r.size))
+                .map_err(boot_error)?;
+        let mut marks = BootMarks {
+            state,
+            slot_pages: self.layout.active_pages(),
+        };
+        op(&mut marks).map_err(boot_error)
     }
 }

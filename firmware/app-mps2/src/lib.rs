@@ -4,7 +4,7 @@
 use board_mps2::{LAYOUT, SemihostingFlash};
 use core::cell::RefCell;
 use cortex_m_semihosting::{debug, hprintln};
-use embassy_boot::{BlockingFirmwareState, State};
+use bootloader::{BootState, Phase};
 use embassy_embedded_hal::flash::partition::BlockingPartition;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
@@ -15,13 +15,11 @@ pub fn start(name: &str) -> Mutex<NoopRawMutex, RefCell<SemihostingFlash>> {
         exit_failure("no flash")
     };
     let flash = Mutex::new(RefCell::new(flash));
-    let state = with_state(&flash, |s| s.get_state().ok());
-    let state = match state {
-        Some(State::Boot) => "boot",
-        Some(State::Swap) => "swap",
-        Some(State::Revert) => "revert",
-        Some(State::DfuDetach) => "dfu",
-        None => "unreadable",
+    let state = match with_state(&flash, |s| s.map(|s| s.phase())) {
+        Ok(Phase::Confirmed) => "boot",
+        Ok(Phase::Requested | Phase::Swapping { .. } | Phase::Swapped { .. }) => "swap",
+        Ok(Phase::Reverting { .. } | Phase::Reverted) => "revert",
+        Err(_) => "unreadable",
     };
     hprintln!("app: {} running, state {}", name, state);
     flash
@@ -30,18 +28,16 @@ pub fn start(name: &str) -> Mutex<NoopRawMutex, RefCell<SemihostingFlash>> {
 fn with_state<T>(
     flash: &Mutex<NoopRawMutex, RefCell<SemihostingFlash>>,
     f: impl FnOnce(
-        &mut BlockingFirmwareState<'_, BlockingPartition<'_, NoopRawMutex, SemihostingFlash>>,
+        Result<BootState<BlockingPartition<'_, NoopRawMutex, SemihostingFlash>>, bootloader::Error>,
     ) -> T,
 ) -> T {
     let part = BlockingPartition::new(flash, LAYOUT.state.offset, LAYOUT.state.size);
-    let mut aligned = [0u8; 4];
-    let mut state = BlockingFirmwareState::new(part, &mut aligned);
-    f(&mut state)
+    f(BootState::new(part))
 }
 
 /// Marks the running image booted (the application's checks passed).
 pub fn confirm(flash: &Mutex<NoopRawMutex, RefCell<SemihostingFlash>>) {
-    if with_state(flash, |s| s.mark_booted()).is_err() {
+    if with_state(flash, |s| s.and_then(|mut s| s.mark_booted())).is_err() {
         exit_failure("mark_booted failed");
     }
     hprintln!("app: confirmed");
