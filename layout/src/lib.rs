@@ -230,11 +230,58 @@ pub const NRF52840: Layout = Layout {
     load_address: None,
 };
 
+/// STM32L4R5ZI (NUCLEO-L4R5ZI: Cortex-M4F, 2 MiB flash in two banks of 1 MiB, dual-bank mode:
+/// 4 KiB pages, 64-bit programming with ECC). Images execute in place from the active slot in
+/// bank 1; the DFU slot and the second model slot are in bank 2. Addresses are offsets from
+/// 0x0800_0000.
+pub const STM32L4R5: Layout = Layout {
+    board: "nucleo-l4r5zi",
+    flash_size: 2048 * KIB,
+    erase_size: 4 * KIB,
+    write_size: 8,
+    bootloader: Region {
+        offset: 0,
+        size: 32 * KIB,
+    },
+    // 512 KiB slots are 128 pages: a half of the log is 8 KiB (517 records of 8 bytes).
+    state: Region {
+        offset: 32 * KIB,
+        size: 16 * KIB,
+    },
+    security_counter: Region {
+        offset: 48 * KIB,
+        size: 8 * KIB,
+    },
+    active: Region {
+        offset: 64 * KIB,
+        size: 512 * KIB,
+    },
+    model_a: Region {
+        offset: 576 * KIB,
+        size: 384 * KIB,
+    },
+    kv: Region {
+        offset: 960 * KIB,
+        size: 64 * KIB,
+    },
+    dfu: Region {
+        offset: 1024 * KIB,
+        size: 516 * KIB,
+    },
+    model_b: Region {
+        offset: 1540 * KIB,
+        size: 384 * KIB,
+    },
+    image_header_size: KIB,
+    load_address: None,
+};
+
 const _: () = assert!(MPS2_AN386.is_valid());
 const _: () = assert!(NRF52840.is_valid());
+const _: () = assert!(STM32L4R5.is_valid());
 
 /// Every board this build knows.
-pub const BOARDS: [&Layout; 2] = [&MPS2_AN386, &NRF52840];
+pub const BOARDS: [&Layout; 3] = [&MPS2_AN386, &NRF52840, &STM32L4R5];
 
 /// The layout of a board by name.
 pub fn board(name: &str) -> Option<&'static Layout> {
@@ -261,5 +308,9 @@ mod tests {
         l.dfu.offset = l.active.end();
         assert!(l.check().is_err());
         assert_eq!(board("nrf52840-dk"), Some(&NRF52840));
+        // The STM32L4R5's 512 KiB slot needs 8 KiB halves of state at 8-byte records.
+        let mut l = STM32L4R5;
+        l.state.size = 8 * KIB;
+        assert_eq!(l.check(), Err(LayoutError::StateTooSmall));
     }
 }

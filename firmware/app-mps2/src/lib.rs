@@ -2,9 +2,9 @@
 #![no_std]
 
 use board_mps2::{LAYOUT, SemihostingFlash};
+use bootloader::{BootState, Phase};
 use core::cell::RefCell;
 use cortex_m_semihosting::{debug, hprintln};
-use bootloader::{BootState, Phase};
 use embassy_embedded_hal::flash::partition::BlockingPartition;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;

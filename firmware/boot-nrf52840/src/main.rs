@@ -41,7 +41,10 @@ fn main() -> ! {
     }
     let start = decision.region.offset + LAYOUT.image_header_size;
     // SAFETY: the image at `start` is a verified vector table and code, executed in place.
-    unsafe { embassy_boot_nrf::BootLoader::<4096>.load(start) }
+    unsafe {
+        cortex_m::Peripherals::steal().SCB.vtor.write(start);
+        cortex_m::asm::bootload(start as *const u32)
+    }
 }
 
 fn halt() -> ! {
