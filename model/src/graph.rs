@@ -14,8 +14,9 @@ pub const MAX_OPS: usize = 32;
 const MAX_DIMS: usize = 4;
 /// Arena offsets are aligned to this.
 const ALIGN: usize = 4;
-/// Bytes of per-channel requantization data per output channel: multiplier and shift.
-pub const CHANNEL_PARAM_BYTES: usize = 8;
+/// Bytes of per-channel data per output channel: requantization multiplier and shift, and the
+/// bias with the input offset folded in (`kernels::dsp::folded_bias`), native-endian i32s.
+pub const CHANNEL_PARAM_BYTES: usize = 12;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
