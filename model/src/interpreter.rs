@@ -174,9 +174,13 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 batch,
                 depth,
                 units,
-            } if dsp => kernels::dsp::fully_connected(
-                op, batch, depth, units, input, weights, params, output,
-            ),
+            } if dsp
+                && kernels::dsp::fully_connected(
+                    op, batch, depth, units, input, weights, params, output,
+                )? =>
+            {
+                Ok(())
+            }
             OpKind::FullyConnected {
                 batch,
                 depth,

@@ -9,18 +9,19 @@
 //! accumulators, so the reordering is exact.
 //!
 //! Layers outside the bounds below run the portable kernels; stack scratch is at most
-//! `MAX_PATCH * 5` bytes (2.9 KiB), in CONV_2D only.
+//! `MAX_PATCH * 3` bytes (3 KiB), in CONV_2D (`MAX_PATCH * 2` in FULLY_CONNECTED).
 
 mod simd;
 
-use super::{ChannelQuant, requantize, requantize_single};
+use super::{ChannelQuant, requantize_single};
 use crate::Error;
 use crate::graph::{CHANNEL_PARAM_BYTES, ConvGeom, Op};
 use simd::{smlabb, smlad, smlatt, sxtb16, sxtb16_ror8};
 
-/// Largest CONV_2D patch (filter height x width x input channels) taken here, e.g. 3x3x64.
-/// Scratch: two int16 columns (4 bytes per patch element) and one int8 patch.
-pub const MAX_PATCH: usize = 576;
+/// Largest CONV_2D patch (filter height x width x input channels, e.g. 3x3x64 = 576) and
+/// FULLY_CONNECTED row taken here. Stack scratch: one int16 column (2 bytes per value) and,
+/// for CONV_2D, one int8 patch: 3 KiB.
+pub const MAX_PATCH: usize = 1024;
 /// Largest depthwise filter (height x width) taken here.
 pub const MAX_TAPS: usize = 64;
 
@@ -56,56 +57,98 @@ fn zero_point(op: &Op) -> Option<u8> {
         .map(|z| z as u8)
 }
 
-/// Widens a patch into lanes `J` (0 or 1) of the interleaved columns: for each 4 patch values
-/// `[x0 x1 x2 x3]` the group holds `(x0,x2) (x1,x3)` of column 0, then the same of column 1.
-/// The last `len % 4` values go to `tail`.
+/// Widens int8 values into a column of 16-bit lane pairs: each 4 values `[x0 x1 x2 x3]`
+/// become the words `(x0,x2) (x1,x3)`, as SXTB16 and SXTB16 ROR 8 widen a weight word; the
+/// last `len % 4` values go to `tail`.
 #[inline(always)]
-fn widen<const J: usize>(patch: &[u8], cols: &mut [u32], tail: &mut [i32; 3]) {
-    let groups = patch.chunks_exact(4);
+fn widen(src: &[u8], col: &mut [u32], tail: &mut [i32; 3]) {
+    let groups = src.chunks_exact(4);
     for (t, &x) in tail.iter_mut().zip(groups.remainder()) {
         *t = i32::from(x as i8);
     }
-    for (g, c) in groups.zip(cols.chunks_exact_mut(4)) {
+    for (g, c) in groups.zip(col.chunks_exact_mut(2)) {
         let x = word(g);
-        if let [e0, o0, e1, o1] = c {
-            if J == 0 {
-                (*e0, *o0) = (sxtb16(x), sxtb16_ror8(x));
-            } else {
-                (*e1, *o1) = (sxtb16(x), sxtb16_ror8(x));
-            }
+        if let [e, o] = c {
+            (*e, *o) = (sxtb16(x), sxtb16_ror8(x));
         }
     }
 }
 
-/// Two output channels (weight rows `w0`, `w1`) by two pixels (interleaved columns `cols`
-/// and `tail`): four dot products, 16 multiply-accumulates per 4 loads and 8 SMLADs.
-/// Returns `[w0.p0, w0.p1, w1.p0, w1.p1]` added to `acc`.
+/// Four dot products of one widened column with four int8 weight rows: per 4 values, one
+/// column load shared by the rows and, per row, one load, two SXTB16 and two SMLAD
+/// (few enough live values for the M4's registers).
 #[inline(always)]
-fn block_2x2(cols: &[u32], tail: &[[i32; 3]; 2], w0: &[u8], w1: &[u8], acc: [i32; 4]) -> [i32; 4] {
-    let [mut a00, mut a01, mut a10, mut a11] = acc;
-    let r0 = w0.chunks_exact(4);
-    let r1 = w1.chunks_exact(4);
-    let (t0, t1) = (r0.remainder(), r1.remainder());
-    for ((c, u), v) in cols.chunks_exact(4).zip(r0).zip(r1) {
-        if let [xe0, xo0, xe1, xo1] = *c {
-            let u = word(u);
-            let (ue, uo) = (sxtb16(u), sxtb16_ror8(u));
-            a00 = smlad(uo, xo0, smlad(ue, xe0, a00));
-            a01 = smlad(uo, xo1, smlad(ue, xe1, a01));
-            let v = word(v);
-            let (ve, vo) = (sxtb16(v), sxtb16_ror8(v));
-            a10 = smlad(vo, xo0, smlad(ve, xe0, a10));
-            a11 = smlad(vo, xo1, smlad(ve, xe1, a11));
+fn block_1x4(col: &[u32], tail: &[i32; 3], w: [&[u8]; 4], acc: [i32; 4]) -> [i32; 4] {
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    let [r0, r1, r2, r3] = w.map(|r| r.chunks_exact(4));
+    let tails = [
+        r0.remainder(),
+        r1.remainder(),
+        r2.remainder(),
+        r3.remainder(),
+    ];
+    for ((((x, u0), u1), u2), u3) in col.chunks_exact(2).zip(r0).zip(r1).zip(r2).zip(r3) {
+        if let [xe, xo] = *x {
+            let u = word(u0);
+            a0 = smlad(sxtb16_ror8(u), xo, smlad(sxtb16(u), xe, a0));
+            let u = word(u1);
+            a1 = smlad(sxtb16_ror8(u), xo, smlad(sxtb16(u), xe, a1));
+            let u = word(u2);
+            a2 = smlad(sxtb16_ror8(u), xo, smlad(sxtb16(u), xe, a2));
+            let u = word(u3);
+            a3 = smlad(sxtb16_ror8(u), xo, smlad(sxtb16(u), xe, a3));
         }
     }
-    for (((&u, &v), &x0), &x1) in t0.iter().zip(t1).zip(&tail[0]).zip(&tail[1]) {
-        let (u, v) = (i32::from(u as i8), i32::from(v as i8));
-        a00 = a00.wrapping_add(u * x0);
-        a01 = a01.wrapping_add(u * x1);
-        a10 = a10.wrapping_add(v * x0);
-        a11 = a11.wrapping_add(v * x1);
+    let mut acc = [a0, a1, a2, a3];
+    for (a, t) in acc.iter_mut().zip(tails) {
+        for (&u, &x) in t.iter().zip(tail) {
+            *a = a.wrapping_add(i32::from(u as i8) * x);
+        }
     }
-    [a00, a01, a10, a11]
+    acc
+}
+
+/// The four rows starting at `r` (the last one repeated past `n`: computed and written again,
+/// with the same value).
+#[inline(always)]
+fn rows4(r: usize, n: usize) -> [usize; 4] {
+    let last = n.saturating_sub(1);
+    [r, (r + 1).min(last), (r + 2).min(last), (r + 3).min(last)]
+}
+
+/// Accumulates the column against output channels (rows of `len` weights) four at a time and
+/// writes the requantized bytes to `out` (one per channel).
+#[inline(always)]
+fn column_times_rows(
+    col: &[u32],
+    tail: &[i32; 3],
+    filter: &[u8],
+    len: usize,
+    params: &[u8],
+    out: &mut [u8],
+    rq: impl Fn(i32, ChannelQuant) -> u8,
+) -> Result<(), Error> {
+    let n = out.len();
+    for r in (0..n).step_by(4) {
+        let rows = rows4(r, n);
+        let mut w: [&[u8]; 4] = [&[]; 4];
+        let mut acc = [0i32; 4];
+        let mut qs = [ChannelQuant {
+            multiplier: 0,
+            shift: 0,
+        }; 4];
+        for (i, &r) in rows.iter().enumerate() {
+            w[i] = filter
+                .get(r * len..(r + 1) * len)
+                .ok_or(Error::OutOfBounds)?;
+            (qs[i], acc[i]) = record(params, r)?;
+        }
+        let acc = block_1x4(col, tail, w, acc);
+        for ((&r, &a), &q) in rows.iter().zip(&acc).zip(&qs) {
+            *out.get_mut(r).ok_or(Error::OutOfBounds)? = rq(a, q);
+        }
+    }
+    Ok(())
 }
 
 /// Copies pixel (oy, ox)'s receptive field into `patch` (filter row by filter row, input
@@ -142,10 +185,10 @@ fn gather(
     Ok(())
 }
 
-/// CONV_2D: two pixels' patches widened once into int16 columns, then two output channels by
-/// two pixels per pass. A 1x1 convolution without padding widens the input pixel in place.
-/// Returns `false` (nothing written) for a layer over the bounds: the caller runs the portable
-/// kernel.
+/// CONV_2D: each output pixel's patch widened once into an int16 column, then four output
+/// channels per pass over it. A 1x1 convolution without padding widens the input pixel
+/// itself. Returns `false` (nothing written) for a layer over the bounds: the caller runs the
+/// portable kernel.
 pub fn conv2d(
     g: &ConvGeom,
     op: &Op,
@@ -162,94 +205,29 @@ pub fn conv2d(
         return Ok(false);
     }
     let pointwise = g.k_h == 1 && g.k_w == 1 && g.pad_h == 0 && g.pad_w == 0;
-    let mut cols = [0u32; MAX_PATCH];
+    let mut col = [0u32; MAX_PATCH / 2];
     let mut patch = [0u8; MAX_PATCH];
-    let mut tail = [[0i32; 3]; 2];
-    let cols = cols.get_mut(..k / 4 * 4).ok_or(Error::OutOfBounds)?;
-    let pixels = g.out_h * g.out_w;
-    let oc_n = g.out_c;
-    for p in (0..pixels).step_by(2) {
-        // An odd last pixel is computed twice (its copy lands on itself).
-        let q = (p + 1).min(pixels - 1);
-        for (j, px) in [p, q].into_iter().enumerate() {
-            let (oy, ox) = (px / g.out_w, px % g.out_w);
-            let src: &[u8] = if pointwise {
-                let at = (oy * g.stride_h * g.in_w + ox * g.stride_w) * g.in_c;
-                input.get(at..at + k).ok_or(Error::OutOfBounds)?
-            } else {
-                let patch = patch.get_mut(..k).ok_or(Error::OutOfBounds)?;
-                gather(g, oy, ox, zp, input, patch)?;
-                patch
-            };
-            let [t0, t1] = &mut tail;
-            if j == 0 {
-                widen::<0>(src, cols, t0);
-            } else {
-                widen::<1>(src, cols, t1);
-            }
-        }
-        let out_p = p * oc_n;
-        let out_q = q * oc_n;
-        for oc in (0..oc_n).step_by(2) {
-            let od = (oc + 1).min(oc_n - 1);
-            let w0 = filter.get(oc * k..oc * k + k).ok_or(Error::OutOfBounds)?;
-            let w1 = filter.get(od * k..od * k + k).ok_or(Error::OutOfBounds)?;
-            let (q0, b0) = record(params, oc)?;
-            let (q1, b1) = record(params, od)?;
-            let acc = block_2x2(cols, &tail, w0, w1, [b0, b0, b1, b1]);
-            let rq = |a, q| requantize(a, q, op.output_offset, op.act_min, op.act_max);
-            for (at, v) in [
-                (out_p + oc, rq(acc[0], q0)),
-                (out_q + oc, rq(acc[1], q0)),
-                (out_p + od, rq(acc[2], q1)),
-                (out_q + od, rq(acc[3], q1)),
-            ] {
-                *output.get_mut(at).ok_or(Error::OutOfBounds)? = v;
-            }
-        }
+    let mut tail = [0i32; 3];
+    let col = col.get_mut(..k / 4 * 2).ok_or(Error::OutOfBounds)?;
+    let rq = |a, q| requant(a, q, op);
+    for (px, out) in output.chunks_exact_mut(g.out_c).enumerate() {
+        let (oy, ox) = (px / g.out_w, px % g.out_w);
+        let src: &[u8] = if pointwise {
+            let at = (oy * g.stride_h * g.in_w + ox * g.stride_w) * g.in_c;
+            input.get(at..at + k).ok_or(Error::OutOfBounds)?
+        } else {
+            let patch = patch.get_mut(..k).ok_or(Error::OutOfBounds)?;
+            gather(g, oy, ox, zp, input, patch)?;
+            patch
+        };
+        widen(src, col, &mut tail);
+        column_times_rows(col, &tail, filter, k, params, out, rq)?;
     }
     Ok(true)
 }
 
-/// Four dot products of one int8 vector `x` with four int8 rows, `x` widened once per 4
-/// values and shared by the rows.
-#[inline(always)]
-fn block_1x4(x: &[u8], w: [&[u8]; 4], acc: [i32; 4]) -> [i32; 4] {
-    let [mut a0, mut a1, mut a2, mut a3] = acc;
-    let xs = x.chunks_exact(4);
-    let r0 = w[0].chunks_exact(4);
-    let r1 = w[1].chunks_exact(4);
-    let r2 = w[2].chunks_exact(4);
-    let r3 = w[3].chunks_exact(4);
-    let tails = [
-        r0.remainder(),
-        r1.remainder(),
-        r2.remainder(),
-        r3.remainder(),
-    ];
-    let xt = xs.remainder();
-    for ((((x, u0), u1), u2), u3) in xs.zip(r0).zip(r1).zip(r2).zip(r3) {
-        let x = word(x);
-        let (xe, xo) = (sxtb16(x), sxtb16_ror8(x));
-        let u = word(u0);
-        a0 = smlad(sxtb16_ror8(u), xo, smlad(sxtb16(u), xe, a0));
-        let u = word(u1);
-        a1 = smlad(sxtb16_ror8(u), xo, smlad(sxtb16(u), xe, a1));
-        let u = word(u2);
-        a2 = smlad(sxtb16_ror8(u), xo, smlad(sxtb16(u), xe, a2));
-        let u = word(u3);
-        a3 = smlad(sxtb16_ror8(u), xo, smlad(sxtb16(u), xe, a3));
-    }
-    let mut acc = [a0, a1, a2, a3];
-    for (a, t) in acc.iter_mut().zip(tails) {
-        for (&u, &x) in t.iter().zip(xt) {
-            *a = a.wrapping_add(i32::from(u as i8) * i32::from(x as i8));
-        }
-    }
-    acc
-}
-
-/// FULLY_CONNECTED: four units per pass over each input row.
+/// FULLY_CONNECTED: each input row widened once, then four units per pass over it. Returns
+/// `false` for rows longer than `MAX_PATCH` (the caller runs the portable kernel).
 #[allow(clippy::too_many_arguments)]
 pub fn fully_connected(
     op: &Op,
@@ -260,7 +238,14 @@ pub fn fully_connected(
     filter: &[u8],
     params: &[u8],
     output: &mut [u8],
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
+    if depth > MAX_PATCH || depth == 0 || units == 0 {
+        return Ok(false);
+    }
+    let mut col = [0u32; MAX_PATCH / 2];
+    let mut tail = [0i32; 3];
+    let col = col.get_mut(..depth / 4 * 2).ok_or(Error::OutOfBounds)?;
+    let rq = |a, q| requantize_single(a, q, op.output_offset, op.act_min, op.act_max);
     for n in 0..batch {
         let x = input
             .get(n * depth..(n + 1) * depth)
@@ -268,70 +253,51 @@ pub fn fully_connected(
         let out = output
             .get_mut(n * units..(n + 1) * units)
             .ok_or(Error::OutOfBounds)?;
-        for u in (0..units).step_by(4) {
-            // Missing rows of the last pass repeat the last unit (written again, same value).
-            let rows = [
-                u,
-                (u + 1).min(units - 1),
-                (u + 2).min(units - 1),
-                (u + 3).min(units - 1),
-            ];
-            let mut w: [&[u8]; 4] = [&[]; 4];
-            let mut acc = [0i32; 4];
-            let mut qs = [ChannelQuant {
-                multiplier: 0,
-                shift: 0,
-            }; 4];
-            for (i, &r) in rows.iter().enumerate() {
-                w[i] = filter
-                    .get(r * depth..(r + 1) * depth)
-                    .ok_or(Error::OutOfBounds)?;
-                (qs[i], acc[i]) = record(params, r)?;
-            }
-            let acc = block_1x4(x, w, acc);
-            for ((&r, &a), &q) in rows.iter().zip(&acc).zip(&qs) {
-                *out.get_mut(r).ok_or(Error::OutOfBounds)? =
-                    requantize_single(a, q, op.output_offset, op.act_min, op.act_max);
-            }
-        }
+        widen(x, col, &mut tail);
+        column_times_rows(col, &tail, filter, depth, params, out, rq)?;
     }
-    Ok(())
+    Ok(true)
 }
 
-/// Four channels of one depthwise output pixel: per tap, one word of inputs and one of
-/// weights, widened, and four 16x16 multiply-accumulates (SMLABB/SMLATT keep the channels
-/// apart). `taps[t]` is tap t's input offset, or `None` for a padded tap (the zero point).
+/// Four channels' taps at one output pixel: `win` starts at the window's top-left input
+/// (channel `c`), `offs[t]` is tap t's offset from there and `wv` holds its weights widened
+/// (`(w0,w2) (w1,w3)` per tap). SMLABB/SMLATT keep the four channels apart.
 #[inline(always)]
-fn dw_group(
-    taps: &[Option<usize>],
-    c: usize,
-    out_c: usize,
-    zpw: u32,
-    input: &[u8],
-    filter: &[u8],
-    acc: [i32; 4],
-) -> Result<[i32; 4], Error> {
+fn dw_taps(win: &[u8], offs: &[usize], wv: &[u32], acc: [i32; 4]) -> Result<[i32; 4], Error> {
     let [mut a0, mut a1, mut a2, mut a3] = acc;
-    for (t, tap) in taps.iter().enumerate() {
-        let at = t * out_c + c;
-        let w = word(filter.get(at..at + 4).ok_or(Error::OutOfBounds)?);
-        let x = match tap {
-            Some(px) => word(input.get(px + c..px + c + 4).ok_or(Error::OutOfBounds)?),
-            None => zpw,
-        };
-        let (we, xe) = (sxtb16(w), sxtb16(x));
-        a0 = smlabb(we, xe, a0);
-        a2 = smlatt(we, xe, a2);
-        let (wo, xo) = (sxtb16_ror8(w), sxtb16_ror8(x));
-        a1 = smlabb(wo, xo, a1);
-        a3 = smlatt(wo, xo, a3);
+    for (&o, w) in offs.iter().zip(wv.chunks_exact(2)) {
+        let x = word(win.get(o..o + 4).ok_or(Error::OutOfBounds)?);
+        if let [we, wo] = *w {
+            let (xe, xo) = (sxtb16(x), sxtb16_ror8(x));
+            a0 = smlabb(we, xe, a0);
+            a2 = smlatt(we, xe, a2);
+            a1 = smlabb(wo, xo, a1);
+            a3 = smlatt(wo, xo, a3);
+        }
     }
     Ok([a0, a1, a2, a3])
 }
 
-/// DEPTHWISE_CONV_2D with depth multiplier 1: four channels per pass, taps listed once per
-/// output pixel (a 3x3 filter's nine taps are a constant-length loop). Returns `false` for
-/// other layers (the caller runs the portable kernel).
+/// Input index of filter tap `k` for output position `o`, if it falls inside the input.
+#[inline(always)]
+fn tap(
+    o: usize,
+    k: usize,
+    stride: usize,
+    dilation: usize,
+    pad: usize,
+    size: usize,
+) -> Option<usize> {
+    (o * stride + k * dilation)
+        .checked_sub(pad)
+        .filter(|&i| i < size)
+}
+
+/// DEPTHWISE_CONV_2D with depth multiplier 1: four channels at a time, their weights widened
+/// once and kept for every output pixel; a pixel whose window lies inside the input reads
+/// its taps at fixed offsets (a 3x3 filter's nine are a constant-length loop), a border
+/// pixel reads the zero point for the taps that overhang. Returns `false` for other layers
+/// (the caller runs the portable kernel).
 pub fn depthwise_conv2d(
     g: &ConvGeom,
     op: &Op,
@@ -344,79 +310,142 @@ pub fn depthwise_conv2d(
     let Some(zp) = zero_point(op) else {
         return Ok(false);
     };
-    if g.depth_multiplier != 1 || n_taps > MAX_TAPS {
+    if g.depth_multiplier != 1 || n_taps > MAX_TAPS || n_taps == 0 {
         return Ok(false);
     }
     let c_n = g.out_c;
     let zpw = u32::from_ne_bytes([zp; 4]);
-    let mut taps = [None; MAX_TAPS];
-    for oy in 0..g.out_h {
-        for ox in 0..g.out_w {
-            for (t, tap) in taps.iter_mut().take(n_taps).enumerate() {
-                let (ky, kx) = (t / g.k_w, t % g.k_w);
-                let iy = (oy * g.stride_h + ky * g.dilation_h)
-                    .checked_sub(g.pad_h)
-                    .filter(|&y| y < g.in_h);
-                let ix = (ox * g.stride_w + kx * g.dilation_w)
-                    .checked_sub(g.pad_w)
-                    .filter(|&x| x < g.in_w);
-                *tap = iy.zip(ix).map(|(y, x)| (y * g.in_w + x) * g.in_c);
+    let mut offs = [0usize; MAX_TAPS];
+    for (t, o) in offs.iter_mut().take(n_taps).enumerate() {
+        *o = ((t / g.k_w) * g.dilation_h * g.in_w + (t % g.k_w) * g.dilation_w) * c_n;
+    }
+    let offs = offs.get(..n_taps).ok_or(Error::OutOfBounds)?;
+    let inside = |o: usize, k: usize, stride: usize, dilation: usize, pad: usize, size: usize| {
+        (o * stride)
+            .checked_sub(pad)
+            .is_some_and(|i| i + (k - 1) * dilation < size)
+    };
+    let mut wv = [0u32; 2 * MAX_TAPS];
+    let mut c = 0;
+    while c + 4 <= c_n {
+        for (t, w) in wv.chunks_exact_mut(2).take(n_taps).enumerate() {
+            let at = t * c_n + c;
+            let x = word(filter.get(at..at + 4).ok_or(Error::OutOfBounds)?);
+            if let [e, o] = w {
+                (*e, *o) = (sxtb16(x), sxtb16_ror8(x));
             }
-            let base = (oy * g.out_w + ox) * c_n;
-            let out = output.get_mut(base..base + c_n).ok_or(Error::OutOfBounds)?;
-            let mut c = 0;
-            while c + 4 <= c_n {
-                let mut acc = [0i32; 4];
-                let mut qs = [ChannelQuant {
-                    multiplier: 0,
-                    shift: 0,
-                }; 4];
-                for (j, (q, a)) in qs.iter_mut().zip(acc.iter_mut()).enumerate() {
-                    (*q, *a) = record(params, c + j)?;
-                }
-                let acc = if n_taps == 9 {
-                    dw_group(
-                        taps.get(..9).ok_or(Error::OutOfBounds)?,
-                        c,
-                        c_n,
-                        zpw,
-                        input,
-                        filter,
-                        acc,
-                    )?
+        }
+        let wv = wv.get(..2 * n_taps).ok_or(Error::OutOfBounds)?;
+        let mut bias = [0i32; 4];
+        let mut qs = [ChannelQuant {
+            multiplier: 0,
+            shift: 0,
+        }; 4];
+        for (j, (q, b)) in qs.iter_mut().zip(bias.iter_mut()).enumerate() {
+            (*q, *b) = record(params, c + j)?;
+        }
+        for oy in 0..g.out_h {
+            let in_y = inside(oy, g.k_h, g.stride_h, g.dilation_h, g.pad_h, g.in_h);
+            for ox in 0..g.out_w {
+                let acc = if in_y && inside(ox, g.k_w, g.stride_w, g.dilation_w, g.pad_w, g.in_w) {
+                    let at = ((oy * g.stride_h - g.pad_h) * g.in_w + ox * g.stride_w - g.pad_w)
+                        * c_n
+                        + c;
+                    let win = input.get(at..).ok_or(Error::OutOfBounds)?;
+                    if n_taps == 9 {
+                        let (o9, w9) = (offs.get(..9), wv.get(..18));
+                        dw_taps(
+                            win,
+                            o9.ok_or(Error::OutOfBounds)?,
+                            w9.ok_or(Error::OutOfBounds)?,
+                            bias,
+                        )?
+                    } else {
+                        dw_taps(win, offs, wv, bias)?
+                    }
                 } else {
-                    dw_group(
-                        taps.get(..n_taps).ok_or(Error::OutOfBounds)?,
-                        c,
-                        c_n,
-                        zpw,
-                        input,
-                        filter,
-                        acc,
-                    )?
+                    let [mut a0, mut a1, mut a2, mut a3] = bias;
+                    for (t, w) in wv.chunks_exact(2).enumerate() {
+                        let iy = tap(oy, t / g.k_w, g.stride_h, g.dilation_h, g.pad_h, g.in_h);
+                        let ix = tap(ox, t % g.k_w, g.stride_w, g.dilation_w, g.pad_w, g.in_w);
+                        let x = match iy.zip(ix) {
+                            Some((y, x)) => {
+                                let at = (y * g.in_w + x) * c_n + c;
+                                word(input.get(at..at + 4).ok_or(Error::OutOfBounds)?)
+                            }
+                            None => zpw,
+                        };
+                        if let [we, wo] = *w {
+                            let (xe, xo) = (sxtb16(x), sxtb16_ror8(x));
+                            a0 = smlabb(we, xe, a0);
+                            a2 = smlatt(we, xe, a2);
+                            a1 = smlabb(wo, xo, a1);
+                            a3 = smlatt(wo, xo, a3);
+                        }
+                    }
+                    [a0, a1, a2, a3]
                 };
-                let o = out.get_mut(c..c + 4).ok_or(Error::OutOfBounds)?;
-                for ((o, a), q) in o.iter_mut().zip(acc).zip(qs) {
-                    *o = requantize(a, q, op.output_offset, op.act_min, op.act_max);
+                let at = (oy * g.out_w + ox) * c_n + c;
+                let out = output.get_mut(at..at + 4).ok_or(Error::OutOfBounds)?;
+                for ((o, a), q) in out.iter_mut().zip(acc).zip(qs) {
+                    *o = requant(a, q, op);
                 }
-                c += 4;
             }
-            // The last channels (out_c not a multiple of 4) one at a time.
-            for (j, o) in out.iter_mut().enumerate().skip(c) {
-                let (q, mut a) = record(params, j)?;
-                for (t, tap) in taps.iter().take(n_taps).enumerate() {
+        }
+        c += 4;
+    }
+    // The last channels (out_c not a multiple of 4) one at a time.
+    for j in c..c_n {
+        let (q, b) = record(params, j)?;
+        for oy in 0..g.out_h {
+            for ox in 0..g.out_w {
+                let mut a = b;
+                for t in 0..n_taps {
                     let w = *filter.get(t * c_n + j).ok_or(Error::OutOfBounds)?;
-                    let x = match tap {
-                        Some(px) => *input.get(px + j).ok_or(Error::OutOfBounds)?,
+                    let iy = tap(oy, t / g.k_w, g.stride_h, g.dilation_h, g.pad_h, g.in_h);
+                    let ix = tap(ox, t % g.k_w, g.stride_w, g.dilation_w, g.pad_w, g.in_w);
+                    let x = match iy.zip(ix) {
+                        Some((y, x)) => *input
+                            .get((y * g.in_w + x) * c_n + j)
+                            .ok_or(Error::OutOfBounds)?,
                         None => zp,
                     };
                     a = a.wrapping_add(i32::from(w as i8) * i32::from(x as i8));
                 }
-                *o = requantize(a, q, op.output_offset, op.act_min, op.act_max);
+                *output
+                    .get_mut((oy * g.out_w + ox) * c_n + j)
+                    .ok_or(Error::OutOfBounds)? = requant(a, q, op);
             }
         }
     }
     Ok(true)
+}
+
+/// `requantize` (double rounding, as CONV_2D and DEPTHWISE_CONV_2D), exact and shorter: the
+/// rounding doubling high multiply is `(x * m + 2^30) >> 31` (gemmlowp's nudge and
+/// truncation toward zero give the same value) whenever `m` is not `i32::MIN`, which
+/// `quantize_multiplier` never gives; other records take the reference arithmetic.
+#[inline(always)]
+fn requant(acc: i32, q: ChannelQuant, op: &Op) -> u8 {
+    scale(acc, q.multiplier, q.shift)
+        .saturating_add(op.output_offset)
+        .max(op.act_min)
+        .min(op.act_max) as i8 as u8
+}
+
+/// `quant::multiply_by_quantized_multiplier`, shorter (see `requant`).
+#[inline(always)]
+fn scale(acc: i32, m: i32, s: i32) -> i32 {
+    if m != i32::MIN && (-30..=30).contains(&s) {
+        let x = acc.wrapping_shl(s.max(0) as u32);
+        let h = ((i64::from(x) * i64::from(m) + (1 << 30)) >> 31) as i32;
+        let right = (-s).max(0) as u32;
+        let mask = ((1u32 << right) - 1) as i32;
+        let threshold = (mask >> 1) + i32::from(h < 0);
+        (h >> right) + i32::from((h & mask) > threshold)
+    } else {
+        crate::quant::multiply_by_quantized_multiplier(acc, m, s)
+    }
 }
 
 /// A channel's bias with the input offset folded in: `bias + input_offset * sum(weights)`,
@@ -440,4 +469,51 @@ pub fn folded_bias(op: &Op, weights: &[u8], bias: i32, c: usize) -> i32 {
         _ => 0,
     };
     bias.wrapping_add(op.input_offset.wrapping_mul(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xorshift64: deterministic test values.
+    fn next(s: &mut u64) -> u64 {
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        *s
+    }
+
+    #[test]
+    fn shorter_requantization_is_the_reference_one() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15;
+        let edges = [
+            0,
+            1,
+            -1,
+            2,
+            -2,
+            i32::MAX,
+            i32::MIN,
+            i32::MIN + 1,
+            1 << 30,
+            -(1 << 30),
+        ];
+        for i in 0..200_000u32 {
+            let r = next(&mut seed);
+            let acc = if i % 4 == 0 {
+                edges[(r % 10) as usize]
+            } else {
+                (r >> 32) as i32 >> (r % 24)
+            };
+            let m = match i % 5 {
+                0 => i32::MAX,
+                1 => 1 << 30,
+                2 => 0,
+                _ => (1 << 30) + ((r >> 8) as i32 & 0x3fff_ffff),
+            };
+            let s = (r % 62) as i32 - 31;
+            let want = crate::quant::multiply_by_quantized_multiplier(acc, m, s);
+            assert_eq!(scale(acc, m, s), want, "acc {acc} m {m} s {s}");
+        }
+    }
 }
