@@ -9,7 +9,7 @@
 //! accumulators, so the reordering is exact.
 //!
 //! Layers outside the bounds below run the portable kernels; stack scratch is at most
-//! `MAX_PATCH * 3` bytes (3 KiB), in CONV_2D (`MAX_PATCH * 2` in FULLY_CONNECTED).
+//! 2.8 KiB (`MAX_PATCH`) in CONV_2D, 2 KiB (`MAX_ROW`) in FULLY_CONNECTED.
 
 mod simd;
 
@@ -18,10 +18,11 @@ use crate::Error;
 use crate::graph::{CHANNEL_PARAM_BYTES, ConvGeom, Op};
 use simd::{smlabb, smlad, smlatt, sxtb16, sxtb16_ror8};
 
-/// Largest CONV_2D patch (filter height x width x input channels, e.g. 3x3x64 = 576) and
-/// FULLY_CONNECTED row taken here. Stack scratch: one int16 column (2 bytes per value) and,
-/// for CONV_2D, one int8 patch: 3 KiB.
-pub const MAX_PATCH: usize = 1024;
+/// Largest CONV_2D patch (filter height x width x input channels, e.g. 3x3x64) taken here.
+/// Stack scratch: two int16 columns (4 bytes per value) and one int8 patch, 2.8 KiB.
+pub const MAX_PATCH: usize = 576;
+/// Longest FULLY_CONNECTED input row taken here. Stack scratch: one int16 column, 2 KiB.
+pub const MAX_ROW: usize = 1024;
 /// Largest depthwise filter (height x width) taken here.
 pub const MAX_TAPS: usize = 64;
 
@@ -117,7 +118,8 @@ fn rows4(r: usize, n: usize) -> [usize; 4] {
 }
 
 /// Accumulates the column against output channels (rows of `len` weights) four at a time and
-/// writes the requantized bytes to `out` (one per channel).
+/// writes the requantized bytes to `out` (one per channel). Each pass takes its four rows and
+/// records with one bounds check each.
 #[inline(always)]
 fn column_times_rows(
     col: &[u32],
@@ -129,8 +131,39 @@ fn column_times_rows(
     rq: impl Fn(i32, ChannelQuant) -> u8,
 ) -> Result<(), Error> {
     let n = out.len();
-    for r in (0..n).step_by(4) {
-        let rows = rows4(r, n);
+    let filter = filter.get(..n * len).ok_or(Error::OutOfBounds)?;
+    let params = params
+        .get(..n * CHANNEL_PARAM_BYTES)
+        .ok_or(Error::OutOfBounds)?;
+    let full = n / 4 * 4;
+    let passes = filter
+        .chunks_exact(4 * len)
+        .zip(params.chunks_exact(4 * CHANNEL_PARAM_BYTES))
+        .zip(out.chunks_exact_mut(4));
+    for ((w4, p4), o4) in passes {
+        let (w0, rest) = w4.split_at_checked(len).ok_or(Error::OutOfBounds)?;
+        let (w1, rest) = rest.split_at_checked(len).ok_or(Error::OutOfBounds)?;
+        let (w2, w3) = rest.split_at_checked(len).ok_or(Error::OutOfBounds)?;
+        let mut acc = [0i32; 4];
+        let mut qs = [ChannelQuant {
+            multiplier: 0,
+            shift: 0,
+        }; 4];
+        for ((q, a), r) in qs
+            .iter_mut()
+            .zip(acc.iter_mut())
+            .zip(p4.chunks_exact(CHANNEL_PARAM_BYTES))
+        {
+            (*q, *a) = record(r, 0)?;
+        }
+        let acc = block_1x4(col, tail, [w0, w1, w2, w3], acc);
+        for ((o, a), q) in o4.iter_mut().zip(acc).zip(qs) {
+            *o = rq(a, q);
+        }
+    }
+    if full < n {
+        // The last 1-3 channels: missing rows repeat the last one (written again, same value).
+        let rows = rows4(full, n);
         let mut w: [&[u8]; 4] = [&[]; 4];
         let mut acc = [0i32; 4];
         let mut qs = [ChannelQuant {
@@ -149,6 +182,58 @@ fn column_times_rows(
         }
     }
     Ok(())
+}
+
+/// Widens a patch into lanes `J` (0 or 1) of the interleaved columns: for each 4 patch values
+/// `[x0 x1 x2 x3]` the group holds `(x0,x2) (x1,x3)` of column 0, then the same of column 1.
+/// The last `len % 4` values go to `tail`.
+#[inline(always)]
+fn widen2<const J: usize>(patch: &[u8], cols: &mut [u32], tail: &mut [i32; 3]) {
+    let groups = patch.chunks_exact(4);
+    for (t, &x) in tail.iter_mut().zip(groups.remainder()) {
+        *t = i32::from(x as i8);
+    }
+    for (g, c) in groups.zip(cols.chunks_exact_mut(4)) {
+        let x = word(g);
+        if let [e0, o0, e1, o1] = c {
+            if J == 0 {
+                (*e0, *o0) = (sxtb16(x), sxtb16_ror8(x));
+            } else {
+                (*e1, *o1) = (sxtb16(x), sxtb16_ror8(x));
+            }
+        }
+    }
+}
+
+/// Two output channels (weight rows `w0`, `w1`) by two pixels (interleaved columns `cols`
+/// and `tail`): four dot products, 16 multiply-accumulates per 4 loads and 8 SMLADs.
+/// Returns `[w0.p0, w0.p1, w1.p0, w1.p1]` added to `acc`.
+#[inline(always)]
+fn block_2x2(cols: &[u32], tail: &[[i32; 3]; 2], w0: &[u8], w1: &[u8], acc: [i32; 4]) -> [i32; 4] {
+    let [mut a00, mut a01, mut a10, mut a11] = acc;
+    let r0 = w0.chunks_exact(4);
+    let r1 = w1.chunks_exact(4);
+    let (t0, t1) = (r0.remainder(), r1.remainder());
+    for ((c, u), v) in cols.chunks_exact(4).zip(r0).zip(r1) {
+        if let [xe0, xo0, xe1, xo1] = *c {
+            let u = word(u);
+            let (ue, uo) = (sxtb16(u), sxtb16_ror8(u));
+            a00 = smlad(uo, xo0, smlad(ue, xe0, a00));
+            a01 = smlad(uo, xo1, smlad(ue, xe1, a01));
+            let v = word(v);
+            let (ve, vo) = (sxtb16(v), sxtb16_ror8(v));
+            a10 = smlad(vo, xo0, smlad(ve, xe0, a10));
+            a11 = smlad(vo, xo1, smlad(ve, xe1, a11));
+        }
+    }
+    for (((&u, &v), &x0), &x1) in t0.iter().zip(t1).zip(&tail[0]).zip(&tail[1]) {
+        let (u, v) = (i32::from(u as i8), i32::from(v as i8));
+        a00 = a00.wrapping_add(u * x0);
+        a01 = a01.wrapping_add(u * x1);
+        a10 = a10.wrapping_add(v * x0);
+        a11 = a11.wrapping_add(v * x1);
+    }
+    [a00, a01, a10, a11]
 }
 
 /// Copies pixel (oy, ox)'s receptive field into `patch` (filter row by filter row, input
@@ -175,9 +260,17 @@ fn gather(
             match (iy, ix) {
                 (Some(y), Some(x)) => {
                     let src = (y * g.in_w + x) * c;
-                    dst.copy_from_slice(input.get(src..src + c).ok_or(Error::OutOfBounds)?);
+                    let src = input.get(src..src + c).ok_or(Error::OutOfBounds)?;
+                    // One input channel (a first layer): a byte, not a memcpy call.
+                    match (dst, src) {
+                        ([d], [s]) => *d = *s,
+                        (d, s) => d.copy_from_slice(s),
+                    }
                 }
-                _ => dst.fill(zp),
+                _ => match dst {
+                    [d] => *d = zp,
+                    d => d.fill(zp),
+                },
             }
             at += c;
         }
@@ -185,10 +278,10 @@ fn gather(
     Ok(())
 }
 
-/// CONV_2D: each output pixel's patch widened once into an int16 column, then four output
-/// channels per pass over it. A 1x1 convolution without padding widens the input pixel
-/// itself. Returns `false` (nothing written) for a layer over the bounds: the caller runs the
-/// portable kernel.
+/// CONV_2D: two pixels' patches widened once into int16 columns, then two output channels by
+/// two pixels per pass. A 1x1 convolution without padding widens the input pixel in place.
+/// Returns `false` (nothing written) for a layer over the bounds: the caller runs the portable
+/// kernel.
 pub fn conv2d(
     g: &ConvGeom,
     op: &Op,
@@ -205,29 +298,57 @@ pub fn conv2d(
         return Ok(false);
     }
     let pointwise = g.k_h == 1 && g.k_w == 1 && g.pad_h == 0 && g.pad_w == 0;
-    let mut col = [0u32; MAX_PATCH / 2];
+    let mut cols = [0u32; MAX_PATCH];
     let mut patch = [0u8; MAX_PATCH];
-    let mut tail = [0i32; 3];
-    let col = col.get_mut(..k / 4 * 2).ok_or(Error::OutOfBounds)?;
-    let rq = |a, q| requant(a, q, op);
-    for (px, out) in output.chunks_exact_mut(g.out_c).enumerate() {
-        let (oy, ox) = (px / g.out_w, px % g.out_w);
-        let src: &[u8] = if pointwise {
-            let at = (oy * g.stride_h * g.in_w + ox * g.stride_w) * g.in_c;
-            input.get(at..at + k).ok_or(Error::OutOfBounds)?
-        } else {
-            let patch = patch.get_mut(..k).ok_or(Error::OutOfBounds)?;
-            gather(g, oy, ox, zp, input, patch)?;
-            patch
-        };
-        widen(src, col, &mut tail);
-        column_times_rows(col, &tail, filter, k, params, out, rq)?;
+    let mut tail = [[0i32; 3]; 2];
+    let cols = cols.get_mut(..k / 4 * 4).ok_or(Error::OutOfBounds)?;
+    let pixels = g.out_h * g.out_w;
+    let oc_n = g.out_c;
+    for p in (0..pixels).step_by(2) {
+        // An odd last pixel is computed twice (its copy lands on itself).
+        let q = (p + 1).min(pixels - 1);
+        for (j, px) in [p, q].into_iter().enumerate() {
+            let (oy, ox) = (px / g.out_w, px % g.out_w);
+            let src: &[u8] = if pointwise {
+                let at = (oy * g.stride_h * g.in_w + ox * g.stride_w) * g.in_c;
+                input.get(at..at + k).ok_or(Error::OutOfBounds)?
+            } else {
+                let patch = patch.get_mut(..k).ok_or(Error::OutOfBounds)?;
+                gather(g, oy, ox, zp, input, patch)?;
+                patch
+            };
+            let [t0, t1] = &mut tail;
+            if j == 0 {
+                widen2::<0>(src, cols, t0);
+            } else {
+                widen2::<1>(src, cols, t1);
+            }
+        }
+        let out_p = p * oc_n;
+        let out_q = q * oc_n;
+        for oc in (0..oc_n).step_by(2) {
+            let od = (oc + 1).min(oc_n - 1);
+            let w0 = filter.get(oc * k..oc * k + k).ok_or(Error::OutOfBounds)?;
+            let w1 = filter.get(od * k..od * k + k).ok_or(Error::OutOfBounds)?;
+            let (q0, b0) = record(params, oc)?;
+            let (q1, b1) = record(params, od)?;
+            let acc = block_2x2(cols, &tail, w0, w1, [b0, b0, b1, b1]);
+            let rq = |a, q| requant(a, q, op);
+            for (at, v) in [
+                (out_p + oc, rq(acc[0], q0)),
+                (out_q + oc, rq(acc[1], q0)),
+                (out_p + od, rq(acc[2], q1)),
+                (out_q + od, rq(acc[3], q1)),
+            ] {
+                *output.get_mut(at).ok_or(Error::OutOfBounds)? = v;
+            }
+        }
     }
     Ok(true)
 }
 
 /// FULLY_CONNECTED: each input row widened once, then four units per pass over it. Returns
-/// `false` for rows longer than `MAX_PATCH` (the caller runs the portable kernel).
+/// `false` for rows longer than `MAX_ROW` (the caller runs the portable kernel).
 #[allow(clippy::too_many_arguments)]
 pub fn fully_connected(
     op: &Op,
@@ -239,10 +360,35 @@ pub fn fully_connected(
     params: &[u8],
     output: &mut [u8],
 ) -> Result<bool, Error> {
-    if depth > MAX_PATCH || depth == 0 || units == 0 {
+    if depth == 0 || units == 0 {
         return Ok(false);
     }
-    let mut col = [0u32; MAX_PATCH / 2];
+    // A short row takes a short column: zeroing 2 KiB would cost more than its products.
+    let args = (op, batch, depth, units, input, filter, params, output);
+    if depth <= 64 {
+        fc_with::<32>(args)
+    } else if depth <= MAX_ROW {
+        fc_with::<{ MAX_ROW / 2 }>(args)
+    } else {
+        Ok(false)
+    }
+}
+
+type FcArgs<'a> = (
+    &'a Op,
+    usize,
+    usize,
+    usize,
+    &'a [u8],
+    &'a [u8],
+    &'a [u8],
+    &'a mut [u8],
+);
+
+/// `fully_connected` with a column of `WORDS` words (rows up to `2 * WORDS` values).
+fn fc_with<const WORDS: usize>(args: FcArgs<'_>) -> Result<bool, Error> {
+    let (op, batch, depth, units, input, filter, params, output) = args;
+    let mut col = [0u32; WORDS];
     let mut tail = [0i32; 3];
     let col = col.get_mut(..depth / 4 * 2).ok_or(Error::OutOfBounds)?;
     let rq = |a, q| requantize_single(a, q, op.output_offset, op.act_min, op.act_max);
