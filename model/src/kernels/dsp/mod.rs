@@ -23,6 +23,9 @@ use simd::{smlabb, smlad, smlatt, sxtb16, sxtb16_ror8};
 pub const MAX_PATCH: usize = 576;
 /// Longest FULLY_CONNECTED input row taken here. Stack scratch: one int16 column, 2 KiB.
 pub const MAX_ROW: usize = 1024;
+/// Most input channels of a 1x1 CONV_2D whose four rows of weights are widened and kept
+/// (2.3 KiB of stack); more take the column path.
+pub const MAX_STATIONARY: usize = 288;
 /// Largest depthwise filter (height x width) taken here.
 pub const MAX_TAPS: usize = 64;
 
@@ -247,42 +250,163 @@ fn gather(
     patch: &mut [u8],
 ) -> Result<(), Error> {
     let c = g.in_c;
-    let mut at = 0;
-    for ky in 0..g.k_h {
+    let row_len = g.k_w * c;
+    // Without horizontal dilation a filter row's inside taps are one contiguous run.
+    let (x0, kx0, kx1) = if g.dilation_w == 1 {
+        let origin = ox * g.stride_w;
+        let kx0 = g.pad_w.saturating_sub(origin).min(g.k_w);
+        let kx1 = (g.in_w + g.pad_w).saturating_sub(origin).clamp(kx0, g.k_w);
+        ((origin + kx0).saturating_sub(g.pad_w), kx0, kx1)
+    } else {
+        (0, 0, 0)
+    };
+    for (ky, row) in patch.chunks_exact_mut(row_len).take(g.k_h).enumerate() {
         let iy = (oy * g.stride_h + ky * g.dilation_h)
             .checked_sub(g.pad_h)
             .filter(|&y| y < g.in_h);
-        for kx in 0..g.k_w {
-            let dst = patch.get_mut(at..at + c).ok_or(Error::OutOfBounds)?;
-            let ix = (ox * g.stride_w + kx * g.dilation_w)
-                .checked_sub(g.pad_w)
-                .filter(|&x| x < g.in_w);
-            match (iy, ix) {
-                (Some(y), Some(x)) => {
-                    let src = (y * g.in_w + x) * c;
-                    let src = input.get(src..src + c).ok_or(Error::OutOfBounds)?;
-                    // One input channel (a first layer): a byte, not a memcpy call.
-                    match (dst, src) {
-                        ([d], [s]) => *d = *s,
-                        (d, s) => d.copy_from_slice(s),
-                    }
+        let Some(y) = iy else {
+            row.fill(zp);
+            continue;
+        };
+        if g.dilation_w == 1 {
+            let (left, rest) = row
+                .split_at_mut_checked(kx0 * c)
+                .ok_or(Error::OutOfBounds)?;
+            let (mid, right) = rest
+                .split_at_mut_checked((kx1 - kx0) * c)
+                .ok_or(Error::OutOfBounds)?;
+            left.fill(zp);
+            right.fill(zp);
+            let at = (y * g.in_w + x0) * c;
+            mid.copy_from_slice(input.get(at..at + mid.len()).ok_or(Error::OutOfBounds)?);
+            continue;
+        }
+        for (kx, dst) in row.chunks_exact_mut(c).enumerate() {
+            match tap(ox, kx, g.stride_w, g.dilation_w, g.pad_w, g.in_w) {
+                Some(x) => {
+                    let at = (y * g.in_w + x) * c;
+                    dst.copy_from_slice(input.get(at..at + c).ok_or(Error::OutOfBounds)?);
                 }
-                _ => match dst {
-                    [d] => *d = zp,
-                    d => d.fill(zp),
-                },
+                None => dst.fill(zp),
             }
-            at += c;
         }
     }
     Ok(())
 }
 
-/// CONV_2D: two pixels' patches widened once into int16 columns, then two output channels by
-/// two pixels per pass. A 1x1 convolution without padding widens the input pixel in place.
-/// Returns `false` (nothing written) for a layer over the bounds: the caller runs the portable
-/// kernel.
+/// CONV_2D. A 1x1 convolution of up to `MAX_STATIONARY` input channels: four output
+/// channels' weights widened once and kept while every pixel passes (each input word widened
+/// on the fly: eight SMLADs per word of input and four of weights, all in registers). Other
+/// convolutions: two pixels' patches gathered and widened into int16 columns, then two
+/// output channels by two pixels per pass.
+/// Returns `false` (nothing written) for a layer over the bounds: the caller runs the
+/// portable kernel.
 pub fn conv2d(
+    g: &ConvGeom,
+    op: &Op,
+    input: &[u8],
+    filter: &[u8],
+    params: &[u8],
+    output: &mut [u8],
+) -> Result<bool, Error> {
+    let pointwise = g.k_h == 1 && g.k_w == 1 && g.pad_h == 0 && g.pad_w == 0;
+    if pointwise && g.in_c <= MAX_STATIONARY {
+        conv2d_stationary(g, op, input, filter, params, output)
+    } else {
+        conv2d_columns(g, op, input, filter, params, output)
+    }
+}
+
+/// Four weight rows widened and interleaved: for each 4 values, `(w0,w2) (w1,w3)` of row 0,
+/// then of rows 1, 2, 3 (eight words).
+#[inline(always)]
+fn widen_rows(w: [&[u8]; 4], buf: &mut [u32]) {
+    let [r0, r1, r2, r3] = w.map(|r| r.chunks_exact(4));
+    for ((((g, a), b), c), d) in buf.chunks_exact_mut(8).zip(r0).zip(r1).zip(r2).zip(r3) {
+        if let [e0, o0, e1, o1, e2, o2, e3, o3] = g {
+            let (a, b, c, d) = (word(a), word(b), word(c), word(d));
+            (*e0, *o0) = (sxtb16(a), sxtb16_ror8(a));
+            (*e1, *o1) = (sxtb16(b), sxtb16_ror8(b));
+            (*e2, *o2) = (sxtb16(c), sxtb16_ror8(c));
+            (*e3, *o3) = (sxtb16(d), sxtb16_ror8(d));
+        }
+    }
+}
+
+/// Four dot products of the int8 vector `x` with four rows widened by `widen_rows` (`tails`:
+/// each row's last `len % 4` int8 weights).
+#[inline(always)]
+fn block_stationary(x: &[u8], wbuf: &[u32], tails: [&[u8]; 4], acc: [i32; 4]) -> [i32; 4] {
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    let xs = x.chunks_exact(4);
+    let xt = xs.remainder();
+    for (xg, wg) in xs.zip(wbuf.chunks_exact(8)) {
+        let v = word(xg);
+        let (xe, xo) = (sxtb16(v), sxtb16_ror8(v));
+        if let [e0, o0, e1, o1, e2, o2, e3, o3] = *wg {
+            a0 = smlad(o0, xo, smlad(e0, xe, a0));
+            a1 = smlad(o1, xo, smlad(e1, xe, a1));
+            a2 = smlad(o2, xo, smlad(e2, xe, a2));
+            a3 = smlad(o3, xo, smlad(e3, xe, a3));
+        }
+    }
+    let mut acc = [a0, a1, a2, a3];
+    for (a, t) in acc.iter_mut().zip(tails) {
+        for (&u, &v) in t.iter().zip(xt) {
+            *a = a.wrapping_add(i32::from(u as i8) * i32::from(v as i8));
+        }
+    }
+    acc
+}
+
+/// CONV_2D with weights kept: see `conv2d`.
+fn conv2d_stationary(
+    g: &ConvGeom,
+    op: &Op,
+    input: &[u8],
+    filter: &[u8],
+    params: &[u8],
+    output: &mut [u8],
+) -> Result<bool, Error> {
+    let k = g.in_c;
+    let pointwise = g.k_h == 1 && g.k_w == 1 && g.pad_h == 0 && g.pad_w == 0;
+    if !pointwise || k > MAX_STATIONARY || k == 0 || g.out_c == 0 {
+        return Ok(false);
+    }
+    let mut wbuf = [0u32; 2 * MAX_STATIONARY];
+    let wbuf = wbuf.get_mut(..k / 4 * 8).ok_or(Error::OutOfBounds)?;
+    let oc_n = g.out_c;
+    for oc in (0..oc_n).step_by(4) {
+        let rows = rows4(oc, oc_n);
+        let mut w: [&[u8]; 4] = [&[]; 4];
+        let mut tails: [&[u8]; 4] = [&[]; 4];
+        let mut bias = [0i32; 4];
+        let mut qs = [ChannelQuant {
+            multiplier: 0,
+            shift: 0,
+        }; 4];
+        for (i, &r) in rows.iter().enumerate() {
+            w[i] = filter.get(r * k..(r + 1) * k).ok_or(Error::OutOfBounds)?;
+            tails[i] = w[i].get(k / 4 * 4..).ok_or(Error::OutOfBounds)?;
+            (qs[i], bias[i]) = record(params, r)?;
+        }
+        widen_rows(w, wbuf);
+        let wbuf: &[u32] = wbuf;
+        for (px, out) in output.chunks_exact_mut(oc_n).enumerate() {
+            let (oy, ox) = (px / g.out_w, px % g.out_w);
+            let at = (oy * g.stride_h * g.in_w + ox * g.stride_w) * k;
+            let x = input.get(at..at + k).ok_or(Error::OutOfBounds)?;
+            let acc = block_stationary(x, wbuf, tails, bias);
+            for ((&r, a), &q) in rows.iter().zip(acc).zip(&qs) {
+                *out.get_mut(r).ok_or(Error::OutOfBounds)? = requant(a, q, op);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// CONV_2D over int16 columns: see `conv2d`.
+fn conv2d_columns(
     g: &ConvGeom,
     op: &Op,
     input: &[u8],
