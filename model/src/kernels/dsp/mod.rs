@@ -405,8 +405,26 @@ fn conv2d_stationary(
     Ok(true)
 }
 
-/// CONV_2D over int16 columns: see `conv2d`.
+/// CONV_2D over int16 columns: see `conv2d`. A short patch takes short scratch (zeroing
+/// 2.8 KiB would cost a small layer more than its products).
 fn conv2d_columns(
+    g: &ConvGeom,
+    op: &Op,
+    input: &[u8],
+    filter: &[u8],
+    params: &[u8],
+    output: &mut [u8],
+) -> Result<bool, Error> {
+    let k = g.k_h * g.k_w * g.in_c;
+    if k <= 128 {
+        columns_with::<128>(g, op, input, filter, params, output)
+    } else {
+        columns_with::<MAX_PATCH>(g, op, input, filter, params, output)
+    }
+}
+
+/// `conv2d_columns` with scratch for patches up to `N` values.
+fn columns_with<const N: usize>(
     g: &ConvGeom,
     op: &Op,
     input: &[u8],
@@ -418,12 +436,12 @@ fn conv2d_columns(
     let Some(zp) = zero_point(op) else {
         return Ok(false);
     };
-    if k > MAX_PATCH || k == 0 {
+    if k > N || k == 0 {
         return Ok(false);
     }
     let pointwise = g.k_h == 1 && g.k_w == 1 && g.pad_h == 0 && g.pad_w == 0;
-    let mut cols = [0u32; MAX_PATCH];
-    let mut patch = [0u8; MAX_PATCH];
+    let mut cols = [0u32; N];
+    let mut patch = [0u8; N];
     let mut tail = [[0i32; 3]; 2];
     let cols = cols.get_mut(..k / 4 * 4).ok_or(Error::OutOfBounds)?;
     let pixels = g.out_h * g.out_w;
@@ -457,12 +475,11 @@ fn conv2d_columns(
             let (q0, b0) = record(params, oc)?;
             let (q1, b1) = record(params, od)?;
             let acc = block_2x2(cols, &tail, w0, w1, [b0, b0, b1, b1]);
-            let rq = |a, q| requant(a, q, op);
             for (at, v) in [
-                (out_p + oc, rq(acc[0], q0)),
-                (out_q + oc, rq(acc[1], q0)),
-                (out_p + od, rq(acc[2], q1)),
-                (out_q + od, rq(acc[3], q1)),
+                (out_p + oc, requant(acc[0], q0, op)),
+                (out_q + oc, requant(acc[1], q0, op)),
+                (out_p + od, requant(acc[2], q1, op)),
+                (out_q + od, requant(acc[3], q1, op)),
             ] {
                 *output.get_mut(at).ok_or(Error::OutOfBounds)? = v;
             }
@@ -533,9 +550,10 @@ fn fc_with<const WORDS: usize>(args: FcArgs<'_>) -> Result<bool, Error> {
 /// (channel `c`), `offs[t]` is tap t's offset from there and `wv` holds its weights widened
 /// (`(w0,w2) (w1,w3)` per tap). SMLABB/SMLATT keep the four channels apart.
 #[inline(always)]
-fn dw_taps(win: &[u8], offs: &[usize], wv: &[u32], acc: [i32; 4]) -> Result<[i32; 4], Error> {
+fn dw_taps(win: &[u8], offs: &[u16], wv: &[u32], acc: [i32; 4]) -> Result<[i32; 4], Error> {
     let [mut a0, mut a1, mut a2, mut a3] = acc;
     for (&o, w) in offs.iter().zip(wv.chunks_exact(2)) {
+        let o = usize::from(o);
         let x = word(win.get(o..o + 4).ok_or(Error::OutOfBounds)?);
         if let [we, wo] = *w {
             let (xe, xo) = (sxtb16(x), sxtb16_ror8(x));
@@ -585,9 +603,14 @@ pub fn depthwise_conv2d(
     }
     let c_n = g.out_c;
     let zpw = u32::from_ne_bytes([zp; 4]);
-    let mut offs = [0usize; MAX_TAPS];
+    // Tap offsets as u16: `o + 4` then needs no overflow check in the inner loop.
+    let mut offs = [0u16; MAX_TAPS];
     for (t, o) in offs.iter_mut().take(n_taps).enumerate() {
-        *o = ((t / g.k_w) * g.dilation_h * g.in_w + (t % g.k_w) * g.dilation_w) * c_n;
+        let at = ((t / g.k_w) * g.dilation_h * g.in_w + (t % g.k_w) * g.dilation_w) * c_n;
+        match u16::try_from(at) {
+            Ok(at) => *o = at,
+            Err(_) => return Ok(false),
+        }
     }
     let offs = offs.get(..n_taps).ok_or(Error::OutOfBounds)?;
     let inside = |o: usize, k: usize, stride: usize, dilation: usize, pad: usize, size: usize| {
@@ -714,8 +737,16 @@ fn scale(acc: i32, m: i32, s: i32) -> i32 {
         let threshold = (mask >> 1) + i32::from(h < 0);
         (h >> right) + i32::from((h & mask) > threshold)
     } else {
-        crate::quant::multiply_by_quantized_multiplier(acc, m, s)
+        reference_scale(acc, m, s)
     }
+}
+
+/// The records `scale` does not shorten (never made by `quantize_multiplier`): kept out of
+/// line so the kernels' loops do not carry them.
+#[cold]
+#[inline(never)]
+fn reference_scale(acc: i32, m: i32, s: i32) -> i32 {
+    crate::quant::multiply_by_quantized_multiplier(acc, m, s)
 }
 
 /// A channel's bias with the input offset folded in: `bias + input_offset * sum(weights)`,
