@@ -42,16 +42,21 @@ fn word(b: &[u8]) -> u32 {
 #[inline(always)]
 fn record(params: &[u8], c: usize) -> Result<(ChannelQuant, i32), Error> {
     let at = c * CHANNEL_PARAM_BYTES;
-    match params.get(at..at + 12) {
-        Some(&[m0, m1, m2, m3, s0, s1, s2, s3, b0, b1, b2, b3]) => Ok((
-            ChannelQuant {
-                multiplier: i32::from_ne_bytes([m0, m1, m2, m3]),
-                shift: i32::from_ne_bytes([s0, s1, s2, s3]),
-            },
-            i32::from_ne_bytes([b0, b1, b2, b3]),
-        )),
-        _ => Err(Error::OutOfBounds),
-    }
+    let r = params.get(at..at + 12).ok_or(Error::OutOfBounds)?;
+    // Three whole words (three loads), not twelve bytes put together.
+    let int = |i: usize| {
+        r.get(i..i + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(i32::from_ne_bytes)
+            .ok_or(Error::OutOfBounds)
+    };
+    Ok((
+        ChannelQuant {
+            multiplier: int(0)?,
+            shift: int(4)?,
+        },
+        int(8)?,
+    ))
 }
 
 /// The input zero point as an int8, if it is one (a padded tap reads it).
@@ -268,6 +273,22 @@ fn gather(
             row.fill(zp);
             continue;
         };
+        if g.dilation_w == 1 && row_len <= 16 {
+            // A short row (a first layer's few input channels): bytes, not library calls.
+            let at = (y * g.in_w + x0) * c;
+            let src = input
+                .get(at..at + (kx1 - kx0) * c)
+                .ok_or(Error::OutOfBounds)?;
+            let (lo, hi) = (kx0 * c, kx1 * c);
+            for (i, d) in row.iter_mut().enumerate() {
+                *d = if (lo..hi).contains(&i) {
+                    src.get(i - lo).copied().unwrap_or(zp)
+                } else {
+                    zp
+                };
+            }
+            continue;
+        }
         if g.dilation_w == 1 {
             let (left, rest) = row
                 .split_at_mut_checked(kx0 * c)
@@ -566,6 +587,24 @@ fn dw_taps(win: &[u8], offs: &[u16], wv: &[u32], acc: [i32; 4]) -> Result<[i32; 
     Ok([a0, a1, a2, a3])
 }
 
+/// `dw_taps` for a 3x3 filter: a constant-length loop the compiler unrolls, its offsets and
+/// weights read at fixed stack offsets.
+#[inline(always)]
+fn dw_taps9(win: &[u8], offs: &[u16; 9], wv: &[u32; 18], acc: [i32; 4]) -> Result<[i32; 4], Error> {
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    for t in 0..9 {
+        let o = usize::from(offs[t]);
+        let x = word(win.get(o..o + 4).ok_or(Error::OutOfBounds)?);
+        let (we, wo) = (wv[2 * t], wv[2 * t + 1]);
+        let (xe, xo) = (sxtb16(x), sxtb16_ror8(x));
+        a0 = smlabb(we, xe, a0);
+        a2 = smlatt(we, xe, a2);
+        a1 = smlabb(wo, xo, a1);
+        a3 = smlatt(wo, xo, a3);
+    }
+    Ok([a0, a1, a2, a3])
+}
+
 /// Input index of filter tap `k` for output position `o`, if it falls inside the input.
 #[inline(always)]
 fn tap(
@@ -645,35 +684,34 @@ pub fn depthwise_conv2d(
                         * c_n
                         + c;
                     let win = input.get(at..).ok_or(Error::OutOfBounds)?;
-                    if n_taps == 9 {
-                        let (o9, w9) = (offs.get(..9), wv.get(..18));
-                        dw_taps(
-                            win,
-                            o9.ok_or(Error::OutOfBounds)?,
-                            w9.ok_or(Error::OutOfBounds)?,
-                            bias,
-                        )?
+                    if let (Ok(o9), Ok(w9)) =
+                        (<&[u16; 9]>::try_from(offs), <&[u32; 18]>::try_from(wv))
+                    {
+                        dw_taps9(win, o9, w9, bias)?
                     } else {
                         dw_taps(win, offs, wv, bias)?
                     }
                 } else {
                     let [mut a0, mut a1, mut a2, mut a3] = bias;
-                    for (t, w) in wv.chunks_exact(2).enumerate() {
-                        let iy = tap(oy, t / g.k_w, g.stride_h, g.dilation_h, g.pad_h, g.in_h);
-                        let ix = tap(ox, t % g.k_w, g.stride_w, g.dilation_w, g.pad_w, g.in_w);
-                        let x = match iy.zip(ix) {
-                            Some((y, x)) => {
-                                let at = (y * g.in_w + x) * c_n + c;
-                                word(input.get(at..at + 4).ok_or(Error::OutOfBounds)?)
+                    let mut ws = wv.chunks_exact(2);
+                    for ky in 0..g.k_h {
+                        let iy = tap(oy, ky, g.stride_h, g.dilation_h, g.pad_h, g.in_h);
+                        for (kx, w) in (0..g.k_w).zip(&mut ws) {
+                            let ix = tap(ox, kx, g.stride_w, g.dilation_w, g.pad_w, g.in_w);
+                            let x = match iy.zip(ix) {
+                                Some((y, x)) => {
+                                    let at = (y * g.in_w + x) * c_n + c;
+                                    word(input.get(at..at + 4).ok_or(Error::OutOfBounds)?)
+                                }
+                                None => zpw,
+                            };
+                            if let [we, wo] = *w {
+                                let (xe, xo) = (sxtb16(x), sxtb16_ror8(x));
+                                a0 = smlabb(we, xe, a0);
+                                a2 = smlatt(we, xe, a2);
+                                a1 = smlabb(wo, xo, a1);
+                                a3 = smlatt(wo, xo, a3);
                             }
-                            None => zpw,
-                        };
-                        if let [we, wo] = *w {
-                            let (xe, xo) = (sxtb16(x), sxtb16_ror8(x));
-                            a0 = smlabb(we, xe, a0);
-                            a2 = smlatt(we, xe, a2);
-                            a1 = smlabb(wo, xo, a1);
-                            a3 = smlatt(wo, xo, a3);
                         }
                     }
                     [a0, a1, a2, a3]
