@@ -1,0 +1,71 @@
+//! Every operator fixture (model/fixtures/ops, real converter output) gives exactly the bytes
+//! TensorFlow Lite's reference kernels gave for the same inputs.
+
+use model::{Interpreter, Model};
+use std::path::PathBuf;
+
+fn dir(group: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(group)
+}
+
+/// The cases of a `.io` file: (input bytes, output bytes) as the interpreter sees them.
+pub fn cases(io: &[u8], input_bytes: usize, output_bytes: usize) -> Vec<(&[u8], &[u8])> {
+    let count = u32::from_le_bytes(io[..4].try_into().unwrap()) as usize;
+    let step = input_bytes + output_bytes;
+    assert_eq!(io.len(), 4 + count * step, "io file length");
+    (0..count)
+        .map(|i| {
+            let at = 4 + i * step;
+            (&io[at..at + input_bytes], &io[at + input_bytes..at + step])
+        })
+        .collect()
+}
+
+/// Runs every case of `name` and returns the number of output bytes that differ.
+fn mismatches(group: &str, name: &str) -> (usize, usize) {
+    let bytes = std::fs::read(dir(group).join(format!("{name}.tflite"))).unwrap();
+    let io = std::fs::read(dir(group).join(format!("{name}.io"))).unwrap();
+    let model = Model::parse_explained(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut arena = vec![0u8; model.arena_size];
+    let mut interp = Interpreter::new(&model, &mut arena).unwrap();
+    let in_bytes = interp.input_mut().unwrap().len();
+    let out_bytes = interp.output().unwrap().len();
+    let mut bad = 0;
+    let mut total = 0;
+    for (input, want) in cases(&io, in_bytes, out_bytes) {
+        interp.set_input(input).unwrap();
+        interp.invoke().unwrap();
+        let got = interp.output().unwrap();
+        bad += got.iter().zip(want).filter(|(a, b)| a != b).count();
+        total += want.len();
+    }
+    (bad, total)
+}
+
+fn names(group: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir(group))
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "tflite").then(|| p.file_stem().unwrap().to_string_lossy().into())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_operator_fixture_matches_tflite_byte_for_byte() {
+    let mut failed = Vec::new();
+    let all = names("ops");
+    assert!(all.len() >= 20, "operator fixtures: {all:?}");
+    for name in &all {
+        let (bad, total) = mismatches("ops", name);
+        if bad != 0 {
+            failed.push(format!("{name}: {bad} of {total} bytes differ"));
+        }
+    }
+    assert!(failed.is_empty(), "{failed:#?}");
+}
