@@ -13,9 +13,15 @@ pub use crate::ops::{Activation, ConvGeom, MAX_INPUTS, Op, OpKind, PoolGeom};
 
 /// Most tensors a model may have. The tables are on the caller's stack (no allocator): each
 /// tensor costs `size_of::<Tensor>()` and an arena offset; `Model` states the total.
-pub const MAX_TENSORS: usize = 192;
+pub const MAX_TENSORS: usize = 128;
 /// Most operators a model may have; each costs `size_of::<Op>()`.
-pub const MAX_OPS: usize = 128;
+pub const MAX_OPS: usize = 64;
+/// The model-runtime ABI this runtime provides. A model's manifest names the ABI it needs
+/// (`Model::required_abi`); a device runs it when its firmware provides that ABI or a later one.
+/// 1: the seven operators of the first runtime, int8 in and out. 2: the operators added since
+/// (`OpKind::abi`) and float32 input or output.
+pub const RUNTIME_ABI: u32 = 2;
+
 /// Most dimensions of a tensor.
 pub const MAX_DIMS: usize = 4;
 /// Arena offsets are aligned to this.
@@ -348,6 +354,18 @@ impl<'a> Model<'a> {
             } => n(&[batch, depth, units]),
             _ => 0,
         }
+    }
+
+    /// The oldest runtime ABI that runs this model: the newest any of its operators or its
+    /// boundary types needs.
+    pub fn required_abi(&self) -> u32 {
+        let float_io = [self.input, self.output].iter().any(|&t| {
+            self.tensors
+                .get(t)
+                .is_some_and(|t| t.ty == ElemType::Float32)
+        });
+        let ops = self.ops.iter().map(|op| op.kind.abi()).max().unwrap_or(1);
+        ops.max(if float_io { 2 } else { 1 })
     }
 
     /// Multiply-accumulates of one inference.

@@ -33,6 +33,6 @@ mod schema;
 pub mod validation;
 
 pub use error::Error;
-pub use graph::{Model, Refusal};
+pub use graph::{Model, RUNTIME_ABI, Refusal};
 pub use interpreter::Interpreter;
 pub use validation::{Report, ValidationSet, Verdict, judge};

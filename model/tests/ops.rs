@@ -69,3 +69,16 @@ fn every_operator_fixture_matches_tflite_byte_for_byte() {
     }
     assert!(failed.is_empty(), "{failed:#?}");
 }
+
+#[test]
+fn models_need_the_abi_of_their_newest_operator() {
+    let abi = |group: &str, name: &str| {
+        let bytes = std::fs::read(dir(group).join(format!("{name}.tflite"))).unwrap();
+        Model::parse(&bytes).unwrap().required_abi()
+    };
+    assert_eq!(abi(".", "good"), 1);
+    assert_eq!(abi(".", "slow"), 1);
+    assert_eq!(abi("ops", "add"), 2);
+    assert_eq!(abi("ops", "float_io"), 2);
+    assert_eq!(model::RUNTIME_ABI, 2);
+}

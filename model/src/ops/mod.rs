@@ -195,6 +195,20 @@ impl OpKind {
         }
     }
 
+    /// The runtime ABI that introduced this operator (`graph::RUNTIME_ABI`).
+    pub fn abi(&self) -> u32 {
+        match self {
+            OpKind::Conv2d(_)
+            | OpKind::DepthwiseConv2d(_)
+            | OpKind::FullyConnected { .. }
+            | OpKind::AveragePool2d(_)
+            | OpKind::MaxPool2d(_)
+            | OpKind::Reshape
+            | OpKind::Softmax { .. } => 1,
+            _ => 2,
+        }
+    }
+
     /// Whether the operator's parameters include a 256-byte lookup table.
     pub fn has_lut(&self) -> bool {
         matches!(self, OpKind::Logistic | OpKind::Tanh)
