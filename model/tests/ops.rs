@@ -82,3 +82,50 @@ fn models_need_the_abi_of_their_newest_operator() {
     assert_eq!(abi("ops", "float_io"), 2);
     assert_eq!(model::RUNTIME_ABI, 2);
 }
+
+/// No two tensors that are live at once share arena bytes, in every fixture: a tensor read by
+/// two operators (the residual branch of an ADD) stays live until its last reader.
+#[test]
+fn arena_plans_never_overlap_live_tensors() {
+    let mut checked = 0;
+    for (group, name) in names("ops")
+        .into_iter()
+        .map(|n| ("ops", n))
+        .chain(["good", "slow"].map(|n| (".", n.to_string())))
+    {
+        let bytes = std::fs::read(dir(group).join(format!("{name}.tflite"))).unwrap();
+        let m = Model::parse(&bytes).unwrap();
+        let n = m.tensors.len();
+        let (mut first, mut last) = (vec![usize::MAX; n], vec![0; n]);
+        let mut live = |t: usize, at: usize| {
+            first[t] = first[t].min(at);
+            last[t] = last[t].max(at);
+        };
+        live(m.input, 0);
+        live(m.output, m.ops.len());
+        for (i, op) in m.ops.iter().enumerate() {
+            for k in 0..op.n_inputs {
+                if let Some(t) = op.input_at(k).filter(|&t| m.tensors[t].data.is_none()) {
+                    live(t, i);
+                }
+            }
+            live(op.output, i);
+        }
+        let span = |t: usize| (m.offsets[t], m.offsets[t] + m.tensors[t].bytes());
+        for a in 0..n {
+            for b in a + 1..n {
+                if first[a] == usize::MAX || first[b] == usize::MAX {
+                    continue;
+                }
+                let together = first[a] <= last[b] && first[b] <= last[a];
+                let ((a0, a1), (b0, b1)) = (span(a), span(b));
+                assert!(
+                    !(together && a0 < b1 && b0 < a1),
+                    "{name}: tensors {a} and {b} overlap while both live"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "{checked} pairs");
+}

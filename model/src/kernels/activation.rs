@@ -8,12 +8,12 @@ use crate::quant::{multiply_by_quantized_multiplier, round_f32};
 /// Rescales to the output, then clamps to the activation's range (RELU and RELU6).
 pub fn relu(op: &Op, multiplier: i32, shift: i32, input: &[u8], output: &mut [u8]) {
     for (o, &x) in output.iter_mut().zip(input) {
-        let v = op.output_offset
-            + multiply_by_quantized_multiplier(
-                i32::from(x as i8) + op.input_offset,
-                multiplier,
-                shift,
-            );
+        let v = multiply_by_quantized_multiplier(
+            i32::from(x as i8) + op.input_offset,
+            multiplier,
+            shift,
+        )
+        .saturating_add(op.output_offset);
         *o = v.clamp(op.act_min, op.act_max) as i8 as u8;
     }
 }
@@ -28,7 +28,7 @@ pub fn leaky_relu(
     for (o, &x) in output.iter_mut().zip(input) {
         let v = i32::from(x as i8) + op.input_offset;
         let (m, s) = if v >= 0 { identity } else { alpha };
-        let r = op.output_offset + multiply_by_quantized_multiplier(v, m, s);
+        let r = multiply_by_quantized_multiplier(v, m, s).saturating_add(op.output_offset);
         *o = r.clamp(-128, 127) as i8 as u8;
     }
 }
@@ -52,14 +52,15 @@ fn sdhm16(a: i16, b: i16) -> i16 {
 }
 
 fn saturating_left_shift16(v: i16, amount: i32) -> i16 {
-    (i32::from(v) * (1 << amount)).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16
+    // Exponents are at most 31 in magnitude (`quantize_multiplier`'s range): i64 holds it.
+    (i64::from(v) << amount.clamp(0, 31)).clamp(i64::from(i16::MIN), i64::from(i16::MAX)) as i16
 }
 
 fn rounding_divide_by_pot16(x: i16, exponent: i32) -> i16 {
-    let x = i32::from(x);
-    let mask = (1i32 << exponent) - 1;
-    let threshold = (mask >> 1) + i32::from(x < 0);
-    ((x >> exponent) + i32::from((x & mask) > threshold)) as i16
+    let (x, e) = (i64::from(x), exponent.clamp(0, 31));
+    let mask = (1i64 << e) - 1;
+    let threshold = (mask >> 1) + i64::from(x < 0);
+    ((x >> e) + i64::from((x & mask) > threshold)) as i16
 }
 
 /// TFLite's reference int8 HARD_SWISH: x * relu6(x + 3) / 6 in 16-bit fixed point.

@@ -87,7 +87,8 @@ pub fn add_sub(
         } else {
             s1.wrapping_add(s2)
         };
-        (scale_down(raw, p.output_multiplier, p.output_shift) + op.output_offset)
+        scale_down(raw, p.output_multiplier, p.output_shift)
+            .saturating_add(op.output_offset)
             .clamp(op.act_min, op.act_max)
     })
 }
@@ -103,7 +104,8 @@ pub fn mul(
 ) -> Result<(), Error> {
     broadcast(a, b, out, |x1, x2| {
         let product = (x1 + op.input_offset) * (x2 + input2_offset);
-        (op.output_offset + multiply_by_quantized_multiplier(product, multiplier, shift))
+        multiply_by_quantized_multiplier(product, multiplier, shift)
+            .saturating_add(op.output_offset)
             .clamp(op.act_min, op.act_max)
     })
 }

@@ -27,7 +27,8 @@ pub fn requantize(
             i32::from(x as i8) + op.input_offset,
             multiplier,
             shift,
-        ) + op.output_offset;
+        )
+        .saturating_add(op.output_offset);
         *o = v.clamp(-128, 127) as i8 as u8;
     }
     Ok(())

@@ -19,15 +19,15 @@ pub fn mean(
             .get(b * n * c..(b + 1) * n * c)
             .ok_or(Error::OutOfBounds)?;
         for ch in 0..c {
-            let raw: i32 = plane
+            let raw = plane
                 .iter()
                 .skip(ch)
                 .step_by(c)
-                .map(|&x| i32::from(x as i8))
-                .sum();
+                .fold(0i32, |s, &x| s.wrapping_add(i32::from(x as i8)));
             // The zero point comes off every element: input_offset is minus it.
             let acc = raw.wrapping_add(op.input_offset.wrapping_mul(count));
-            let v = multiply_by_quantized_multiplier(acc, multiplier, shift) + op.output_offset;
+            let v = multiply_by_quantized_multiplier(acc, multiplier, shift)
+                .saturating_add(op.output_offset);
             *output.get_mut(b * c + ch).ok_or(Error::OutOfBounds)? = v.clamp(-128, 127) as i8 as u8;
         }
     }

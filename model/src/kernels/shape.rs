@@ -75,17 +75,21 @@ pub fn strided_slice(
     let tin = tensors.get(op.input).ok_or(Error::OutOfBounds)?;
     let d = tin.dims4();
     let stride = [d[1] * d[2] * d[3], d[2] * d[3], d[3], 1];
-    // Input index along axis `a` of step `k`.
-    let pos = |a: usize, k: usize| -> usize {
+    // Input offset along axis `a` of step `k` (the plan keeps it inside the axis).
+    let pos = |a: usize, k: usize| -> Result<usize, Error> {
         let s = &axes[a];
-        (i64::from(s.start) + k as i64 * i64::from(s.stride)) as usize * stride[a]
+        let i = i64::from(s.start) + k as i64 * i64::from(s.stride);
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| i.checked_mul(stride[a]))
+            .ok_or(Error::OutOfBounds)
     };
     let mut at = 0;
     for k0 in 0..axes[0].count {
         for k1 in 0..axes[1].count {
             for k2 in 0..axes[2].count {
                 for k3 in 0..axes[3].count {
-                    let i = pos(0, k0) + pos(1, k1) + pos(2, k2) + pos(3, k3);
+                    let i = pos(0, k0)? + pos(1, k1)? + pos(2, k2)? + pos(3, k3)?;
                     *output.get_mut(at).ok_or(Error::OutOfBounds)? =
                         *input.get(i).ok_or(Error::OutOfBounds)?;
                     at += 1;
