@@ -44,11 +44,14 @@ fn not_a_tflite_file_is_refused() {
 
 #[test]
 fn an_unsupported_operator_is_refused() {
-    // Real converter output with an operator this runtime does not have.
+    // Real converter output with an int8 SQUARED_DIFFERENCE (builtin 99).
     let refusal = Model::parse_explained(&fixture("unsupported_op.tflite")).unwrap_err();
-    assert!(
-        matches!(refusal.error, Error::UnsupportedOperator { .. }),
-        "{refusal}"
+    assert_eq!(refusal.error, Error::UnsupportedOperator { code: 99 });
+    let (index, code) = refusal.operator.unwrap();
+    assert_eq!(code, 99);
+    assert_eq!(
+        refusal.to_string(),
+        format!("operator {index}: unsupported operator SQUARED_DIFFERENCE (builtin code 99)")
     );
 }
 
