@@ -129,3 +129,57 @@ fn arena_plans_never_overlap_live_tensors() {
     }
     assert!(checked > 100, "{checked} pairs");
 }
+
+/// A float32 validation set (input type 0) runs a model with float32 input and output; an int8
+/// set against it is a mismatch.
+#[test]
+fn float_models_validate_on_float_sets() {
+    use model::{ValidationSet, validation};
+    let bytes = std::fs::read(dir("ops").join("float_io.tflite")).unwrap();
+    let io = std::fs::read(dir("ops").join("float_io.io")).unwrap();
+    let model = Model::parse(&bytes).unwrap();
+    let (n_in, n_out) = (model.input_len(), model.output_len());
+    let cases = cases(&io, n_in * 4, n_out * 4);
+    let argmax = |out: &[u8]| {
+        let v: Vec<f32> = out
+            .chunks(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
+    };
+    let header = |ty: u8| {
+        let mut h = b"VSET".to_vec();
+        h.extend([1, ty, 0, 0]);
+        h.extend((cases.len() as u32).to_le_bytes());
+        h.extend((n_in as u32).to_le_bytes());
+        h.extend((n_out as u16).to_le_bytes());
+        h.extend([0, 0]);
+        h.extend(cases.iter().map(|(_, out)| argmax(out) as u8));
+        h
+    };
+    let mut set = header(0);
+    for (input, _) in &cases {
+        set.extend_from_slice(input);
+    }
+    let set = ValidationSet::parse(&set).unwrap();
+    let mut arena = vec![0u8; model.arena_size];
+    let mut interp = Interpreter::new(&model, &mut arena).unwrap();
+    let mut t = 0;
+    let report = validation::run(&mut interp, &set, || {
+        t += 1000;
+        t
+    })
+    .unwrap();
+    assert_eq!(
+        (report.samples, report.correct),
+        (cases.len() as u32, cases.len() as u32)
+    );
+
+    let mut int8 = header(9);
+    int8.resize(int8.len() + cases.len() * n_in, 0);
+    let int8 = ValidationSet::parse(&int8).unwrap();
+    assert_eq!(
+        validation::run(&mut interp, &int8, || 0).unwrap_err(),
+        model::Error::ValidationSetMismatch
+    );
+}
