@@ -91,7 +91,7 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 /// Byte lengths of the input and output tensors, as the interpreter holds them; refuses a
 /// model the runtime cannot load, with the runtime's reason.
 fn check_model(path: &Path, bytes: &[u8]) -> Result<(usize, usize)> {
-    let m = model::Model::parse(bytes).map_err(|e| {
+    let m = model::Model::parse_explained(bytes).map_err(|e| {
         anyhow::anyhow!(
             "{}: the model runtime cannot load this model: {e}",
             rel(path)
