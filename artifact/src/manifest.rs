@@ -258,9 +258,10 @@ impl<'a> Manifest<'a> {
                 return Err(Error::InvalidValue);
             }
         }
-        // A combined release must be self-consistent: its model runs on its firmware.
+        // A combined release must be self-consistent: its model runs on its firmware (a later
+        // ABI runs older models).
         if let (Some(provided), Some(needed)) = (self.runtime_abi, self.required_abi) {
-            if provided != needed {
+            if needed > provided {
                 return Err(Error::AbiMismatch);
             }
         }
@@ -296,8 +297,9 @@ impl<'a> Manifest<'a> {
             return Err(Error::SecurityCounter);
         }
         if !firmware {
+            // A firmware's ABI runs every model of that ABI or an older one.
             if let Some(needed) = self.required_abi {
-                if needed != device.runtime_abi {
+                if needed > device.runtime_abi {
                     return Err(Error::AbiMismatch);
                 }
             }
