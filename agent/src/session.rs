@@ -133,6 +133,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Session<'f, F> {
                 }),
             update: self.agent.progress(),
             validation: self.agent.last_validation(),
+            runtime_abi: Some(identity.runtime_abi),
             counters: Counters {
                 boots: self.boots,
                 inferences: self.inferences,

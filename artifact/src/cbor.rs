@@ -1,12 +1,193 @@
 //! Bounded CBOR reading rules shared by every decoder of the fleet (artifact formats and the device
 //! protocol): definite lengths, ascending integer keys, negative keys critical, bounded lists.
+//!
+//! The rules are written once over [`Decode`], which two decoders implement: [`Reader`], this
+//! crate's own (every artifact document: envelope, manifest, root), small enough that a
+//! bootloader links no generic CBOR decoder, and minicbor's `Decoder` (the device protocol).
 
 use crate::Error;
-use minicbor::Decoder;
-use minicbor::data::Type;
 
 /// Upper bound on the entries of any map, known and unknown fields together.
 const MAX_MAP_ENTRIES: u64 = 32;
+
+/// What the rules need of a CBOR decoder over a byte slice `'b`.
+pub trait Decode<'b> {
+    /// The whole input.
+    fn input(&self) -> &'b [u8];
+    /// Bytes consumed so far.
+    fn position(&self) -> usize;
+    /// An unsigned integer (major type 0).
+    fn unsigned(&mut self) -> Result<u64, Error>;
+    /// A definite byte string.
+    fn byte_string(&mut self) -> Result<&'b [u8], Error>;
+    /// A definite UTF-8 text string.
+    fn text(&mut self) -> Result<&'b str, Error>;
+    /// The entry count of a definite array (an indefinite one is malformed).
+    fn array_header(&mut self) -> Result<u64, Error>;
+    /// The entry count of a definite map (an indefinite one is malformed).
+    fn map_header(&mut self) -> Result<u64, Error>;
+    /// Skips one whole item, whatever it holds, without recursion.
+    fn skip_item(&mut self) -> Result<(), Error>;
+}
+
+/// Major types (RFC 8949, section 3.1).
+const UNSIGNED: u8 = 0;
+const NEGATIVE: u8 = 1;
+const BYTES: u8 = 2;
+const TEXT: u8 = 3;
+const ARRAY: u8 = 4;
+const MAP: u8 = 5;
+const TAG: u8 = 6;
+
+/// A CBOR decoder for definite-length items only: what every artifact body is. It reads
+/// integers of any width (readers check signatures over the bytes as sent, so they need not
+/// check that encodings are minimal) and refuses indefinite lengths, reserved additional
+/// information and break codes anywhere, skipped values included. Truncated input is
+/// `Truncated`, any other misfit `Malformed`; it never panics or allocates.
+#[derive(Debug, Clone)]
+pub struct Reader<'b> {
+    input: &'b [u8],
+    pos: usize,
+}
+
+impl<'b> Reader<'b> {
+    pub fn new(input: &'b [u8]) -> Self {
+        Reader { input, pos: 0 }
+    }
+
+    fn byte(&mut self) -> Result<u8, Error> {
+        let b = *self.input.get(self.pos).ok_or(Error::Truncated)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    /// The head of the next item: its major type and argument. `expected` refuses another
+    /// major type before any of its argument is read.
+    fn head(&mut self, expected: Option<u8>) -> Result<(u8, u64), Error> {
+        let initial = *self.input.get(self.pos).ok_or(Error::Truncated)?;
+        let major = initial >> 5;
+        if expected.is_some_and(|m| m != major) {
+            return Err(Error::Malformed);
+        }
+        self.pos += 1;
+        let arg = match initial & 0x1f {
+            n @ 0..=23 => u64::from(n),
+            n @ 24..=27 => {
+                let mut v = 0u64;
+                for _ in 0..1u8 << (n - 24) {
+                    v = v << 8 | u64::from(self.byte()?);
+                }
+                v
+            }
+            // 28-30 are reserved; 31 is an indefinite length or a break.
+            _ => return Err(Error::Malformed),
+        };
+        Ok((major, arg))
+    }
+
+    fn take(&mut self, len: u64) -> Result<&'b [u8], Error> {
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|n| self.pos.checked_add(n))
+            .ok_or(Error::Truncated)?;
+        let s = self.input.get(self.pos..end).ok_or(Error::Truncated)?;
+        self.pos = end;
+        Ok(s)
+    }
+}
+
+impl<'b> Decode<'b> for Reader<'b> {
+    fn input(&self) -> &'b [u8] {
+        self.input
+    }
+
+    fn position(&self) -> usize {
+        self.pos
+    }
+
+    fn unsigned(&mut self) -> Result<u64, Error> {
+        Ok(self.head(Some(UNSIGNED))?.1)
+    }
+
+    fn byte_string(&mut self) -> Result<&'b [u8], Error> {
+        let (_, len) = self.head(Some(BYTES))?;
+        self.take(len)
+    }
+
+    fn text(&mut self) -> Result<&'b str, Error> {
+        let (_, len) = self.head(Some(TEXT))?;
+        core::str::from_utf8(self.take(len)?).map_err(|_| Error::Malformed)
+    }
+
+    fn array_header(&mut self) -> Result<u64, Error> {
+        Ok(self.head(Some(ARRAY))?.1)
+    }
+
+    fn map_header(&mut self) -> Result<u64, Error> {
+        Ok(self.head(Some(MAP))?.1)
+    }
+
+    /// Counts the items still to skip instead of recursing: each head read consumes at least
+    /// one byte, so this ends within the input's length whatever the counts claim.
+    fn skip_item(&mut self) -> Result<(), Error> {
+        let mut pending = 1u64;
+        while pending > 0 {
+            pending -= 1;
+            let (major, arg) = self.head(None)?;
+            match major {
+                BYTES => {
+                    self.take(arg)?;
+                }
+                TEXT => {
+                    core::str::from_utf8(self.take(arg)?).map_err(|_| Error::Malformed)?;
+                }
+                ARRAY => pending = pending.saturating_add(arg),
+                MAP => pending = pending.saturating_add(arg.saturating_mul(2)),
+                // A tag's item follows it.
+                TAG => pending = pending.saturating_add(1),
+                // Integers, simple values and floats: the head is the whole item.
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'b> Decode<'b> for minicbor::Decoder<'b> {
+    fn input(&self) -> &'b [u8] {
+        minicbor::Decoder::input(self)
+    }
+
+    fn position(&self) -> usize {
+        minicbor::Decoder::position(self)
+    }
+
+    fn unsigned(&mut self) -> Result<u64, Error> {
+        Ok(self.u64()?)
+    }
+
+    fn byte_string(&mut self) -> Result<&'b [u8], Error> {
+        Ok(self.bytes()?)
+    }
+
+    fn text(&mut self) -> Result<&'b str, Error> {
+        Ok(self.str()?)
+    }
+
+    fn array_header(&mut self) -> Result<u64, Error> {
+        self.array()?.ok_or(Error::Malformed)
+    }
+
+    fn map_header(&mut self) -> Result<u64, Error> {
+        self.map()?.ok_or(Error::Malformed)
+    }
+
+    /// minicbor's skip (non-recursive; it also accepts indefinite lengths, as the protocol
+    /// always has).
+    fn skip_item(&mut self) -> Result<(), Error> {
+        Ok(self.skip()?)
+    }
+}
 
 /// Walks a definite-length map whose keys are integers.
 ///
@@ -20,8 +201,8 @@ pub struct MapReader {
 }
 
 impl MapReader {
-    pub fn begin(d: &mut Decoder<'_>) -> Result<Self, Error> {
-        let len = d.map()?.ok_or(Error::Malformed)?;
+    pub fn begin<'b>(d: &mut impl Decode<'b>) -> Result<Self, Error> {
+        let len = d.map_header()?;
         if len > MAX_MAP_ENTRIES {
             return Err(Error::TooMany);
         }
@@ -32,16 +213,15 @@ impl MapReader {
     }
 
     /// The next key, or `None` when the map is done.
-    pub fn next_key(&mut self, d: &mut Decoder<'_>) -> Result<Option<u64>, Error> {
+    pub fn next_key<'b>(&mut self, d: &mut impl Decode<'b>) -> Result<Option<u64>, Error> {
         if self.remaining == 0 {
             return Ok(None);
         }
         self.remaining -= 1;
-        let key = match d.datatype()? {
-            Type::U8 | Type::U16 | Type::U32 | Type::U64 => d.u64()?,
-            Type::I8 | Type::I16 | Type::I32 | Type::I64 | Type::Int => {
-                return Err(Error::UnknownCriticalField);
-            }
+        let initial = *d.input().get(d.position()).ok_or(Error::Truncated)?;
+        let key = match initial >> 5 {
+            UNSIGNED => d.unsigned()?,
+            NEGATIVE => return Err(Error::UnknownCriticalField),
             _ => return Err(Error::Malformed),
         };
         if self.last_key.is_some_and(|last| key <= last) {
@@ -53,19 +233,19 @@ impl MapReader {
 }
 
 /// Reads an unsigned integer into `T`; one decoding routine for every width keeps the device
-/// code small. Too large for `T` is malformed, as minicbor's own width checks would say.
-pub fn uint<T: TryFrom<u64>>(d: &mut Decoder<'_>) -> Result<T, Error> {
-    T::try_from(d.u64()?).map_err(|_| Error::Malformed)
+/// code small. Too large for `T` is malformed.
+pub fn uint<'b, T: TryFrom<u64>>(d: &mut impl Decode<'b>) -> Result<T, Error> {
+    T::try_from(d.unsigned()?).map_err(|_| Error::Malformed)
 }
 
-/// Skips the value of an unknown optional field (non-recursive in minicbor, so bounded stack).
-pub fn skip_value(d: &mut Decoder<'_>) -> Result<(), Error> {
-    d.skip().map_err(Error::from)
+/// Skips the value of an unknown optional field (bounded stack: no recursion).
+pub fn skip_value<'b>(d: &mut impl Decode<'b>) -> Result<(), Error> {
+    d.skip_item()
 }
 
 /// Reads a definite array header of at most `max` entries.
-pub fn array_len(d: &mut Decoder<'_>, max: usize) -> Result<usize, Error> {
-    let len = d.array()?.ok_or(Error::Malformed)?;
+pub fn array_len<'b>(d: &mut impl Decode<'b>, max: usize) -> Result<usize, Error> {
+    let len = d.array_header()?;
     usize::try_from(len)
         .ok()
         .filter(|&n| n <= max)
@@ -73,20 +253,21 @@ pub fn array_len(d: &mut Decoder<'_>, max: usize) -> Result<usize, Error> {
 }
 
 /// Reads a definite array header of exactly `n` entries.
-pub fn array_exact(d: &mut Decoder<'_>, n: u64) -> Result<(), Error> {
-    match d.array()? {
-        Some(len) if len == n => Ok(()),
-        _ => Err(Error::Malformed),
+pub fn array_exact<'b>(d: &mut impl Decode<'b>, n: u64) -> Result<(), Error> {
+    if d.array_header()? == n {
+        Ok(())
+    } else {
+        Err(Error::Malformed)
     }
 }
 
 /// Reads a byte string of exactly `N` bytes.
-pub fn bytes_exact<const N: usize>(d: &mut Decoder<'_>) -> Result<[u8; N], Error> {
-    <[u8; N]>::try_from(d.bytes()?).map_err(|_| Error::Malformed)
+pub fn bytes_exact<'b, const N: usize>(d: &mut impl Decode<'b>) -> Result<[u8; N], Error> {
+    <[u8; N]>::try_from(d.byte_string()?).map_err(|_| Error::Malformed)
 }
 
 /// Refuses anything after the end of a top-level item.
-pub fn finish(d: &Decoder<'_>) -> Result<(), Error> {
+pub fn finish<'b>(d: &impl Decode<'b>) -> Result<(), Error> {
     if d.position() == d.input().len() {
         Ok(())
     } else {

@@ -1,10 +1,10 @@
 //! The signed envelope: a document's exact bytes plus Ed25519 signatures, and the k-of-n rule.
 
+use crate::cbor::{Decode as _, Reader};
 use crate::cbor::{array_exact, array_len, bytes_exact, finish, uint};
 use crate::key::{KeyId, PublicKey};
 use crate::{Error, MAX_BODY_LEN, MAX_SIGNATURES};
 use heapless::Vec;
-use minicbor::Decoder;
 use sha2::{Digest as _, Sha256};
 
 /// What an envelope carries; part of what is signed, so a signature on one kind of document
@@ -60,10 +60,10 @@ pub struct Envelope<'a> {
 impl<'a> Envelope<'a> {
     /// Decodes `[type, body, [[key_id, signature], ...]]`, refusing anything after it.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
-        let mut d = Decoder::new(bytes);
+        let mut d = Reader::new(bytes);
         array_exact(&mut d, 3)?;
         let doc_type = DocumentType::from_u8(uint::<u8>(&mut d)?)?;
-        let body = d.bytes()?;
+        let body = d.byte_string()?;
         if body.len() > MAX_BODY_LEN {
             return Err(Error::TooLarge);
         }

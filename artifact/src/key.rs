@@ -2,7 +2,6 @@
 
 use crate::{Error, sha256};
 use core::fmt;
-use ed25519_dalek::{Signature, VerifyingKey};
 
 /// First 8 bytes of the SHA-256 of the raw public key. Ids only select which key to try:
 /// a colliding id still needs a valid signature by the listed key.
@@ -31,8 +30,7 @@ pub struct PublicKey {
 impl PublicKey {
     /// Checks that the bytes are a usable Ed25519 key and computes its id.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, Error> {
-        let vk = VerifyingKey::from_bytes(&bytes).map_err(|_| Error::InvalidPublicKey)?;
-        if vk.is_weak() {
+        if !crate::ed25519::valid_key(&bytes) {
             return Err(Error::InvalidPublicKey);
         }
         let digest = sha256(&bytes);
@@ -53,11 +51,13 @@ impl PublicKey {
     }
 
     /// Strict verification (RFC 8032 with canonical encodings, no small-order components), so a
-    /// signature cannot be mutated into another valid one.
+    /// signature cannot be mutated into another valid one: the rule of `ed25519.rs`.
     pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> Result<(), Error> {
-        let vk = VerifyingKey::from_bytes(&self.bytes).map_err(|_| Error::InvalidPublicKey)?;
-        vk.verify_strict(message, &Signature::from_bytes(signature))
-            .map_err(|_| Error::BadSignature)
+        if crate::ed25519::verify(&self.bytes, message, signature) {
+            Ok(())
+        } else {
+            Err(Error::BadSignature)
+        }
     }
 }
 

@@ -43,6 +43,7 @@ extern crate std;
 mod builder;
 pub mod bundle;
 pub mod cbor;
+mod ed25519;
 mod envelope;
 mod error;
 mod key;

@@ -1,5 +1,6 @@
 //! The release manifest: components with digests, compatibility, security counter, validation policy.
 
+use crate::cbor::{Decode as _, Reader};
 use crate::cbor::{
     MapReader, array_len, bytes_exact, check_name, finish, required, skip_value, uint,
 };
@@ -7,7 +8,6 @@ use crate::{
     Digest, Error, MAX_ARENA_SIZE, MAX_BOARDS, MAX_COMPONENT_SIZE, MAX_COMPONENTS, Version,
 };
 use heapless::Vec;
-use minicbor::Decoder;
 
 /// Manifest format version this code writes and reads.
 pub const MANIFEST_FORMAT: u8 = 1;
@@ -136,14 +136,14 @@ mod key {
 impl<'a> Manifest<'a> {
     /// Decodes a manifest body and checks that it is a valid release.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, Error> {
-        let mut d = Decoder::new(bytes);
+        let mut d = Reader::new(bytes);
         let m = Self::decode_map(&mut d)?;
         finish(&d)?;
         m.validate()?;
         Ok(m)
     }
 
-    fn decode_map(d: &mut Decoder<'a>) -> Result<Self, Error> {
+    fn decode_map(d: &mut Reader<'a>) -> Result<Self, Error> {
         let mut map = MapReader::begin(d)?;
         let mut format = None;
         let mut security_counter = None;
@@ -153,12 +153,12 @@ impl<'a> Manifest<'a> {
         while let Some(k) = map.next_key(d)? {
             match k {
                 key::FORMAT => format = Some(uint::<u8>(d)?),
-                key::SECURITY_COUNTER => security_counter = Some(d.u64()?),
+                key::SECURITY_COUNTER => security_counter = Some(d.unsigned()?),
                 key::BOARDS => {
                     let n = array_len(d, MAX_BOARDS)?;
                     let mut v = Vec::new();
                     for _ in 0..n {
-                        v.push(check_name(d.str()?)?).map_err(|_| Error::TooMany)?;
+                        v.push(check_name(d.text()?)?).map_err(|_| Error::TooMany)?;
                     }
                     boards = Some(v);
                 }
@@ -258,9 +258,10 @@ impl<'a> Manifest<'a> {
                 return Err(Error::InvalidValue);
             }
         }
-        // A combined release must be self-consistent: its model runs on its firmware.
+        // A combined release must be self-consistent: its model runs on its firmware (a later
+        // ABI runs older models).
         if let (Some(provided), Some(needed)) = (self.runtime_abi, self.required_abi) {
-            if provided != needed {
+            if needed > provided {
                 return Err(Error::AbiMismatch);
             }
         }
@@ -296,8 +297,9 @@ impl<'a> Manifest<'a> {
             return Err(Error::SecurityCounter);
         }
         if !firmware {
+            // A firmware's ABI runs every model of that ABI or an older one.
             if let Some(needed) = self.required_abi {
-                if needed != device.runtime_abi {
+                if needed > device.runtime_abi {
                     return Err(Error::AbiMismatch);
                 }
             }
@@ -355,13 +357,13 @@ impl<'a> Manifest<'a> {
     }
 }
 
-fn decode_component<'a>(d: &mut Decoder<'a>) -> Result<Component<'a>, Error> {
+fn decode_component<'a>(d: &mut Reader<'a>) -> Result<Component<'a>, Error> {
     let mut map = MapReader::begin(d)?;
     let (mut kind, mut name, mut version, mut size, mut digest) = (None, None, None, None, None);
     while let Some(k) = map.next_key(d)? {
         match k {
             key::C_KIND => kind = Some(ComponentKind::from_u8(uint::<u8>(d)?)?),
-            key::C_NAME => name = Some(check_name(d.str()?)?),
+            key::C_NAME => name = Some(check_name(d.text()?)?),
             key::C_VERSION => {
                 crate::cbor::array_exact(d, 3)?;
                 version = Some(Version::new(
@@ -372,7 +374,7 @@ fn decode_component<'a>(d: &mut Decoder<'a>) -> Result<Component<'a>, Error> {
             }
             key::C_SIZE => {
                 // Read as u64 so an oversized declaration is "too large", not "malformed".
-                let s = d.u64()?;
+                let s = d.unsigned()?;
                 size = Some(
                     u32::try_from(s)
                         .ok()
@@ -393,7 +395,7 @@ fn decode_component<'a>(d: &mut Decoder<'a>) -> Result<Component<'a>, Error> {
     })
 }
 
-fn decode_policy(d: &mut Decoder<'_>) -> Result<Policy, Error> {
+fn decode_policy(d: &mut Reader<'_>) -> Result<Policy, Error> {
     let mut map = MapReader::begin(d)?;
     let mut policy = Policy::default();
     let mut min_accuracy = None;

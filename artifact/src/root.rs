@@ -1,12 +1,12 @@
 //! The trust root (TUF-style, simplified): who may sign releases, and who may replace the root.
 
+use crate::cbor::Reader;
 use crate::cbor::{MapReader, array_len, bytes_exact, finish, required, skip_value, uint};
 use crate::envelope::{DocumentType, Envelope};
 use crate::key::PublicKey;
 use crate::manifest::Manifest;
 use crate::{Error, MAX_KEYS};
 use heapless::Vec;
-use minicbor::Decoder;
 
 /// Root format version this code writes and reads.
 pub const ROOT_FORMAT: u8 = 1;
@@ -59,7 +59,7 @@ impl TrustRoot {
 
     /// Decodes a root body (unsigned); use `from_self_signed` or `rotate` to trust one.
     pub fn decode_body(bytes: &[u8]) -> Result<Self, Error> {
-        let mut d = Decoder::new(bytes);
+        let mut d = Reader::new(bytes);
         let mut map = MapReader::begin(&mut d)?;
         let (mut format, mut version, mut root_keys, mut root_threshold) = (None, None, None, None);
         let (mut signing_keys, mut signing_threshold) = (None, None);
@@ -169,7 +169,7 @@ impl TrustRoot {
     }
 }
 
-fn decode_keys(d: &mut Decoder<'_>) -> Result<Vec<PublicKey, MAX_KEYS>, Error> {
+fn decode_keys(d: &mut Reader<'_>) -> Result<Vec<PublicKey, MAX_KEYS>, Error> {
     let n = array_len(d, MAX_KEYS)?;
     let mut keys = Vec::new();
     for _ in 0..n {

@@ -212,15 +212,35 @@ fn security_counter_below_the_trusted_one_is_rejected() {
 }
 
 #[test]
-fn model_needing_another_runtime_abi_is_rejected() {
-    let m = model_manifest();
-    assert_eq!(
+fn a_model_runs_on_its_runtime_abi_or_a_later_one() {
+    let mut m = model_manifest();
+    m.required_abi = Some(2);
+    let on = |abi| {
         m.check_device(&DeviceState {
-            runtime_abi: 2,
+            runtime_abi: abi,
             ..device()
-        }),
-        Err(Error::AbiMismatch)
-    );
+        })
+    };
+    // Older firmware than the model needs: refused; the same ABI or a later one runs it.
+    assert_eq!(on(1), Err(Error::AbiMismatch));
+    assert_eq!(on(2), Ok(()));
+    assert_eq!(on(3), Ok(()));
+}
+
+#[test]
+fn a_firmware_release_is_not_judged_by_the_device_runtime_abi() {
+    // The agent compares a firmware's ABI with the running one itself (it knows whether a
+    // model is active); check_device leaves it alone in both directions.
+    let f = firmware_manifest();
+    for abi in [0, 1, 2] {
+        assert_eq!(
+            f.check_device(&DeviceState {
+                runtime_abi: abi,
+                ..device()
+            }),
+            Ok(())
+        );
+    }
 }
 
 #[test]
@@ -346,15 +366,20 @@ fn inconsistent_releases_are_refused() {
     let mut m = firmware_manifest();
     m.boards = ["bad board"].into_iter().collect();
     assert_eq!(m.to_vec().unwrap_err(), Error::InvalidName);
-    // A combined release whose model needs another ABI than its firmware provides.
+    // A combined release whose model needs a later ABI than its firmware provides; an older
+    // or the same one is consistent.
     let mut m = model_manifest();
     m.components
         .insert(0, firmware_manifest().components[0])
         .unwrap();
-    m.runtime_abi = Some(2);
-    assert_eq!(m.to_vec().unwrap_err(), Error::AbiMismatch);
     m.runtime_abi = Some(1);
-    assert_eq!(Manifest::decode(&m.to_vec().unwrap()).unwrap(), m);
+    m.required_abi = Some(2);
+    assert_eq!(m.to_vec().unwrap_err(), Error::AbiMismatch);
+    for (provided, needed) in [(2, 2), (2, 1)] {
+        m.runtime_abi = Some(provided);
+        m.required_abi = Some(needed);
+        assert_eq!(Manifest::decode(&m.to_vec().unwrap()).unwrap(), m);
+    }
 }
 
 #[test]

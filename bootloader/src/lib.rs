@@ -1,7 +1,8 @@
-//! A/B bootloader core on embassy-boot (no_std): verified boot, downgrade protection and trial
-//! boots, generic over `embedded_storage::NorFlash`.
+//! A/B bootloader core (no_std): verified boot, image-sized swap and revert, downgrade
+//! protection and trial boots, generic over `embedded_storage::NorFlash`.
 //!
-//! embassy-boot swaps and reverts; around it this crate adds what it lacks:
+//! - the boot state is an append-only log of write-once records (`state`) and the swap moves
+//!   only the pages the two images occupy (`swap`), so no flash word is programmed twice;
 //! - every firmware slot starts with a header holding the signed manifest (`header`), and the
 //!   image is checked (signature threshold, board, size, SHA-256) before it runs (`verify`);
 //! - the security counter of the confirmed image is stored (`counter`) and nothing below it
@@ -13,7 +14,7 @@
 //!
 //! - The boot path never panics: layouts are checked at compile time (`layout::Layout::check`),
 //!   buffers at entry, and every parser returns errors.
-//! - What runs is decided from the verified header in the slot, never from embassy-boot's state
+//! - What runs is decided from the verified header in the slot, never from the boot state
 //!   alone (which can lag behind a power cut in `mark_booted`).
 //! - Per-board code (flash driver, watchdog, jump) lives in the firmware crates; this crate does
 //!   no I/O of its own and runs unchanged in the host power-loss simulator.

@@ -66,6 +66,7 @@ fn enrol(pool: &fleet_server::db::DbPool, n: usize) -> Vec<(String, Vec<u8>)> {
                         failures: 0,
                         reverts: 0,
                     },
+                    runtime_abi: Some(2),
                 };
                 Ok::<_, diesel::result::Error>((credential, protocol::to_vec(&c)))
             })

@@ -42,6 +42,7 @@ fn check_in(base: &str, credential: &str, firmware: Version) -> Command<'static>
             failures: 0,
             reverts: 0,
         },
+        runtime_abi: Some(2),
     };
     let answer = post(base, credential, "checkin", protocol::to_vec(&c));
     let answer: &'static [u8] = Box::leak(answer.into_boxed_slice());

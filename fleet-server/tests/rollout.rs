@@ -432,6 +432,7 @@ fn a_slow_class_of_devices_trips_the_latency_gate() {
                 credential,
                 board: BOARD,
                 slowdown: 8,
+                runtime_abi: fleet_sim::device::RUNTIME_ABI,
                 faults: Faults::default(),
             })
             .unwrap();

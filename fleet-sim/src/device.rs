@@ -20,6 +20,8 @@ pub type Flash = NorSim<4, 4096>;
 pub const LAYOUT: &Layout = &MPS2_AN386;
 /// The board of the emulated devices.
 pub const BOARD: &str = "mps2-an386";
+/// The runtime ABI the virtual devices provide: they run today's `model` runtime.
+pub const RUNTIME_ABI: u32 = model::RUNTIME_ABI;
 /// Inferences a device runs per second while it has a model (the line's work).
 const INFERENCES_PER_S: u64 = 100;
 
@@ -41,6 +43,8 @@ pub struct DeviceConfig {
     pub board: &'static str,
     /// Speed class: 1 is the emulated Cortex-M4 at 62.5 MIPS, 2 twice as slow.
     pub slowdown: u64,
+    /// The model-runtime ABI its firmware provides ([`RUNTIME_ABI`], or older firmware's).
+    pub runtime_abi: u32,
     pub faults: Faults,
 }
 
@@ -193,7 +197,7 @@ fn power_cycle(
     let identity = Identity {
         device_id: &cfg.id,
         board: cfg.board,
-        runtime_abi: 1,
+        runtime_abi: cfg.runtime_abi,
         arena_capacity: 64 * 1024,
     };
     let powered = || flash.lock(|f| f.borrow().powered());

@@ -46,6 +46,7 @@ pub fn enroll_and_start_on(
             credential,
             board,
             slowdown: slowdown(i),
+            runtime_abi: device::RUNTIME_ABI,
             faults,
         })?;
     }

@@ -243,6 +243,52 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     result.with_context(|| path.display().to_string())
 }
 
+/// Refuses, before anything is signed, a model the device's runtime cannot load (the reason
+/// names the operator or the bound) or a validation set it cannot run on it: a device would
+/// otherwise find out only after the download.
+fn check_model(
+    model_path: &Path,
+    model_bytes: &[u8],
+    set_path: &Path,
+    set_bytes: &[u8],
+    arena_size: u32,
+    runtime_abi: u32,
+) -> Result<()> {
+    let m = model::Model::parse_explained(model_bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: the model runtime cannot load this model: {e}",
+            model_path.display()
+        )
+    })?;
+    if m.arena_size > arena_size as usize {
+        bail!(
+            "{}: needs {} bytes of tensor arena, more than --arena-size {arena_size}",
+            model_path.display(),
+            m.arena_size
+        );
+    }
+    if m.required_abi() > runtime_abi {
+        bail!(
+            "{}: needs model-runtime ABI {} (its operators or float32 input/output), more than --runtime-abi {runtime_abi}",
+            model_path.display(),
+            m.required_abi()
+        );
+    }
+    let set = model::ValidationSet::parse(set_bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a validation set: {e}", set_path.display()))?;
+    if set.input_len != m.input_len() || set.classes != m.output_len() {
+        bail!(
+            "{}: inputs of {} values and {} classes, but the model takes {} values and gives {} outputs",
+            set_path.display(),
+            set.input_len,
+            set.classes,
+            m.input_len(),
+            m.output_len()
+        );
+    }
+    Ok(())
+}
+
 fn sign(args: SignArgs) -> Result<()> {
     let version: Version = args
         .version
@@ -257,7 +303,11 @@ fn sign(args: SignArgs) -> Result<()> {
         (Kind::Model, None) => None,
     };
     let model = match (&args.model, &args.validation_set) {
-        (Some(m), Some(v)) => Some((read(m)?, read(v)?)),
+        (Some(m), Some(v)) => {
+            let (model, set) = (read(m)?, read(v)?);
+            check_model(m, &model, v, &set, args.arena_size, args.runtime_abi)?;
+            Some((model, set))
+        }
         _ if args.kind == Kind::Model => {
             bail!("--kind model needs --model FILE and --validation-set FILE")
         }

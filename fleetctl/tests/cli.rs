@@ -22,6 +22,12 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/fixtures")
+        .join(name)
+}
+
 /// Keys r1..r3 (root), s1, s2 (signing), a root needing 2 of 3 and 2 of 2, and payload files.
 fn setup() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
@@ -56,8 +62,9 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
             "root.cbor",
         ],
     );
-    std::fs::write(d.join("model.tflite"), vec![7u8; 3000]).unwrap();
-    std::fs::write(d.join("val.bin"), vec![1u8; 500]).unwrap();
+    // A model the runtime loads and its validation set: `sign` parses both before signing.
+    std::fs::copy(fixture("good.tflite"), d.join("model.tflite")).unwrap();
+    std::fs::copy(fixture("good.vset"), d.join("val.bin")).unwrap();
     std::fs::write(d.join("fw.bin"), vec![0xAAu8; 4096]).unwrap();
     (tmp, d)
 }
@@ -142,7 +149,10 @@ fn signed_model_bundle_verifies_and_inspects() {
         serde_json::from_str(&ok(&d, &["artifact", "inspect", "m.bundle", "--json"])).unwrap();
     assert_eq!(json["security_counter"], 12);
     assert_eq!(json["components"][0]["kind"], "model");
-    assert_eq!(json["components"][0]["size"], 3000);
+    assert_eq!(
+        json["components"][0]["size"],
+        std::fs::metadata(fixture("good.tflite")).unwrap().len()
+    );
     assert_eq!(json["components"][1]["kind"], "validation-set");
     assert_eq!(json["components"][1]["digest_ok"], true);
     assert_eq!(json["policy"]["min_accuracy"], 0.9);
@@ -153,6 +163,73 @@ fn signed_model_bundle_verifies_and_inspects() {
     assert!(
         text.contains("policy: accuracy >= 90.00%, p99 latency <= 8000 us"),
         "{text}"
+    );
+}
+
+#[test]
+fn sign_refuses_a_model_the_runtime_cannot_load_and_names_why() {
+    let (_tmp, d) = setup();
+    let sign_with = |model: &str, set: &str, extra: &[&str]| {
+        let mut args: Vec<&str> = SIGN_MODEL.to_vec();
+        let at = args.iter().position(|a| *a == "model.tflite").unwrap();
+        args[at] = model;
+        args[at + 2] = set;
+        args.extend(extra);
+        let out = fleetctl(&d, &args);
+        assert_eq!(out.status.code(), Some(1), "{model}");
+        assert!(!d.join("m.bundle").exists(), "{model}: nothing is written");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        err
+    };
+    for name in ["unsupported_op.tflite", "float32.tflite"] {
+        std::fs::copy(fixture(name), d.join(name)).unwrap();
+    }
+    // An operator the runtime does not implement: named.
+    let err = sign_with("unsupported_op.tflite", "val.bin", &[]);
+    assert!(
+        err.starts_with(
+            "fleetctl: error: unsupported_op.tflite: the model runtime cannot load this model: operator 2: unsupported operator SQUARED_DIFFERENCE"
+        ),
+        "{err}"
+    );
+    // Not quantized.
+    let err = sign_with("float32.tflite", "val.bin", &[]);
+    assert!(
+        err.starts_with(
+            "fleetctl: error: float32.tflite: the model runtime cannot load this model: "
+        ),
+        "{err}"
+    );
+    // A bound: more arena than the release declares.
+    let err = sign_with("model.tflite", "val.bin", &["--arena-size", "1024"]);
+    assert!(
+        err.starts_with("fleetctl: error: model.tflite: needs ")
+            && err.contains("bytes of tensor arena, more than --arena-size 1024"),
+        "{err}"
+    );
+    // An operator of runtime ABI 2 in a release declared for ABI 1.
+    std::fs::copy(fixture("ops/add.tflite"), d.join("add.tflite")).unwrap();
+    let err = sign_with("add.tflite", "val.bin", &[]);
+    assert!(
+        err.starts_with("fleetctl: error: add.tflite: needs model-runtime ABI 2")
+            && err.contains("more than --runtime-abi 1"),
+        "{err}"
+    );
+    // A validation set that is not one, and one for another model.
+    std::fs::write(d.join("junk.vset"), [1u8; 500]).unwrap();
+    let err = sign_with("model.tflite", "junk.vset", &[]);
+    assert!(
+        err.starts_with("fleetctl: error: junk.vset: not a validation set: bad_validation_set"),
+        "{err}"
+    );
+    let mut other = std::fs::read(fixture("good.vset")).unwrap();
+    other[16] = 12; // twelve classes where the model gives ten
+    std::fs::write(d.join("other.vset"), other).unwrap();
+    let err = sign_with("model.tflite", "other.vset", &[]);
+    assert!(
+        err.contains("other.vset: inputs of 64 values and 12 classes, but the model takes 64 values and gives 10 outputs"),
+        "{err}"
     );
 }
 

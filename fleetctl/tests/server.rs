@@ -118,6 +118,7 @@ fn devices(env: &Env, n: usize) -> Arc<Fleet> {
                 credential,
                 board: "mps2-an386",
                 slowdown: 1,
+                runtime_abi: fleet_sim::device::RUNTIME_ABI,
                 faults: Faults::default(),
             })
             .unwrap();

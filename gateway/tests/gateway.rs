@@ -238,6 +238,7 @@ fn check_in(id: &str) -> Vec<u8> {
         update: None,
         validation: None,
         counters: Counters::default(),
+        runtime_abi: None,
     }))
 }
 

@@ -1,7 +1,7 @@
 //! Runs a checked model in a caller-provided arena: no allocator, no I/O, no clock.
 
 use crate::Error;
-use crate::graph::{CHANNEL_PARAM_BYTES, Model, Op, OpKind};
+use crate::graph::{CHANNEL_PARAM_BYTES, ElemType, MAX_INPUTS, Model, Op, OpKind, Tensor};
 use crate::kernels;
 use crate::quant::quantize_multiplier;
 
@@ -23,6 +23,15 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             });
         }
         for op in &model.ops {
+            if op.kind.has_lut() {
+                let tin = model.tensors.get(op.input).ok_or(Error::OutOfBounds)?;
+                let tout = model.tensors.get(op.output).ok_or(Error::OutOfBounds)?;
+                let lut = arena
+                    .get_mut(op.params_offset..op.params_offset + op.param_bytes())
+                    .ok_or(Error::OutOfBounds)?;
+                kernels::activation::build_lut(op.kind == OpKind::Tanh, tin, tout, lut)?;
+                continue;
+            }
             let (Some(w), true) = (op.weights, op.channels > 0) else {
                 continue;
             };
@@ -78,13 +87,23 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         Ok((at, at + t.len * t.ty.size()))
     }
 
-    /// The input tensor's bytes (int8 values stored as `u8`).
+    /// The input tensor's type: int8, or float32 when the model quantizes its input itself.
+    pub fn input_type(&self) -> Result<ElemType, Error> {
+        Ok(self
+            .model
+            .tensors
+            .get(self.model.input)
+            .ok_or(Error::OutOfBounds)?
+            .ty)
+    }
+
+    /// The input tensor's bytes (int8 values stored as `u8`; float32 little-endian).
     pub fn input_mut(&mut self) -> Result<&mut [u8], Error> {
         let (a, b) = self.span(self.model.input)?;
         self.arena.get_mut(a..b).ok_or(Error::OutOfBounds)
     }
 
-    /// Copies `input` (int8 values as bytes) into the input tensor.
+    /// Copies `input` (int8 values as bytes; float32 as little-endian bytes) into the input tensor.
     pub fn set_input(&mut self, input: &[u8]) -> Result<(), Error> {
         let dst = self.input_mut()?;
         if dst.len() != input.len() {
@@ -103,9 +122,20 @@ impl<'m, 'a> Interpreter<'m, 'a> {
     /// Index of the largest output (the predicted class); the first one on ties.
     pub fn argmax(&self) -> Result<usize, Error> {
         let out = self.output()?;
+        let float =
+            self.model.tensors.get(self.model.output).map(|t| t.ty) == Some(ElemType::Float32);
+        let value = |i: usize| -> f32 {
+            if float {
+                out.get(i * 4..i * 4 + 4)
+                    .map_or(f32::MIN, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            } else {
+                out.get(i).map_or(f32::MIN, |&v| f32::from(v as i8))
+            }
+        };
+        let n = if float { out.len() / 4 } else { out.len() };
         let mut best = 0;
-        for (i, &v) in out.iter().enumerate() {
-            if (v as i8) > (out[best] as i8) {
+        for i in 1..n {
+            if value(i) > value(best) {
                 best = i;
             }
         }
@@ -133,29 +163,44 @@ impl<'m, 'a> Interpreter<'m, 'a> {
 
     fn run(&mut self, op: &Op) -> Result<(), Error> {
         let model = self.model;
-        let constant = |t: Option<usize>| t.and_then(|t| model.tensors.get(t)).and_then(|t| t.data);
-        let weights = constant(op.weights).unwrap_or(&[]);
-        let bias = constant(op.bias);
-        let (ia, ib) = self.span(op.input)?;
+        let tensors = &model.tensors[..];
         let (oa, ob) = self.span(op.output)?;
         let pa = op.params_offset;
-        let pb = pa + op.channels * CHANNEL_PARAM_BYTES;
-        // The planner never overlaps an operator's input and output; split the arena so both
-        // can be borrowed, the parameters read-only after the activations.
+        let pb = pa + op.param_bytes();
+        // The planner never overlaps an operator's output with anything it reads while it
+        // runs; split the arena around the output so inputs can be borrowed beside it, and the
+        // parameters (after every activation) read-only.
         let (acts, params) = self.arena.split_at_mut(pa.min(self.arena.len()));
-        let params = params.get(..pb - pa).ok_or(Error::OutOfBounds)?;
-        let (input, output) = if ib <= oa {
-            let (lo, hi) = acts.split_at_mut_checked(oa).ok_or(Error::OutOfBounds)?;
-            (lo.get(ia..ib), hi.get_mut(..ob - oa))
-        } else if ob <= ia {
-            let (lo, hi) = acts.split_at_mut_checked(ia).ok_or(Error::OutOfBounds)?;
-            (hi.get(..ib - ia), lo.get_mut(oa..ob))
-        } else {
-            return Err(Error::OutOfBounds);
+        let params: &[u8] = params.get(..pb - pa).ok_or(Error::OutOfBounds)?;
+        let (lo, rest) = acts.split_at_mut_checked(oa).ok_or(Error::OutOfBounds)?;
+        let (output, hi) = rest
+            .split_at_mut_checked(ob - oa)
+            .ok_or(Error::OutOfBounds)?;
+        let (lo, hi): (&[u8], &[u8]) = (lo, hi);
+        let bytes = |t: usize| -> Result<&[u8], Error> {
+            let tensor = tensors.get(t).ok_or(Error::OutOfBounds)?;
+            if let Some(data) = tensor.data {
+                return Ok(data);
+            }
+            let a = *model.offsets.get(t).ok_or(Error::OutOfBounds)?;
+            let b = a + tensor.bytes();
+            if b <= oa {
+                lo.get(a..b).ok_or(Error::OutOfBounds)
+            } else if a >= ob {
+                hi.get(a - ob..b - ob).ok_or(Error::OutOfBounds)
+            } else {
+                Err(Error::OutOfBounds)
+            }
         };
-        let (Some(input), Some(output)) = (input, output) else {
-            return Err(Error::OutOfBounds);
+        let tensor = |t: usize| tensors.get(t).ok_or(Error::OutOfBounds);
+        let input = bytes(op.input)?;
+        let second = |i: usize| -> Result<(&Tensor<'_>, &[u8]), Error> {
+            let t = op.input_at(i).ok_or(Error::Malformed)?;
+            Ok((tensor(t)?, bytes(t)?))
         };
+        let weights = op.weights.map(bytes).transpose()?.unwrap_or(&[]);
+        let bias = op.bias.map(bytes).transpose()?;
+        let tout = tensor(op.output)?;
         let dsp = self.kernels == kernels::Kernels::Dsp;
         match op.kind {
             OpKind::Conv2d(g) => {
@@ -174,20 +219,18 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 batch,
                 depth,
                 units,
-            } if dsp
-                && kernels::dsp::fully_connected(
-                    op, batch, depth, units, input, weights, params, output,
-                )? =>
-            {
-                Ok(())
+            } => {
+                if dsp
+                    && kernels::dsp::fully_connected(
+                        op, batch, depth, units, input, weights, params, output,
+                    )?
+                {
+                    return Ok(());
+                }
+                kernels::fully_connected::fully_connected(
+                    op, batch, depth, units, input, weights, bias, params, output,
+                )
             }
-            OpKind::FullyConnected {
-                batch,
-                depth,
-                units,
-            } => kernels::fully_connected::fully_connected(
-                op, batch, depth, units, input, weights, bias, params, output,
-            ),
             OpKind::AveragePool2d(g) => kernels::pool::pool(&g, op, true, input, output),
             OpKind::MaxPool2d(g) => kernels::pool::pool(&g, op, false, input, output),
             OpKind::Reshape => {
@@ -209,6 +252,74 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 input,
                 output,
             ),
+            OpKind::Add(p) | OpKind::Sub(p) => kernels::elementwise::add_sub(
+                op,
+                &p,
+                matches!(op.kind, OpKind::Sub(_)),
+                (tensor(op.input)?, input),
+                second(1)?,
+                (tout, output),
+            ),
+            OpKind::Mul {
+                input2_offset,
+                multiplier,
+                shift,
+            } => kernels::elementwise::mul(
+                op,
+                input2_offset,
+                multiplier,
+                shift,
+                (tensor(op.input)?, input),
+                second(1)?,
+                (tout, output),
+            ),
+            OpKind::Quantize { scale } => kernels::quantize::quantize(op, scale, input, output),
+            OpKind::Requantize { multiplier, shift } => {
+                kernels::quantize::requantize(op, multiplier, shift, input, output)
+            }
+            OpKind::Dequantize { scale } => kernels::quantize::dequantize(op, scale, input, output),
+            OpKind::Pad => kernels::shape::pad(op, tensor(op.input)?, second(1)?.0, input, output),
+            OpKind::Mean {
+                h,
+                w,
+                c,
+                multiplier,
+                shift,
+            } => kernels::reduce::mean(op, (h, w, c), (multiplier, shift), input, output),
+            OpKind::Concatenation { axis } => {
+                let mut parts = [(tout, &[][..]); MAX_INPUTS];
+                for (i, part) in parts.iter_mut().enumerate().take(op.n_inputs) {
+                    *part = second(i)?;
+                }
+                kernels::shape::concatenation(axis, &parts[..op.n_inputs], tout, output)
+            }
+            OpKind::StridedSlice { .. } => {
+                kernels::shape::strided_slice(op, tensors, input, output)
+            }
+            OpKind::Logistic | OpKind::Tanh => kernels::activation::lookup(params, input, output),
+            OpKind::HardSwish(p) => {
+                kernels::activation::hard_swish(op, &p, input, output);
+                Ok(())
+            }
+            OpKind::Relu { multiplier, shift } | OpKind::Relu6 { multiplier, shift } => {
+                kernels::activation::relu(op, multiplier, shift, input, output);
+                Ok(())
+            }
+            OpKind::LeakyRelu {
+                alpha_multiplier,
+                alpha_shift,
+                identity_multiplier,
+                identity_shift,
+            } => {
+                kernels::activation::leaky_relu(
+                    op,
+                    (alpha_multiplier, alpha_shift),
+                    (identity_multiplier, identity_shift),
+                    input,
+                    output,
+                );
+                Ok(())
+            }
         }
     }
 }

@@ -27,11 +27,12 @@ mod flatbuf;
 pub mod graph;
 pub mod interpreter;
 pub mod kernels;
+pub mod ops;
 mod quant;
 mod schema;
 pub mod validation;
 
 pub use error::Error;
-pub use graph::Model;
+pub use graph::{Model, RUNTIME_ABI, Refusal};
 pub use interpreter::Interpreter;
 pub use validation::{Report, ValidationSet, Verdict, judge};

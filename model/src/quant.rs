@@ -103,7 +103,7 @@ pub fn activation_range(
 }
 
 /// `std::round` on f32 (half away from zero), saturating to i32.
-fn round_f32(f: f32) -> i32 {
+pub(crate) fn round_f32(f: f32) -> i32 {
     let t = f as i32; // truncates toward zero, saturates
     let frac = f - t as f32;
     if frac >= 0.5 {

@@ -1,6 +1,7 @@
 //! Validation sets (docs/validation-set-format.md) and the runner that judges a model on one.
 
 use crate::Error;
+use crate::graph::ElemType;
 use crate::interpreter::Interpreter;
 use artifact::Policy;
 
@@ -8,14 +9,19 @@ use artifact::Policy;
 pub const MAX_SAMPLES: usize = 1024;
 const HEADER_LEN: usize = 20;
 const MAGIC: &[u8; 4] = b"VSET";
-/// TFLite's INT8 tensor type: the only input type of this version.
+/// Input types, as TFLite's tensor types: INT8, and FLOAT32 for models that quantize their
+/// input themselves.
 const INPUT_INT8: u8 = 9;
+const INPUT_FLOAT32: u8 = 0;
 
 /// A parsed validation set; borrows its bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct ValidationSet<'a> {
     pub count: usize,
+    /// Elements per input.
     pub input_len: usize,
+    /// The inputs' type: int8, or float32 (little-endian).
+    pub input_type: ElemType,
     pub classes: usize,
     labels: &'a [u8],
     inputs: &'a [u8],
@@ -51,7 +57,7 @@ impl<'a> ValidationSet<'a> {
         ] = *header;
         if [m0, m1, m2, m3] != *MAGIC
             || version != 1
-            || ty != INPUT_INT8
+            || !(ty == INPUT_INT8 || ty == INPUT_FLOAT32)
             || [r0, r1, r2, r3] != [0; 4]
         {
             return Err(Error::BadValidationSet);
@@ -63,8 +69,14 @@ impl<'a> ValidationSet<'a> {
             return Err(Error::BadValidationSet);
         }
         let body = bytes.get(HEADER_LEN..).ok_or(Error::BadValidationSet)?;
+        let input_type = if ty == INPUT_INT8 {
+            ElemType::Int8
+        } else {
+            ElemType::Float32
+        };
         let inputs_len = count
             .checked_mul(input_len)
+            .and_then(|n| n.checked_mul(input_type.size()))
             .ok_or(Error::BadValidationSet)?;
         if Some(body.len()) != count.checked_add(inputs_len) {
             return Err(Error::BadValidationSet);
@@ -76,18 +88,18 @@ impl<'a> ValidationSet<'a> {
         Ok(ValidationSet {
             count,
             input_len,
+            input_type,
             classes,
             labels,
             inputs,
         })
     }
 
-    /// Sample `i`: its label and its quantized input.
+    /// Sample `i`: its label and its input's bytes (int8, or float32 little-endian).
     pub fn sample(&self, i: usize) -> Option<(usize, &'a [u8])> {
         let label = *self.labels.get(i)?;
-        let input = self
-            .inputs
-            .get(i * self.input_len..(i + 1) * self.input_len)?;
+        let n = self.input_len * self.input_type.size();
+        let input = self.inputs.get(i * n..(i + 1) * n)?;
         Some((usize::from(label), input))
     }
 }
@@ -112,7 +124,10 @@ pub fn run(
     set: &ValidationSet<'_>,
     mut now_ns: impl FnMut() -> u64,
 ) -> Result<Report, Error> {
-    if set.input_len != interp.model().input_len() || set.classes != interp.model().output_len() {
+    if set.input_len != interp.model().input_len()
+        || set.classes != interp.model().output_len()
+        || set.input_type != interp.input_type()?
+    {
         return Err(Error::ValidationSetMismatch);
     }
     let mut latencies = [0u32; MAX_SAMPLES];

@@ -197,3 +197,38 @@ fn a_firmware_below_the_bootloaders_counter_is_refused_before_any_write() {
     );
     assert_eq!(dfu(&d), before, "nothing written to the DFU slot");
 }
+
+#[test]
+fn a_firmware_of_an_older_runtime_abi_than_the_running_one_is_refused_before_any_write() {
+    // The device runs ABI 2 with a model active; firmware offering ABI 1, 2 and 3 in turn.
+    let d = device();
+    let dfu = |d: &Device<4, 4096>| {
+        d.with_flash(|f| f.bytes()[LAYOUT.dfu.offset as usize..LAYOUT.dfu.end() as usize].to_vec())
+    };
+    let before = dfu(&d);
+    let mut agent = Agent::open(&d.flash, LAYOUT, root(), identity_on_abi(2)).unwrap();
+    let older = firmware_release_on_abi(20, Version::new(2, 0, 0), 2, &image(7), 1);
+    assert_eq!(
+        agent.on_command(&command(&older)),
+        Err(Error::Refused(artifact::Error::AbiMismatch))
+    );
+    assert_eq!(
+        steps(&mut agent),
+        vec![Step::Failed(Failure::Manifest(
+            artifact::Error::AbiMismatch
+        ))]
+    );
+    assert_eq!(dfu(&d), before, "nothing written to the DFU slot");
+    assert_eq!(agent.progress(), None);
+    for (id, abi) in [(21, 2), (22, 3)] {
+        let d = device();
+        let mut agent = Agent::open(&d.flash, LAYOUT, root(), identity_on_abi(2)).unwrap();
+        let fw = firmware_release_on_abi(id, Version::new(2, 0, 0), 2, &image(8), abi);
+        assert_eq!(
+            download_firmware(&mut agent, &fw),
+            Ok(Next::Reboot),
+            "ABI {abi}"
+        );
+        assert_eq!(steps(&mut agent), vec![Step::Downloaded, Step::Installed]);
+    }
+}

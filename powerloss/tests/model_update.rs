@@ -230,3 +230,86 @@ fn a_reset_mid_download_resumes_at_the_last_sector() {
         Next::Switched(ModelSlot::A)
     );
 }
+
+/// The bytes of both model slots.
+fn model_slots(flash: &bootloader::SharedFlash<Flash>) -> Vec<u8> {
+    flash.lock(|f| {
+        let b = f.borrow();
+        let bytes = b.bytes();
+        let (a, bb) = (LAYOUT.model_a, LAYOUT.model_b);
+        [
+            &bytes[a.offset as usize..a.end() as usize],
+            &bytes[bb.offset as usize..bb.end() as usize],
+        ]
+        .concat()
+    })
+}
+
+#[test]
+fn old_firmware_refuses_a_model_needing_a_later_runtime_abi_before_writing() {
+    let flash = new_flash();
+    let identity = identity_on_abi(OLD_RUNTIME_ABI);
+    let mut agent = Agent::open(&flash, LAYOUT, root(), identity).unwrap();
+    run_update(
+        &mut agent,
+        &flash,
+        &release(1, "good", Version::new(1, 0, 0), 1, "mps2-an386"),
+    )
+    .unwrap();
+    steps(&mut agent);
+    let before = model_slots(&flash);
+    let needs_2 = release_requiring(2, "per_tensor", Version::new(1, 1, 0), 2, "mps2-an386", 2);
+    assert_eq!(
+        agent.on_command(&command(&needs_2)),
+        Err(Error::Refused(artifact::Error::AbiMismatch))
+    );
+    // Its own failure code on the wire (decoded as the server does), named abi_mismatch.
+    let r = agent.report().unwrap();
+    let wire = protocol::to_vec(&agent.message(&r));
+    let sent: protocol::Report<'_> = protocol::decode(&wire).unwrap();
+    assert_eq!(
+        (sent.release, sent.version, sent.step),
+        (
+            2,
+            Version::new(1, 1, 0),
+            Step::Failed(Failure::Manifest(artifact::Error::AbiMismatch))
+        )
+    );
+    assert_eq!(artifact::Error::AbiMismatch.code(), "abi_mismatch");
+    agent.delivered(r.seq).unwrap();
+    assert_eq!(agent.report(), None);
+    assert!(model_slots(&flash) == before, "a model slot was touched");
+    assert_eq!(agent.progress(), None);
+    assert_eq!(agent.active().unwrap().version, (1, 0, 0));
+    assert_eq!(agent.active_slot(), Some(ModelSlot::A));
+    // Nothing of it survives a reset either.
+    drop(agent);
+    let agent = Agent::open(&flash, LAYOUT, root(), identity).unwrap();
+    assert_eq!(agent.progress(), None);
+    assert!(model_slots(&flash) == before);
+}
+
+#[test]
+fn a_model_runs_on_firmware_of_its_runtime_abi_or_a_later_one() {
+    // (firmware's ABI, model's required ABI): older firmware refuses, equal and newer switch.
+    for (provided, needed, switched) in [(1, 2, false), (2, 2, true), (3, 2, true), (2, 1, true)] {
+        let flash = new_flash();
+        let mut agent = Agent::open(&flash, LAYOUT, root(), identity_on_abi(provided)).unwrap();
+        let r = release_requiring(1, "good", Version::new(1, 0, 0), 1, "mps2-an386", needed);
+        let outcome = run_update(&mut agent, &flash, &r);
+        if switched {
+            assert_eq!(
+                outcome,
+                Ok(Next::Switched(ModelSlot::A)),
+                "{provided} {needed}"
+            );
+        } else {
+            assert_eq!(
+                outcome,
+                Err(Error::Refused(artifact::Error::AbiMismatch)),
+                "{provided} {needed}"
+            );
+            assert_eq!(agent.active(), None);
+        }
+    }
+}

@@ -36,6 +36,7 @@ fn checkin() -> CheckIn<'static> {
             failures: 1,
             reverts: 1,
         },
+        runtime_abi: Some(2),
     }
 }
 
@@ -56,6 +57,8 @@ fn every_message_round_trips() {
             model: None,
             update: None,
             validation: None,
+            // A device before revision 1.1 does not say its runtime ABI.
+            runtime_abi: None,
             ..checkin()
         },
         &mut [0; 512],

@@ -18,13 +18,25 @@ pub fn new_flash() -> SharedFlash<Flash> {
     Mutex::new(RefCell::new(Flash::new(LAYOUT.flash_size as usize)))
 }
 
-/// The agent's identity on device "node-1": board, runtime ABI 1, a 64 KiB tensor arena.
+/// The agent's identity on device "node-1": board, the runtime ABI of today's `model`
+/// runtime ([`model::RUNTIME_ABI`]), a 64 KiB tensor arena.
 pub fn identity() -> Identity<'static> {
     Identity {
         device_id: "node-1",
         board: "mps2-an386",
-        runtime_abi: 1,
+        runtime_abi: model::RUNTIME_ABI,
         arena_capacity: 64 * 1024,
+    }
+}
+
+/// The runtime ABI of firmware built before the operators of ABI 2 (a device in the field).
+pub const OLD_RUNTIME_ABI: u32 = 1;
+
+/// [`identity`] on firmware that provides runtime ABI `runtime_abi`.
+pub fn identity_on_abi(runtime_abi: u32) -> Identity<'static> {
+    Identity {
+        runtime_abi,
+        ..identity()
     }
 }
 

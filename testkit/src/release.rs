@@ -30,14 +30,27 @@ pub fn fixture(name: &str) -> Vec<u8> {
 }
 
 /// Fixture `name` (NAME.tflite and NAME.vset) as model "digits" `version` for `board`, with
-/// security counter `counter` and [`POLICY`].
+/// security counter `counter` and [`POLICY`], requiring runtime ABI 1 (what the digits
+/// fixtures need).
 pub fn release(id: u64, name: &str, version: Version, counter: u64, board: &str) -> Release {
+    release_requiring(id, name, version, counter, board, 1)
+}
+
+/// [`release`] whose signed manifest requires runtime ABI `required_abi`.
+pub fn release_requiring(
+    id: u64,
+    name: &str,
+    version: Version,
+    counter: u64,
+    board: &str,
+    required_abi: u32,
+) -> Release {
     let model = fixture(&format!("{name}.tflite"));
     let set = fixture(&format!("{name}.vset"));
     let envelope = ManifestBuilder::new(counter)
         .board(board)
         .model("digits", version, &model, &set)
-        .requires(1, 8 * 1024)
+        .requires(required_abi, 8 * 1024)
         .policy(POLICY)
         .sign(&[signing_key()])
         .expect("test fixture");
@@ -52,20 +65,44 @@ pub fn release(id: u64, name: &str, version: Version, counter: u64, board: &str)
 }
 
 /// `image` as firmware "agent" `version` for mps2-an386 (the raw image is the payload).
+/// It provides today's runtime ABI ([`model::RUNTIME_ABI`]).
 pub fn firmware_release(id: u64, version: Version, counter: u64, image: &[u8]) -> Release {
+    firmware_release_on_abi(id, version, counter, image, model::RUNTIME_ABI)
+}
+
+/// [`firmware_release`] providing runtime ABI `runtime_abi`.
+pub fn firmware_release_on_abi(
+    id: u64,
+    version: Version,
+    counter: u64,
+    image: &[u8],
+    runtime_abi: u32,
+) -> Release {
     Release {
         id,
-        envelope: firmware_envelope("mps2-an386", version, counter, image),
+        envelope: firmware_envelope_on_abi("mps2-an386", version, counter, image, runtime_abi),
         payload: image.to_vec(),
         version,
     }
 }
 
-/// The signed manifest of firmware "agent" `version` (`image`, runtime ABI 1) for `board`.
+/// The signed manifest of firmware "agent" `version` (`image`, today's runtime ABI) for
+/// `board`.
 pub fn firmware_envelope(board: &str, version: Version, counter: u64, image: &[u8]) -> Vec<u8> {
+    firmware_envelope_on_abi(board, version, counter, image, model::RUNTIME_ABI)
+}
+
+/// [`firmware_envelope`] providing runtime ABI `runtime_abi`.
+pub fn firmware_envelope_on_abi(
+    board: &str,
+    version: Version,
+    counter: u64,
+    image: &[u8],
+    runtime_abi: u32,
+) -> Vec<u8> {
     ManifestBuilder::new(counter)
         .board(board)
-        .firmware("agent", version, image, 1)
+        .firmware("agent", version, image, runtime_abi)
         .sign(&[signing_key()])
         .expect("test fixture")
 }

@@ -70,6 +70,19 @@ fn firmware_cargo() -> Command {
     cargo
 }
 
+/// Installs the toolchain if needed and builds one firmware package (release profile): what a
+/// command that runs only that firmware needs.
+pub fn build_one(package: &str) -> Result<()> {
+    install::ensure("firmware toolchain", install::FIRMWARE)?;
+    let mut cargo = firmware_cargo();
+    cargo.args(["build", "--release", "--quiet", "-p", package]);
+    step(
+        &format!("{package} (thumbv7em, Debian rustc)"),
+        &dir(),
+        cargo,
+    )
+}
+
 /// Installs the toolchain if needed and builds every firmware binary, with the test trust root
 /// baked into the bootloaders.
 pub fn build() -> Result<()> {

@@ -4,7 +4,8 @@
 //!   test (the README's test command; `.ci/run` calls exactly this).
 //! - `cargo xtask fuzz [--seconds N]`: runs the cargo-fuzz targets (installs cargo-fuzz).
 //! - `cargo xtask firmware`: builds the Cortex-M firmware with Debian's toolchain.
-//! - `cargo xtask bench-model`: model latency and accuracy on an emulated Cortex-M4.
+//! - `cargo xtask bench-model [--model PATH.tflite [--validation-set PATH.vset] [--out FILE.json]]`:
+//!   model latency, instructions per MAC and accuracy on an emulated Cortex-M4.
 //! - `cargo xtask powerloss [--quick] | postgres | bench-server [--full]`: the bootloader's power-loss matrix.
 //! - `cargo xtask hil [--nodes N]`: hardware-in-the-loop scenarios on emulated boards.
 
@@ -40,7 +41,7 @@ fn main() -> Result<()> {
         }),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask ci | fuzz [--seconds N] | firmware | bench-model | powerloss [--quick] | postgres | bench-server [--full] | hil [--nodes N] [--seed S] [--no-build]"
+                "usage: cargo xtask ci | fuzz [--seconds N] | firmware | bench-model [--model PATH.tflite [--validation-set PATH.vset] [--out FILE.json]] | powerloss [--quick] | postgres | bench-server [--full] | hil [--nodes N] [--seed S] [--no-build]"
             );
             Ok(())
         }

@@ -120,8 +120,9 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
                 {
                     return Err(Error::DoesNotFit);
                 }
-                // A new firmware must run the active model: same runtime ABI.
-                if m.runtime_abi != Some(self.identity.runtime_abi) && self.active.is_some() {
+                // A new firmware must run the active model: no older runtime ABI than the
+                // running one (a later ABI runs older models).
+                if m.runtime_abi < Some(self.identity.runtime_abi) && self.active.is_some() {
                     return Err(Error::Refused(artifact::Error::AbiMismatch));
                 }
                 Ok((fw.size, Target::Firmware))

@@ -91,7 +91,8 @@ fn main() -> ! {
     let identity = Identity {
         device_id,
         board: LAYOUT.board,
-        runtime_abi: 1,
+        // The ABI of the model runtime this firmware links.
+        runtime_abi: model::RUNTIME_ABI,
         arena_capacity: ARENA as u32,
     };
     let Ok(mut agent) = Agent::open(&flash, &LAYOUT, root, identity) else {

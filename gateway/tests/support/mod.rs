@@ -361,7 +361,8 @@ fn run_device(
     let identity = Identity {
         device_id: id,
         board: BOARD,
-        runtime_abi: 1,
+        // Today's runtime, as the emulated board's agent firmware provides it.
+        runtime_abi: testkit::device::identity().runtime_abi,
         arena_capacity: 64 * 1024,
     };
     let agent = Agent::open(&flash, LAYOUT, testkit::keys::trust_root(), identity).unwrap();

@@ -3,10 +3,15 @@
 //! Shapes were checked when the model was parsed; kernels still take every slice with `get`
 //! outside their inner loops, so a planner bug becomes an error, never an out-of-bounds read.
 
+pub mod activation;
 pub mod conv;
 pub mod dsp;
+pub mod elementwise;
 pub mod fully_connected;
 pub mod pool;
+pub mod quantize;
+pub mod reduce;
+pub mod shape;
 pub mod softmax;
 
 use crate::Error;

@@ -134,6 +134,9 @@ pub struct CheckIn<'a> {
     /// The last validation run (of the active model, or of the update being judged).
     pub validation: Option<Figures>,
     pub counters: Counters,
+    /// The model-runtime ABI the running firmware provides (key 8, added in revision 1.1;
+    /// optional both ways, so the version stays 1: a server reads its absence as unknown).
+    pub runtime_abi: Option<u32>,
 }
 
 impl<'a> Message<'a> for CheckIn<'a> {
@@ -141,6 +144,7 @@ impl<'a> Message<'a> for CheckIn<'a> {
         4 + u64::from(self.model.is_some())
             + u64::from(self.update.is_some())
             + u64::from(self.validation.is_some())
+            + u64::from(self.runtime_abi.is_some())
     }
 
     fn encode_fields<W: Write>(&self, e: &mut Encoder<W>) -> Result<(), EncodeError<W>> {
@@ -180,6 +184,9 @@ impl<'a> Message<'a> for CheckIn<'a> {
             .u32(c.failures)?
             .u8(4)?
             .u32(c.reverts)?;
+        if let Some(abi) = self.runtime_abi {
+            e.u8(8)?.u32(abi)?;
+        }
         Ok(())
     }
 
@@ -268,6 +275,7 @@ impl<'a> Message<'a> for CheckIn<'a> {
                     Ok(true)
                 })?;
             }
+            8 => self.runtime_abi = Some(uint(d)?),
             _ => skip_value(d)?,
         }
         Ok(())
@@ -286,6 +294,7 @@ impl<'a> Message<'a> for CheckIn<'a> {
             update: None,
             validation: None,
             counters: Counters::default(),
+            runtime_abi: None,
         }
     }
 
