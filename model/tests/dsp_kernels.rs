@@ -45,14 +45,21 @@ fn dsp_and_portable_kernels_give_the_same_bytes_and_tflite_outputs() {
     }
 }
 
-/// The benchmark models (when present) on pseudo-random inputs, op by op.
+/// The operator fixtures and the benchmark models (when present) on pseudo-random inputs, op
+/// by op.
 #[test]
-fn dsp_and_portable_kernels_agree_on_the_benchmark_models() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/bench");
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
+fn dsp_and_portable_kernels_agree_on_the_other_models() {
     let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for group in ["ops", "bench"] {
+        let dir = format!("{}/fixtures/{group}", env!("CARGO_MANIFEST_DIR"));
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        check_models(entries, &mut seed);
+    }
+}
+
+fn check_models(entries: std::fs::ReadDir, seed: &mut u64) {
     for entry in entries {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "tflite") {
@@ -64,12 +71,18 @@ fn dsp_and_portable_kernels_agree_on_the_benchmark_models() {
             continue;
         };
         for _ in 0..3 {
-            let input: Vec<u8> = (0..model.input_len())
+            let mut arena = vec![0u8; model.arena_size];
+            let len = Interpreter::new(&model, &mut arena)
+                .unwrap()
+                .input_mut()
+                .unwrap()
+                .len();
+            let input: Vec<u8> = (0..len)
                 .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    seed as u8
+                    *seed ^= *seed << 13;
+                    *seed ^= *seed >> 7;
+                    *seed ^= *seed << 17;
+                    *seed as u8
                 })
                 .collect();
             let (portable, _) = trace(&model, Kernels::Portable, &input);

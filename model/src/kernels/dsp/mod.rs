@@ -12,6 +12,8 @@
 //! 2.8 KiB (`MAX_PATCH`) in CONV_2D, 2 KiB (`MAX_ROW`) in FULLY_CONNECTED.
 
 mod simd;
+#[cfg(test)]
+mod tests;
 
 use super::{ChannelQuant, requantize_single};
 use crate::Error;
@@ -811,7 +813,7 @@ pub fn folded_bias(op: &Op, weights: &[u8], bias: i32, c: usize) -> i32 {
 }
 
 #[cfg(test)]
-mod tests {
+mod scale_tests {
     use super::*;
 
     /// xorshift64: deterministic test values.
