@@ -25,9 +25,9 @@ use simd::{smlabb, smlad, smlatt, sxtb16, sxtb16_ror8};
 pub const MAX_PATCH: usize = 576;
 /// Longest FULLY_CONNECTED input row taken here. Stack scratch: one int16 column, 2 KiB.
 pub const MAX_ROW: usize = 1024;
-/// Most input channels of a 1x1 CONV_2D whose four rows of weights are widened and kept
+/// Most input channels of a 1x1 CONV_2D whose two rows of weights are widened and kept
 /// (2.3 KiB of stack); more take the column path.
-pub const MAX_STATIONARY: usize = 288;
+pub const MAX_STATIONARY: usize = 576;
 /// Largest depthwise filter (height x width) taken here.
 pub const MAX_TAPS: usize = 64;
 
@@ -317,9 +317,9 @@ fn gather(
     Ok(())
 }
 
-/// CONV_2D. A 1x1 convolution of up to `MAX_STATIONARY` input channels: four output
+/// CONV_2D. A 1x1 convolution of up to `MAX_STATIONARY` input channels: two output
 /// channels' weights widened once and kept while every pixel passes (each input word widened
-/// on the fly: eight SMLADs per word of input and four of weights, all in registers). Other
+/// on the fly: four SMLADs per word of input and two double-word loads of weights). Other
 /// convolutions: two pixels' patches gathered and widened into int16 columns, then two
 /// output channels by two pixels per pass.
 /// Returns `false` (nothing written) for a layer over the bounds: the caller runs the
@@ -340,40 +340,37 @@ pub fn conv2d(
     }
 }
 
-/// Four weight rows widened and interleaved: for each 4 values, `(w0,w2) (w1,w3)` of row 0,
-/// then of rows 1, 2, 3 (eight words).
+/// Two weight rows widened and interleaved: for each 4 values, `(w0,w2) (w1,w3)` of row 0,
+/// then of row 1 (four words).
 #[inline(always)]
-fn widen_rows(w: [&[u8]; 4], buf: &mut [u32]) {
-    let [r0, r1, r2, r3] = w.map(|r| r.chunks_exact(4));
-    for ((((g, a), b), c), d) in buf.chunks_exact_mut(8).zip(r0).zip(r1).zip(r2).zip(r3) {
-        if let [e0, o0, e1, o1, e2, o2, e3, o3] = g {
-            let (a, b, c, d) = (word(a), word(b), word(c), word(d));
+fn widen_rows(w: [&[u8]; 2], buf: &mut [u32]) {
+    let [r0, r1] = w.map(|r| r.chunks_exact(4));
+    for ((g, a), b) in buf.chunks_exact_mut(4).zip(r0).zip(r1) {
+        if let [e0, o0, e1, o1] = g {
+            let (a, b) = (word(a), word(b));
             (*e0, *o0) = (sxtb16(a), sxtb16_ror8(a));
             (*e1, *o1) = (sxtb16(b), sxtb16_ror8(b));
-            (*e2, *o2) = (sxtb16(c), sxtb16_ror8(c));
-            (*e3, *o3) = (sxtb16(d), sxtb16_ror8(d));
         }
     }
 }
 
-/// Four dot products of the int8 vector `x` with four rows widened by `widen_rows` (`tails`:
-/// each row's last `len % 4` int8 weights).
+/// Two dot products of the int8 vector `x` with two rows widened by `widen_rows` (`tails`:
+/// each row's last `len % 4` int8 weights). Two rows, not four: with four the eight weight
+/// words do not fit the registers beside the accumulators and spill.
 #[inline(always)]
-fn block_stationary(x: &[u8], wbuf: &[u32], tails: [&[u8]; 4], acc: [i32; 4]) -> [i32; 4] {
-    let [mut a0, mut a1, mut a2, mut a3] = acc;
+fn block_stationary(x: &[u8], wbuf: &[u32], tails: [&[u8]; 2], acc: [i32; 2]) -> [i32; 2] {
+    let [mut a0, mut a1] = acc;
     let xs = x.chunks_exact(4);
     let xt = xs.remainder();
-    for (xg, wg) in xs.zip(wbuf.chunks_exact(8)) {
+    for (xg, wg) in xs.zip(wbuf.chunks_exact(4)) {
         let v = word(xg);
         let (xe, xo) = (sxtb16(v), sxtb16_ror8(v));
-        if let [e0, o0, e1, o1, e2, o2, e3, o3] = *wg {
+        if let [e0, o0, e1, o1] = *wg {
             a0 = smlad(o0, xo, smlad(e0, xe, a0));
             a1 = smlad(o1, xo, smlad(e1, xe, a1));
-            a2 = smlad(o2, xo, smlad(e2, xe, a2));
-            a3 = smlad(o3, xo, smlad(e3, xe, a3));
         }
     }
-    let mut acc = [a0, a1, a2, a3];
+    let mut acc = [a0, a1];
     for (a, t) in acc.iter_mut().zip(tails) {
         for (&u, &v) in t.iter().zip(xt) {
             *a = a.wrapping_add(i32::from(u as i8) * i32::from(v as i8));
@@ -396,18 +393,19 @@ fn conv2d_stationary(
     if !pointwise || k > MAX_STATIONARY || k == 0 || g.out_c == 0 {
         return Ok(false);
     }
-    let mut wbuf = [0u32; 2 * MAX_STATIONARY];
-    let wbuf = wbuf.get_mut(..k / 4 * 8).ok_or(Error::OutOfBounds)?;
+    let mut wbuf = [0u32; MAX_STATIONARY];
+    let wbuf = wbuf.get_mut(..k / 4 * 4).ok_or(Error::OutOfBounds)?;
     let oc_n = g.out_c;
-    for oc in (0..oc_n).step_by(4) {
-        let rows = rows4(oc, oc_n);
-        let mut w: [&[u8]; 4] = [&[]; 4];
-        let mut tails: [&[u8]; 4] = [&[]; 4];
-        let mut bias = [0i32; 4];
+    for oc in (0..oc_n).step_by(2) {
+        // An odd last channel is computed twice (written again, same value).
+        let rows = [oc, (oc + 1).min(oc_n - 1)];
+        let mut w: [&[u8]; 2] = [&[]; 2];
+        let mut tails: [&[u8]; 2] = [&[]; 2];
+        let mut bias = [0i32; 2];
         let mut qs = [ChannelQuant {
             multiplier: 0,
             shift: 0,
-        }; 4];
+        }; 2];
         for (i, &r) in rows.iter().enumerate() {
             w[i] = filter.get(r * k..(r + 1) * k).ok_or(Error::OutOfBounds)?;
             tails[i] = w[i].get(k / 4 * 4..).ok_or(Error::OutOfBounds)?;
