@@ -587,6 +587,83 @@ fn dw_taps(win: &[u8], offs: &[u16], wv: &[u32], acc: [i32; 4]) -> Result<[i32; 
     Ok([a0, a1, a2, a3])
 }
 
+/// Longest padded input row (output width + 2) the 3x3 depthwise row path takes: its three
+/// rows of words are 1.5 KiB of stack.
+pub const MAX_STRIP: usize = 128;
+
+/// Four channels of a 3x3, stride-1-across depthwise layer, a row of outputs at a time: the
+/// three input rows under it are first copied as words of four channels into `strip`, the
+/// zero point where the filter overhangs, so every output reads its nine taps from three
+/// 3-word windows (no bounds checks, no border cases). Returns `false` (nothing written) for
+/// other layers.
+#[allow(clippy::too_many_arguments)]
+fn rows3(
+    g: &ConvGeom,
+    op: &Op,
+    c: usize,
+    zpw: u32,
+    input: &[u8],
+    wv: &[u32; 18],
+    bias: [i32; 4],
+    qs: [ChannelQuant; 4],
+    output: &mut [u8],
+    strip: &mut [[u32; MAX_STRIP]; 3],
+) -> Result<bool, Error> {
+    let len = g.out_w + 2;
+    let fits = g.k_h == 3 && g.k_w == 3 && g.stride_w == 1 && g.dilation_h == 1;
+    if !fits || g.dilation_w != 1 || len > MAX_STRIP {
+        return Ok(false);
+    }
+    let c_n = g.out_c;
+    for oy in 0..g.out_h {
+        for (ky, row) in strip.iter_mut().enumerate() {
+            let row = row.get_mut(..len).ok_or(Error::OutOfBounds)?;
+            row.fill(zpw);
+            let Some(y) = tap(oy, ky, g.stride_h, 1, g.pad_h, g.in_h) else {
+                continue;
+            };
+            // The input row's pixels land at columns pad_w.. of the strip.
+            let at = y * g.in_w * c_n + c;
+            let src = input.get(at..).ok_or(Error::OutOfBounds)?;
+            let dst = row.get_mut(g.pad_w.min(len)..).ok_or(Error::OutOfBounds)?;
+            for (w, px) in dst.iter_mut().zip(src.chunks(c_n)).take(g.in_w) {
+                *w = word(px.get(..4).ok_or(Error::OutOfBounds)?);
+            }
+        }
+        let [r0, r1, r2] = &*strip;
+        let (r0, r1, r2) = (r0.get(..len), r1.get(..len), r2.get(..len));
+        let (Some(r0), Some(r1), Some(r2)) = (r0, r1, r2) else {
+            return Err(Error::OutOfBounds);
+        };
+        let windows = r0.windows(3).zip(r1.windows(3)).zip(r2.windows(3));
+        for (ox, ((a, b), d)) in windows.enumerate() {
+            let (Ok(a), Ok(b), Ok(d)) = (
+                <&[u32; 3]>::try_from(a),
+                <&[u32; 3]>::try_from(b),
+                <&[u32; 3]>::try_from(d),
+            ) else {
+                return Err(Error::OutOfBounds);
+            };
+            let xs = [a[0], a[1], a[2], b[0], b[1], b[2], d[0], d[1], d[2]];
+            let [mut a0, mut a1, mut a2, mut a3] = bias;
+            for t in 0..9 {
+                let (x, we, wo) = (xs[t], wv[2 * t], wv[2 * t + 1]);
+                let (xe, xo) = (sxtb16(x), sxtb16_ror8(x));
+                a0 = smlabb(we, xe, a0);
+                a2 = smlatt(we, xe, a2);
+                a1 = smlabb(wo, xo, a1);
+                a3 = smlatt(wo, xo, a3);
+            }
+            let at = (oy * g.out_w + ox) * c_n + c;
+            let out = output.get_mut(at..at + 4).ok_or(Error::OutOfBounds)?;
+            for ((o, a), q) in out.iter_mut().zip([a0, a1, a2, a3]).zip(qs) {
+                *o = requant(a, q, op);
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// `dw_taps` for a 3x3 filter: a constant-length loop the compiler unrolls, its offsets and
 /// weights read at fixed stack offsets.
 #[inline(always)]
@@ -658,6 +735,7 @@ pub fn depthwise_conv2d(
             .is_some_and(|i| i + (k - 1) * dilation < size)
     };
     let mut wv = [0u32; 2 * MAX_TAPS];
+    let mut strip = [[0u32; MAX_STRIP]; 3];
     let mut c = 0;
     while c + 4 <= c_n {
         for (t, w) in wv.chunks_exact_mut(2).take(n_taps).enumerate() {
@@ -675,6 +753,12 @@ pub fn depthwise_conv2d(
         }; 4];
         for (j, (q, b)) in qs.iter_mut().zip(bias.iter_mut()).enumerate() {
             (*q, *b) = record(params, c + j)?;
+        }
+        if let Ok(w9) = <&[u32; 18]>::try_from(wv) {
+            if rows3(g, op, c, zpw, input, w9, bias, qs, output, &mut strip)? {
+                c += 4;
+                continue;
+            }
         }
         for oy in 0..g.out_h {
             let in_y = inside(oy, g.k_h, g.stride_h, g.dilation_h, g.pad_h, g.in_h);
