@@ -14,7 +14,7 @@ pub fn sxtb16(x: u32) -> u32 {
         #[allow(unsafe_code)]
         unsafe {
             core::arch::asm!("sxtb16 {r}, {x}", r = lateout(reg) r, x = in(reg) x,
-                options(pure, nomem, nostack, preserves_flags));
+                options(nomem, nostack, preserves_flags));
         }
         r
     }
@@ -36,7 +36,7 @@ pub fn sxtb16_ror8(x: u32) -> u32 {
         #[allow(unsafe_code)]
         unsafe {
             core::arch::asm!("sxtb16 {r}, {x}, ror #8", r = lateout(reg) r, x = in(reg) x,
-                options(pure, nomem, nostack, preserves_flags));
+                options(nomem, nostack, preserves_flags));
         }
         r
     }
@@ -67,7 +67,7 @@ pub fn smlad(a: u32, b: u32, acc: i32) -> i32 {
         #[allow(unsafe_code)]
         unsafe {
             core::arch::asm!("smlad {r}, {a}, {b}, {c}", r = lateout(reg) r, a = in(reg) a,
-                b = in(reg) b, c = in(reg) acc, options(pure, nomem, nostack));
+                b = in(reg) b, c = in(reg) acc, options(nomem, nostack));
         }
         r
     }
@@ -90,7 +90,7 @@ pub fn smlabb(a: u32, b: u32, acc: i32) -> i32 {
         #[allow(unsafe_code)]
         unsafe {
             core::arch::asm!("smlabb {r}, {a}, {b}, {c}", r = lateout(reg) r, a = in(reg) a,
-                b = in(reg) b, c = in(reg) acc, options(pure, nomem, nostack));
+                b = in(reg) b, c = in(reg) acc, options(nomem, nostack));
         }
         r
     }
@@ -110,7 +110,7 @@ pub fn smlatt(a: u32, b: u32, acc: i32) -> i32 {
         #[allow(unsafe_code)]
         unsafe {
             core::arch::asm!("smlatt {r}, {a}, {b}, {c}", r = lateout(reg) r, a = in(reg) a,
-                b = in(reg) b, c = in(reg) acc, options(pure, nomem, nostack));
+                b = in(reg) b, c = in(reg) acc, options(nomem, nostack));
         }
         r
     }
