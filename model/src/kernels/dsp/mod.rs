@@ -40,6 +40,17 @@ fn word(b: &[u8]) -> u32 {
     }
 }
 
+/// The first `lanes` (1 to 4) bytes of `b` as a little-endian word, zero above: a partial
+/// group of channels.
+#[inline(always)]
+fn word_lanes(b: &[u8], lanes: usize) -> Result<u32, Error> {
+    if lanes >= 4 {
+        return b.get(..4).map(word).ok_or(Error::OutOfBounds);
+    }
+    let b = b.get(..lanes).ok_or(Error::OutOfBounds)?;
+    Ok(b.iter().rev().fold(0u32, |w, &x| (w << 8) | u32::from(x)))
+}
+
 /// A channel's requantization and folded bias (the third word of its parameter record).
 #[inline(always)]
 fn record(params: &[u8], c: usize) -> Result<(ChannelQuant, i32), Error> {
@@ -587,11 +598,11 @@ fn dw_taps(win: &[u8], offs: &[u16], wv: &[u32], acc: [i32; 4]) -> Result<[i32; 
     Ok([a0, a1, a2, a3])
 }
 
-/// Longest padded input row (output width + 2) the 3x3 depthwise row path takes: its three
-/// rows of words are 1.5 KiB of stack.
+/// Longest padded input row (`(output width - 1) * stride + 3`) the 3x3 depthwise row path
+/// takes: its three rows of words are 1.5 KiB of stack.
 pub const MAX_STRIP: usize = 128;
 
-/// Four channels of a 3x3, stride-1-across depthwise layer, a row of outputs at a time: the
+/// Four channels of a 3x3 depthwise layer of stride 1 or 2 across, a row of outputs at a time: the
 /// three input rows under it are first copied as words of four channels into `strip`, the
 /// zero point where the filter overhangs, so every output reads its nine taps from three
 /// 3-word windows (no bounds checks, no border cases). Returns `false` (nothing written) for
@@ -608,9 +619,10 @@ fn rows3(
     qs: [ChannelQuant; 4],
     output: &mut [u8],
     strip: &mut [[u32; MAX_STRIP]; 3],
+    lanes: usize,
 ) -> Result<bool, Error> {
-    let len = g.out_w + 2;
-    let fits = g.k_h == 3 && g.k_w == 3 && g.stride_w == 1 && g.dilation_h == 1;
+    let len = (g.out_w - 1) * g.stride_w + 3;
+    let fits = g.k_h == 3 && g.k_w == 3 && g.stride_w <= 2 && g.dilation_h == 1;
     if !fits || g.dilation_w != 1 || len > MAX_STRIP {
         return Ok(false);
     }
@@ -627,7 +639,7 @@ fn rows3(
             let src = input.get(at..).ok_or(Error::OutOfBounds)?;
             let dst = row.get_mut(g.pad_w.min(len)..).ok_or(Error::OutOfBounds)?;
             for (w, px) in dst.iter_mut().zip(src.chunks(c_n)).take(g.in_w) {
-                *w = word(px.get(..4).ok_or(Error::OutOfBounds)?);
+                *w = word_lanes(px, lanes)?;
             }
         }
         let [r0, r1, r2] = &*strip;
@@ -635,33 +647,69 @@ fn rows3(
         let (Some(r0), Some(r1), Some(r2)) = (r0, r1, r2) else {
             return Err(Error::OutOfBounds);
         };
-        let windows = r0.windows(3).zip(r1.windows(3)).zip(r2.windows(3));
-        for (ox, ((a, b), d)) in windows.enumerate() {
-            let (Ok(a), Ok(b), Ok(d)) = (
-                <&[u32; 3]>::try_from(a),
-                <&[u32; 3]>::try_from(b),
-                <&[u32; 3]>::try_from(d),
-            ) else {
-                return Err(Error::OutOfBounds);
-            };
-            let xs = [a[0], a[1], a[2], b[0], b[1], b[2], d[0], d[1], d[2]];
-            let [mut a0, mut a1, mut a2, mut a3] = bias;
-            for t in 0..9 {
-                let (x, we, wo) = (xs[t], wv[2 * t], wv[2 * t + 1]);
-                let (xe, xo) = (sxtb16(x), sxtb16_ror8(x));
-                a0 = smlabb(we, xe, a0);
-                a2 = smlatt(we, xe, a2);
-                a1 = smlabb(wo, xo, a1);
-                a3 = smlatt(wo, xo, a3);
+        let row = oy * g.out_w * c_n + c;
+        if g.stride_w == 1 {
+            // Sliding windows: no bounds checks.
+            let windows = r0.windows(3).zip(r1.windows(3)).zip(r2.windows(3));
+            for (ox, ((a, b), d)) in windows.enumerate() {
+                let (Ok(a), Ok(b), Ok(d)) = (a.try_into(), b.try_into(), d.try_into()) else {
+                    return Err(Error::OutOfBounds);
+                };
+                let acc = dw_pixel(a, b, d, wv, bias);
+                store(output, row + ox * c_n, lanes, acc, qs, op)?;
             }
-            let at = (oy * g.out_w + ox) * c_n + c;
-            let out = output.get_mut(at..at + 4).ok_or(Error::OutOfBounds)?;
-            for ((o, a), q) in out.iter_mut().zip([a0, a1, a2, a3]).zip(qs) {
-                *o = requant(a, q, op);
+        } else {
+            for ox in 0..g.out_w {
+                let j = ox * g.stride_w;
+                let (Some(a), Some(b), Some(d)) = (three(r0, j), three(r1, j), three(r2, j)) else {
+                    return Err(Error::OutOfBounds);
+                };
+                let acc = dw_pixel(a, b, d, wv, bias);
+                store(output, row + ox * c_n, lanes, acc, qs, op)?;
             }
         }
     }
     Ok(true)
+}
+
+/// Four channels' nine taps of one output: input words `a`, `b`, `d` (filter rows 0-2)
+/// against the widened weights.
+#[inline(always)]
+fn dw_pixel(a: &[u32; 3], b: &[u32; 3], d: &[u32; 3], wv: &[u32; 18], acc: [i32; 4]) -> [i32; 4] {
+    let xs = [a[0], a[1], a[2], b[0], b[1], b[2], d[0], d[1], d[2]];
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    for t in 0..9 {
+        let (x, we, wo) = (xs[t], wv[2 * t], wv[2 * t + 1]);
+        let (xe, xo) = (sxtb16(x), sxtb16_ror8(x));
+        a0 = smlabb(we, xe, a0);
+        a2 = smlatt(we, xe, a2);
+        a1 = smlabb(wo, xo, a1);
+        a3 = smlatt(wo, xo, a3);
+    }
+    [a0, a1, a2, a3]
+}
+
+/// Requantizes the first `lanes` of four channels' accumulators into `output[at..]`.
+#[inline(always)]
+fn store(
+    output: &mut [u8],
+    at: usize,
+    lanes: usize,
+    acc: [i32; 4],
+    qs: [ChannelQuant; 4],
+    op: &Op,
+) -> Result<(), Error> {
+    let out = output.get_mut(at..at + lanes).ok_or(Error::OutOfBounds)?;
+    for ((o, a), q) in out.iter_mut().zip(acc).zip(qs) {
+        *o = requant(a, q, op);
+    }
+    Ok(())
+}
+
+/// The three words of `r` from `j`.
+#[inline(always)]
+fn three(r: &[u32], j: usize) -> Option<&[u32; 3]> {
+    r.get(j..j + 3).and_then(|w| w.try_into().ok())
 }
 
 /// `dw_taps` for a 3x3 filter: a constant-length loop the compiler unrolls, its offsets and
@@ -755,7 +803,7 @@ pub fn depthwise_conv2d(
             (*q, *b) = record(params, c + j)?;
         }
         if let Ok(w9) = <&[u32; 18]>::try_from(wv) {
-            if rows3(g, op, c, zpw, input, w9, bias, qs, output, &mut strip)? {
+            if rows3(g, op, c, zpw, input, w9, bias, qs, output, &mut strip, 4)? {
                 c += 4;
                 continue;
             }
@@ -808,6 +856,35 @@ pub fn depthwise_conv2d(
             }
         }
         c += 4;
+    }
+    // The last 1-3 channels: the row path on partial words, else one at a time.
+    if c < c_n {
+        let lanes = c_n - c;
+        let mut w9 = [0u32; 18];
+        for (t, w) in w9.chunks_exact_mut(2).enumerate() {
+            let x = match filter.get(t * c_n + c..) {
+                Some(b) if n_taps == 9 => word_lanes(b, lanes)?,
+                _ => 0,
+            };
+            if let [e, o] = w {
+                (*e, *o) = (sxtb16(x), sxtb16_ror8(x));
+            }
+        }
+        let mut bias = [0i32; 4];
+        let mut qs = [ChannelQuant {
+            multiplier: 0,
+            shift: 0,
+        }; 4];
+        for (j, (q, b)) in qs.iter_mut().zip(bias.iter_mut()).enumerate().take(lanes) {
+            (*q, *b) = record(params, c + j)?;
+        }
+        if n_taps == 9
+            && rows3(
+                g, op, c, zpw, input, &w9, bias, qs, output, &mut strip, lanes,
+            )?
+        {
+            return Ok(true);
+        }
     }
     // The last channels (out_c not a multiple of 4) one at a time.
     for j in c..c_n {
