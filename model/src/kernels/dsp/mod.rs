@@ -8,8 +8,22 @@
 //! its share of the folded bias exactly. Sums wrap (mod 2^32) like TFLite's int32
 //! accumulators, so the reordering is exact.
 //!
-//! Layers outside the bounds below run the portable kernels; stack scratch is at most
-//! 2.8 KiB (`MAX_PATCH`) in CONV_2D, 2 KiB (`MAX_ROW`) in FULLY_CONNECTED.
+//! Shapes, fastest first:
+//! - 1x1 CONV_2D: two channels' weights widened once and kept while all pixels pass;
+//! - other CONV_2D: two pixels' patches gathered (zero point in the padding) and widened into
+//!   interleaved int16 columns, two channels by two pixels per pass;
+//! - FULLY_CONNECTED: the input row widened once, four units per pass;
+//! - 3x3 DEPTHWISE_CONV_2D (stride 1 or 2 across): a row of outputs at a time over three
+//!   padded rows of 4-channel words; other depthwise layers: four channels at a time, their
+//!   widened weights kept, taps at fixed offsets (zero point words at the borders). SMLABB and
+//!   SMLATT keep the four channels apart.
+//!
+//! Requantization is `quant::multiply_by_quantized_multiplier`'s arithmetic in fewer
+//! instructions (checked against it). Layers outside the bounds below (or with a zero point
+//! outside int8) run the portable kernels. Stack scratch, the largest of one call: 2.8 KiB
+//! (`MAX_PATCH`, CONV_2D columns), 2.3 KiB (`MAX_STATIONARY`, 1x1), 2 KiB (`MAX_ROW`,
+//! FULLY_CONNECTED), 1.8 KiB (`MAX_STRIP` and `MAX_TAPS`, depthwise); arena: 4 more bytes per
+//! output channel (the folded bias in each channel record).
 
 mod simd;
 #[cfg(test)]
