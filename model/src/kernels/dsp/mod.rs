@@ -22,7 +22,7 @@
 //! instructions (checked against it). Layers outside the bounds below (or with a zero point
 //! outside int8) run the portable kernels. Stack scratch, the largest of one call: 2.8 KiB
 //! (`MAX_PATCH`, CONV_2D columns), 2.3 KiB (`MAX_STATIONARY`, 1x1), 2 KiB (`MAX_ROW`,
-//! FULLY_CONNECTED), 1.8 KiB (`MAX_STRIP` and `MAX_TAPS`, depthwise); arena: 4 more bytes per
+//! FULLY_CONNECTED), 2.2 KiB (`MAX_STRIP` and `MAX_TAPS`, depthwise); arena: 4 more bytes per
 //! output channel (the folded bias in each channel record).
 
 mod simd;
@@ -405,6 +405,8 @@ fn block_stationary(x: &[u8], wbuf: &[u32], tails: [&[u8]; 2], acc: [i32; 2]) ->
 }
 
 /// CONV_2D with weights kept: see `conv2d`.
+// Out of line: each path's loops get the registers to themselves.
+#[inline(never)]
 fn conv2d_stationary(
     g: &ConvGeom,
     op: &Op,
@@ -438,14 +440,26 @@ fn conv2d_stationary(
         }
         widen_rows(w, wbuf);
         let wbuf: &[u32] = wbuf;
+        let [r0, r1] = rows;
+        let [q0, q1] = qs;
+        if g.stride_h == 1 && g.stride_w == 1 {
+            // Output pixel p reads input pixel p: walk both, no index arithmetic.
+            for (x, out) in input.chunks_exact(k).zip(output.chunks_exact_mut(oc_n)) {
+                let [a0, a1] = block_stationary(x, wbuf, tails, bias);
+                let (v0, v1) = (requant(a0, q0, op), requant(a1, q1, op));
+                *out.get_mut(r0).ok_or(Error::OutOfBounds)? = v0;
+                *out.get_mut(r1).ok_or(Error::OutOfBounds)? = v1;
+            }
+            continue;
+        }
         for (px, out) in output.chunks_exact_mut(oc_n).enumerate() {
             let (oy, ox) = (px / g.out_w, px % g.out_w);
             let at = (oy * g.stride_h * g.in_w + ox * g.stride_w) * k;
             let x = input.get(at..at + k).ok_or(Error::OutOfBounds)?;
-            let acc = block_stationary(x, wbuf, tails, bias);
-            for ((&r, a), &q) in rows.iter().zip(acc).zip(&qs) {
-                *out.get_mut(r).ok_or(Error::OutOfBounds)? = requant(a, q, op);
-            }
+            let [a0, a1] = block_stationary(x, wbuf, tails, bias);
+            let (v0, v1) = (requant(a0, q0, op), requant(a1, q1, op));
+            *out.get_mut(r0).ok_or(Error::OutOfBounds)? = v0;
+            *out.get_mut(r1).ok_or(Error::OutOfBounds)? = v1;
         }
     }
     Ok(true)
@@ -470,6 +484,8 @@ fn conv2d_columns(
 }
 
 /// `conv2d_columns` with scratch for patches up to `N` values.
+// Out of line: each path's loops get the registers to themselves.
+#[inline(never)]
 fn columns_with<const N: usize>(
     g: &ConvGeom,
     op: &Op,
