@@ -276,12 +276,23 @@ fn check_model(
     }
     let set = model::ValidationSet::parse(set_bytes)
         .map_err(|e| anyhow::anyhow!("{}: not a validation set: {e}", set_path.display()))?;
-    if set.input_len != m.input_len() || set.classes != m.output_len() {
+    // As the device's validation run checks it: elements, classes and the inputs' type.
+    let input_type = m.tensors.get(m.input).map(|t| t.ty);
+    if set.input_len != m.input_len()
+        || set.classes != m.output_len()
+        || Some(set.input_type) != input_type
+    {
+        let name = |t: Option<model::graph::ElemType>| match t {
+            Some(model::graph::ElemType::Float32) => "float32",
+            _ => "int8",
+        };
         bail!(
-            "{}: inputs of {} values and {} classes, but the model takes {} values and gives {} outputs",
+            "{}: {} inputs of {} values and {} classes, but the model takes {} inputs of {} values and gives {} outputs",
             set_path.display(),
+            name(Some(set.input_type)),
             set.input_len,
             set.classes,
+            name(input_type),
             m.input_len(),
             m.output_len()
         );

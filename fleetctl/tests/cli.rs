@@ -228,7 +228,7 @@ fn sign_refuses_a_model_the_runtime_cannot_load_and_names_why() {
     std::fs::write(d.join("other.vset"), other).unwrap();
     let err = sign_with("model.tflite", "other.vset", &[]);
     assert!(
-        err.contains("other.vset: inputs of 64 values and 12 classes, but the model takes 64 values and gives 10 outputs"),
+        err.contains("other.vset: int8 inputs of 64 values and 12 classes, but the model takes int8 inputs of 64 values and gives 10 outputs"),
         "{err}"
     );
 }
