@@ -363,14 +363,8 @@ pub fn run(args: &[String]) -> Result<()> {
                 .iter()
                 .map(|(name, _)| fixture(name))
                 .collect::<Result<Vec<_>>>()?;
-            if root().join("model/fixtures/bench").exists() {
-                for name in BENCH_MODELS {
-                    entries.push(bench_model(name)?);
-                }
-            } else {
-                println!(
-                    "note: model/fixtures/bench/ is not there yet: kws, resnet8, vww, autoencoder skipped"
-                );
+            for name in BENCH_MODELS {
+                entries.push(bench_model(name)?);
             }
             (entries, root().join("target/bench/model.json"))
         }
