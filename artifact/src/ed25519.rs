@@ -9,7 +9,7 @@
 //!
 //! Host tools use ed25519-dalek. Devices build with the `salty` feature: salty's field
 //! arithmetic is Cortex-M4 assembly (UMAAL) and its scalar multiplication a plain ladder, about
-//! 6 KiB less code than ed25519-dalek on thumbv7em, for about four times the verify time. salty
+//! 6 KiB less code than ed25519-dalek on thumbv7em, for a slower verify. salty
 //! checks neither canonical encodings nor small orders, so those checks are here, and the tests
 //! hold both implementations to the same answers on the edge cases.
 

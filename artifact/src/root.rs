@@ -57,6 +57,35 @@ impl TrustRoot {
         }
     }
 
+    /// A root from its fields, checked as a decoded one is (every key a valid Ed25519 key, the
+    /// type's invariants): for a root decoded and verified at build time and baked into a
+    /// bootloader as constants, which then links no root decoder.
+    pub fn from_parts(
+        version: u32,
+        root_keys: &[[u8; 32]],
+        root_threshold: u8,
+        signing_keys: &[[u8; 32]],
+        signing_threshold: u8,
+    ) -> Result<Self, Error> {
+        let keys = |raw: &[[u8; 32]]| -> Result<Vec<PublicKey, MAX_KEYS>, Error> {
+            let mut keys = Vec::new();
+            for k in raw {
+                keys.push(PublicKey::from_bytes(*k)?)
+                    .map_err(|_| Error::TooMany)?;
+            }
+            Ok(keys)
+        };
+        let root = TrustRoot {
+            version,
+            root_keys: keys(root_keys)?,
+            root_threshold,
+            signing_keys: keys(signing_keys)?,
+            signing_threshold,
+        };
+        root.validate()?;
+        Ok(root)
+    }
+
     /// Decodes a root body (unsigned); use `from_self_signed` or `rotate` to trust one.
     pub fn decode_body(bytes: &[u8]) -> Result<Self, Error> {
         let mut d = Reader::new(bytes);

@@ -414,3 +414,47 @@ fn wrong_magic_format_and_flags_have_their_own_errors() {
     b[10] = 1;
     assert_eq!(Bundle::parse(&b).unwrap_err(), Error::UnsupportedFlags);
 }
+
+/// A root rebuilt from its fields (a bootloader's baked-in constants) is the decoded root, and
+/// the fields are checked as a decoder checks them.
+#[test]
+fn root_from_parts_is_the_decoded_root() {
+    let root = root_v1(2);
+    let raw = |keys: &[artifact::PublicKey]| keys.iter().map(|k| *k.as_bytes()).collect::<Vec<_>>();
+    let (root_keys, signing_keys) = (raw(&root.root_keys), raw(&root.signing_keys));
+    let parts = |root_threshold, signing: &[[u8; 32]], signing_threshold| {
+        TrustRoot::from_parts(
+            root.version,
+            &root_keys,
+            root_threshold,
+            signing,
+            signing_threshold,
+        )
+    };
+    assert_eq!(
+        parts(root.root_threshold, &signing_keys, 2),
+        Ok(root.clone())
+    );
+    assert_eq!(parts(0, &signing_keys, 2), Err(Error::InvalidValue));
+    assert_eq!(
+        parts(
+            root.root_threshold,
+            &signing_keys,
+            signing_keys.len() as u8 + 1
+        ),
+        Err(Error::InvalidValue)
+    );
+    let twice = [signing_keys[0], signing_keys[0]];
+    assert_eq!(
+        parts(root.root_threshold, &twice, 1),
+        Err(Error::DuplicateKey)
+    );
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    assert_eq!(
+        parts(root.root_threshold, &[identity], 1),
+        Err(Error::InvalidPublicKey)
+    );
+    let nine = [signing_keys[0]; 9];
+    assert_eq!(parts(root.root_threshold, &nine, 1), Err(Error::TooMany));
+}

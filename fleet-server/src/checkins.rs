@@ -1,8 +1,8 @@
-//! What devices say in check-ins (versions, slot, last seen, last figures), written behind:
-//! kept in memory and written in one transaction every few hundred milliseconds, so that a
-//! check-in itself only reads. A crash loses at most one interval of "last seen", which the
-//! device's next check-in restores; nothing a rollout decides on lives only here (reports are
-//! written before they are acknowledged).
+//! What devices say in check-ins (versions, runtime ABI, slot, last seen, last figures),
+//! written behind: kept in memory and written in one transaction every few hundred
+//! milliseconds, so that a check-in itself only reads. A crash loses at most one interval of
+//! "last seen", which the device's next check-in restores; nothing a rollout decides on lives
+//! only here (reports are written before they are acknowledged).
 
 use crate::db::{AnyConnection, DbPool};
 use crate::error::ApiError;
@@ -21,6 +21,7 @@ struct Seen {
     last_seen_ms: i64,
     last_accuracy_bp: Option<i32>,
     last_p99_us: Option<i64>,
+    runtime_abi: Option<i32>,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +39,8 @@ impl Checkins {
             last_seen_ms: now_ms(),
             last_accuracy_bp: c.validation.map(|f| i32::from(f.accuracy_bp)),
             last_p99_us: c.validation.map(|f| i64::from(f.p99_us)),
+            // An ABI beyond i32 is no firmware of ours: unknown.
+            runtime_abi: c.runtime_abi.and_then(|a| i32::try_from(a).ok()),
         };
         if let Ok(mut p) = self.pending.lock() {
             p.insert(c.device_id.to_owned(), seen);
@@ -57,6 +60,7 @@ impl Checkins {
                 d.last_seen_ms = Some(s.last_seen_ms);
                 d.last_accuracy_bp = s.last_accuracy_bp;
                 d.last_p99_us = s.last_p99_us;
+                d.runtime_abi = s.runtime_abi;
             }
         }
     }
@@ -81,6 +85,7 @@ impl Checkins {
                         devices::last_seen_ms.eq(Some(s.last_seen_ms)),
                         devices::last_accuracy_bp.eq(s.last_accuracy_bp),
                         devices::last_p99_us.eq(s.last_p99_us),
+                        devices::runtime_abi.eq(s.runtime_abi),
                     ))
                     .execute(conn)?;
             }

@@ -90,7 +90,9 @@ impl From<crate::rollout::Error> for ApiError {
         match e {
             Error::NotFound(what) => ApiError::NotFound(what),
             Error::Invalid { code, message } => ApiError::Invalid(code, message),
-            other @ (Error::Corrupt { .. } | Error::Db(_)) => ApiError::Internal(other.to_string()),
+            other @ (Error::Corrupt { .. } | Error::CorruptArtifact { .. } | Error::Db(_)) => {
+                ApiError::Internal(other.to_string())
+            }
         }
     }
 }

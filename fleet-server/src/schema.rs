@@ -12,6 +12,7 @@ diesel::table! {
         last_seen_ms -> Nullable<BigInt>,
         last_accuracy_bp -> Nullable<Integer>,
         last_p99_us -> Nullable<BigInt>,
+        runtime_abi -> Nullable<Integer>,
     }
 }
 

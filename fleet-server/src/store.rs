@@ -34,6 +34,9 @@ pub struct Device {
     pub last_seen_ms: Option<i64>,
     pub last_accuracy_bp: Option<i32>,
     pub last_p99_us: Option<i64>,
+    /// The model-runtime ABI its firmware provides, as its last check-in said (None: unknown,
+    /// firmware before protocol revision 1.1 or no check-in yet).
+    pub runtime_abi: Option<i32>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]

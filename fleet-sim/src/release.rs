@@ -18,7 +18,8 @@ pub const LENIENT: Policy = Policy {
     max_accuracy_drop_bp: 10_000,
 };
 
-/// A bundle of `fixture` as model `name` `version`, signed by `keys`.
+/// A bundle of `fixture` as model `name` `version`, signed by `keys`, requiring runtime ABI 1
+/// (what the digits fixtures need).
 pub fn model_bundle(
     fixture: &Fixture,
     name: &str,
@@ -28,10 +29,25 @@ pub fn model_bundle(
     policy: Policy,
     keys: &[SigningKey],
 ) -> anyhow::Result<Vec<u8>> {
+    model_bundle_requiring(fixture, name, version, counter, board, policy, keys, 1)
+}
+
+/// [`model_bundle`] whose manifest requires runtime ABI `required_abi`.
+#[allow(clippy::too_many_arguments)] // each is one field of the signed manifest
+pub fn model_bundle_requiring(
+    fixture: &Fixture,
+    name: &str,
+    version: Version,
+    counter: u64,
+    board: &str,
+    policy: Policy,
+    keys: &[SigningKey],
+    required_abi: u32,
+) -> anyhow::Result<Vec<u8>> {
     let envelope = ManifestBuilder::new(counter)
         .board(board)
         .model(name, version, fixture.model, fixture.set)
-        .requires(1, 8 * 1024)
+        .requires(required_abi, 8 * 1024)
         .policy(policy)
         .sign(keys)
         .map_err(|e| anyhow::anyhow!("manifest: {e}"))?;

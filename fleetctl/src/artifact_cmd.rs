@@ -157,9 +157,10 @@ pub struct SignArgs {
     /// Maximum accuracy drop against the model replaced: a fraction (0.02) or a percentage.
     #[arg(long = "max-accuracy-drop", value_name = "D", value_parser = parse_fraction_bp)]
     max_accuracy_drop: Option<u16>,
-    /// Model-runtime ABI the firmware provides or the model requires.
-    #[arg(long = "runtime-abi", default_value_t = 1)]
-    runtime_abi: u32,
+    /// Model-runtime ABI the firmware provides (default 1) or the model requires (default:
+    /// the model's own, from its operators and input/output types; never lower).
+    #[arg(long = "runtime-abi")]
+    runtime_abi: Option<u32>,
     /// Tensor arena bytes the model needs.
     #[arg(long = "arena-size", value_name = "BYTES", default_value_t = 64 * 1024)]
     arena_size: u32,
@@ -245,15 +246,16 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Refuses, before anything is signed, a model the device's runtime cannot load (the reason
 /// names the operator or the bound) or a validation set it cannot run on it: a device would
-/// otherwise find out only after the download.
+/// otherwise find out only after the download. Returns the runtime ABI to require: the one
+/// given, or the model's own.
 fn check_model(
     model_path: &Path,
     model_bytes: &[u8],
     set_path: &Path,
     set_bytes: &[u8],
     arena_size: u32,
-    runtime_abi: u32,
-) -> Result<()> {
+    runtime_abi: Option<u32>,
+) -> Result<u32> {
     let m = model::Model::parse_explained(model_bytes).map_err(|e| {
         anyhow::anyhow!(
             "{}: the model runtime cannot load this model: {e}",
@@ -267,6 +269,7 @@ fn check_model(
             m.arena_size
         );
     }
+    let runtime_abi = runtime_abi.unwrap_or(m.required_abi());
     if m.required_abi() > runtime_abi {
         bail!(
             "{}: needs model-runtime ABI {} (its operators or float32 input/output), more than --runtime-abi {runtime_abi}",
@@ -276,17 +279,28 @@ fn check_model(
     }
     let set = model::ValidationSet::parse(set_bytes)
         .map_err(|e| anyhow::anyhow!("{}: not a validation set: {e}", set_path.display()))?;
-    if set.input_len != m.input_len() || set.classes != m.output_len() {
+    // As the device's validation run checks it: elements, classes and the inputs' type.
+    let input_type = m.tensors.get(m.input).map(|t| t.ty);
+    if set.input_len != m.input_len()
+        || set.classes != m.output_len()
+        || Some(set.input_type) != input_type
+    {
+        let name = |t: Option<model::graph::ElemType>| match t {
+            Some(model::graph::ElemType::Float32) => "float32",
+            _ => "int8",
+        };
         bail!(
-            "{}: inputs of {} values and {} classes, but the model takes {} values and gives {} outputs",
+            "{}: {} inputs of {} values and {} classes, but the model takes {} inputs of {} values and gives {} outputs",
             set_path.display(),
+            name(Some(set.input_type)),
             set.input_len,
             set.classes,
+            name(input_type),
             m.input_len(),
             m.output_len()
         );
     }
-    Ok(())
+    Ok(runtime_abi)
 }
 
 fn sign(args: SignArgs) -> Result<()> {
@@ -302,10 +316,18 @@ fn sign(args: SignArgs) -> Result<()> {
         }
         (Kind::Model, None) => None,
     };
+    let mut required_abi = None;
     let model = match (&args.model, &args.validation_set) {
         (Some(m), Some(v)) => {
             let (model, set) = (read(m)?, read(v)?);
-            check_model(m, &model, v, &set, args.arena_size, args.runtime_abi)?;
+            required_abi = Some(check_model(
+                m,
+                &model,
+                v,
+                &set,
+                args.arena_size,
+                args.runtime_abi,
+            )?);
             Some((model, set))
         }
         _ if args.kind == Kind::Model => {
@@ -347,8 +369,11 @@ fn sign(args: SignArgs) -> Result<()> {
         security_counter: args.security_counter,
         boards,
         components,
-        runtime_abi: firmware.is_some().then_some(args.runtime_abi),
-        required_abi: has_model.then_some(args.runtime_abi),
+        // A firmware shipped with its model provides at least what the model needs.
+        runtime_abi: firmware
+            .is_some()
+            .then_some(args.runtime_abi.or(required_abi).unwrap_or(1)),
+        required_abi,
         arena_size: has_model.then_some(args.arena_size),
         policy: has_model.then(|| Policy {
             min_accuracy_bp: args.min_accuracy.unwrap_or(0),

@@ -173,6 +173,17 @@ fn create(args: CreateArgs, client: &Client) -> Result<()> {
         v["devices"].as_array().map_or(0, Vec::len),
         planned.join(" + ")
     );
+    // A model: how many selected devices cannot run the runtime ABI it needs (the server's
+    // count from their check-ins; they refuse it before writing).
+    let c = &v["compatibility"];
+    if !c.is_null() {
+        println!(
+            "runtime ABI {}: {} of the selected devices cannot run it (older firmware), {} of unknown ABI",
+            cell(&c["required_abi"]),
+            cell(&c["too_old"]),
+            cell(&c["unknown"])
+        );
+    }
     Ok(())
 }
 

@@ -210,7 +210,7 @@ fn sign_refuses_a_model_the_runtime_cannot_load_and_names_why() {
     );
     // An operator of runtime ABI 2 in a release declared for ABI 1.
     std::fs::copy(fixture("ops/add.tflite"), d.join("add.tflite")).unwrap();
-    let err = sign_with("add.tflite", "val.bin", &[]);
+    let err = sign_with("add.tflite", "val.bin", &["--runtime-abi", "1"]);
     assert!(
         err.starts_with("fleetctl: error: add.tflite: needs model-runtime ABI 2")
             && err.contains("more than --runtime-abi 1"),
@@ -228,9 +228,69 @@ fn sign_refuses_a_model_the_runtime_cannot_load_and_names_why() {
     std::fs::write(d.join("other.vset"), other).unwrap();
     let err = sign_with("model.tflite", "other.vset", &[]);
     assert!(
-        err.contains("other.vset: inputs of 64 values and 12 classes, but the model takes 64 values and gives 10 outputs"),
+        err.contains("other.vset: int8 inputs of 64 values and 12 classes, but the model takes int8 inputs of 64 values and gives 10 outputs"),
         "{err}"
     );
+}
+
+/// A validation set of one all-zero int8 sample for `model` (shaped as its input and output).
+fn zero_set(model: &[u8]) -> Vec<u8> {
+    let m = model::Model::parse(model).unwrap();
+    let mut set = b"VSET".to_vec();
+    set.extend([1, 9, 0, 0]);
+    set.extend(1u32.to_le_bytes());
+    set.extend((m.input_len() as u32).to_le_bytes());
+    set.extend((m.output_len() as u16).to_le_bytes());
+    set.extend([0, 0, 0]);
+    set.extend(vec![0u8; m.input_len()]);
+    set
+}
+
+#[test]
+fn sign_requires_the_models_own_runtime_abi_unless_told_a_later_one() {
+    let (_tmp, d) = setup();
+    let resnet8 = std::fs::read(fixture("bench/resnet8.tflite")).unwrap();
+    std::fs::write(d.join("resnet8.tflite"), &resnet8).unwrap();
+    std::fs::write(d.join("resnet8.vset"), zero_set(&resnet8)).unwrap();
+    let arena = model::Model::parse(&resnet8)
+        .unwrap()
+        .arena_size
+        .to_string();
+    let required = |model: &str, set: &str, extra: &[&str]| {
+        let mut args: Vec<&str> = SIGN_MODEL.to_vec();
+        let at = args.iter().position(|a| *a == "model.tflite").unwrap();
+        args[at] = model;
+        args[at + 2] = set;
+        args.extend(extra);
+        ok(&d, &args);
+        let json: serde_json::Value =
+            serde_json::from_str(&ok(&d, &["artifact", "inspect", "m.bundle", "--json"])).unwrap();
+        std::fs::remove_file(d.join("m.bundle")).unwrap();
+        json["required_abi"].clone()
+    };
+    // Without --runtime-abi: the model's own (the digits network 1, ResNet-8's ADDs 2).
+    assert_eq!(required("model.tflite", "val.bin", &[]), 1);
+    let big = ["--arena-size", arena.as_str()];
+    assert_eq!(required("resnet8.tflite", "resnet8.vset", &big), 2);
+    // A later ABI may be asked for; a lower one is refused.
+    assert_eq!(
+        required("model.tflite", "val.bin", &["--runtime-abi", "2"]),
+        2
+    );
+    let mut args: Vec<&str> = SIGN_MODEL.to_vec();
+    let at = args.iter().position(|a| *a == "model.tflite").unwrap();
+    args[at] = "resnet8.tflite";
+    args[at + 2] = "resnet8.vset";
+    args.extend(big);
+    args.extend(["--runtime-abi", "1"]);
+    let out = fleetctl(&d, &args);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "fleetctl: error: resnet8.tflite: needs model-runtime ABI 2 (its operators or float32 \
+         input/output), more than --runtime-abi 1\n"
+    );
+    assert!(!d.join("m.bundle").exists());
 }
 
 #[test]

@@ -272,8 +272,9 @@ fn staged_deploys_from_the_terminal() {
         "{table}"
     );
 
-    // Pause and resume, then abort: exit 3.
-    let id = json(
+    // Pause and resume, then abort: exit 3. Created as the text says it, with how many devices
+    // cannot run the model's runtime ABI (all 8 run today's).
+    let out = ok(
         &env,
         &[
             "rollout",
@@ -284,10 +285,22 @@ fn staged_deploys_from_the_terminal() {
             "2,100%",
             "--soak",
             "1h",
-            "--json",
         ],
-    )["id"]
-        .to_string();
+    );
+    let id = out
+        .strip_prefix("rollout ")
+        .and_then(|r| r.split_once(' '))
+        .unwrap()
+        .0
+        .to_owned();
+    assert_eq!(
+        out,
+        format!(
+            "rollout {id} started: model digits 1.2.0 to 8 devices in stages of 2 + 6\n\
+             runtime ABI 1: 0 of the selected devices cannot run it (older firmware), 0 of \
+             unknown ABI\n"
+        )
+    );
     assert_eq!(
         ok(&env, &["rollout", "pause", &id]),
         format!("rollout {id}: paused\n")

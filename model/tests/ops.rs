@@ -183,3 +183,16 @@ fn float_models_validate_on_float_sets() {
         model::Error::ValidationSetMismatch
     );
 }
+
+/// The four MLPerf Tiny shaped benchmark models parse (MobileNetV1's 89 tensors among them) and
+/// give TFLite's bytes.
+#[test]
+fn benchmark_models_match_tflite_byte_for_byte() {
+    let all = names("bench");
+    assert_eq!(all, ["autoencoder", "kws", "resnet8", "vww"]);
+    for name in &all {
+        let (bad, total) = mismatches("bench", name);
+        assert!(total > 0, "{name}: no reference cases");
+        assert_eq!(bad, 0, "{name}: {bad} of {total} output bytes differ");
+    }
+}

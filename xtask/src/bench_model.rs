@@ -184,6 +184,13 @@ fn random_inputs(count: usize, len: usize, float: bool, seed: u64) -> Vec<u8> {
     io
 }
 
+fn type_name(ty: Option<model::graph::ElemType>) -> &'static str {
+    match ty {
+        Some(model::graph::ElemType::Float32) => "float32",
+        _ => "int8",
+    }
+}
+
 /// A user's model: over its validation set, or over random inputs.
 fn user_model(path: &Path, set: Option<&Path>) -> Result<Entry> {
     let model = read(path)?;
@@ -197,12 +204,19 @@ fn user_model(path: &Path, set: Option<&Path>) -> Result<Entry> {
             let parsed = model::ValidationSet::parse(&bytes)
                 .map_err(|e| anyhow::anyhow!("{}: not a validation set: {e}", rel(set)))?;
             let m = model::Model::parse(&model).map_err(|e| anyhow::anyhow!("{e}"))?;
-            if parsed.input_len != input || parsed.classes != m.output_len() {
+            let input_type = m.tensors.get(m.input).map(|t| t.ty);
+            if parsed.input_len != m.input_len()
+                || parsed.classes != m.output_len()
+                || Some(parsed.input_type) != input_type
+            {
                 bail!(
-                    "{}: inputs of {} bytes and {} classes; the model takes {input} bytes and gives {} outputs",
+                    "{}: {} inputs of {} values and {} classes; the model takes {} inputs of {} values and gives {} outputs",
                     rel(set),
+                    type_name(Some(parsed.input_type)),
                     parsed.input_len,
                     parsed.classes,
+                    type_name(input_type),
+                    m.input_len(),
                     m.output_len()
                 );
             }
@@ -211,7 +225,11 @@ fn user_model(path: &Path, set: Option<&Path>) -> Result<Entry> {
         None => {
             let float = model::Model::parse(&model)
                 .ok()
-                .and_then(|m| m.tensors.get(m.input).map(|t| t.ty.size() == 4))
+                .and_then(|m| {
+                    m.tensors
+                        .get(m.input)
+                        .map(|t| t.ty == model::graph::ElemType::Float32)
+                })
                 .unwrap_or(false);
             (
                 None,
@@ -345,14 +363,8 @@ pub fn run(args: &[String]) -> Result<()> {
                 .iter()
                 .map(|(name, _)| fixture(name))
                 .collect::<Result<Vec<_>>>()?;
-            if root().join("model/fixtures/bench").exists() {
-                for name in BENCH_MODELS {
-                    entries.push(bench_model(name)?);
-                }
-            } else {
-                println!(
-                    "note: model/fixtures/bench/ is not there yet: kws, resnet8, vww, autoencoder skipped"
-                );
+            for name in BENCH_MODELS {
+                entries.push(bench_model(name)?);
             }
             (entries, root().join("target/bench/model.json"))
         }

@@ -192,7 +192,8 @@ fn text_bytes(elf: &std::path::Path) -> Result<u64> {
 const BOOTLOADER_TARGET: u64 = 24 * 1024;
 
 /// target/bench/firmware-size.json: each bootloader's size (text + rodata + data), and its
-/// code and read-only data by crate (from the symbol table).
+/// code and read-only data by crate (by source line, so code inlined across crates counts for
+/// the crate it was written in).
 fn write_sizes() -> Result<()> {
     let mut boards = serde_json::Map::new();
     let mut by_crate = serde_json::Map::new();
@@ -202,7 +203,7 @@ fn write_sizes() -> Result<()> {
         println!("{b}: {bytes} bytes (text + rodata + data), target {BOOTLOADER_TARGET}");
         largest = largest.max(bytes);
         boards.insert((*b).to_owned(), bytes.into());
-        let crates = code_by_crate(&elf(b))?;
+        let crates = code_by_source(&elf(b))?;
         let mut sorted: Vec<_> = crates.iter().collect();
         sorted.sort_by(|a, b| b.1.cmp(a.1));
         let top: Vec<String> = sorted
@@ -257,6 +258,143 @@ pub fn code_by_crate(elf: &std::path::Path) -> Result<std::collections::BTreeMap
         *by_crate.entry(krate).or_insert(0) += u64::from_str_radix(size, 16).unwrap_or(0);
     }
     Ok(by_crate)
+}
+
+/// Bytes of a bootloader ELF by the crate each byte comes from: code by its line-table entry
+/// (an inlined function's code counts for the crate that wrote it, not the function it was
+/// inlined into), read-only data and code without line information (assembly) by symbol name
+/// as `code_by_crate` does, and the rest of the loaded sections as "unnamed". Sums to the
+/// image's text + rodata + data.
+pub fn code_by_source(elf: &std::path::Path) -> Result<std::collections::BTreeMap<String, u64>> {
+    let nm = Command::new("arm-none-eabi-nm")
+        .args(["--print-size", "-C"])
+        .arg(elf)
+        .output()
+        .context("arm-none-eabi-nm")?;
+    // Code symbols' ranges, walked in 2-byte units (Thumb).
+    let mut code = Vec::new();
+    let mut by_crate = std::collections::BTreeMap::new();
+    let mut named = 0u64;
+    for line in String::from_utf8_lossy(&nm.stdout).lines() {
+        let mut parts = line.splitn(4, ' ');
+        let (Some(addr), Some(size), Some(kind), Some(name)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let (Ok(addr), Ok(size)) = (u64::from_str_radix(addr, 16), u64::from_str_radix(size, 16))
+        else {
+            continue;
+        };
+        match kind {
+            "t" | "T" => code.push((addr, size, symbol_crate(name))),
+            "r" | "R" | "d" | "D" => {
+                *by_crate.entry(symbol_crate(name)).or_insert(0) += size;
+            }
+            _ => continue,
+        }
+        named += size;
+    }
+    let mut input = String::new();
+    for &(addr, size, _) in &code {
+        for a in (addr..addr + size).step_by(2) {
+            input.push_str(&format!("{a:#x}\n"));
+        }
+    }
+    // -i: the whole inline chain of each address; -a: each chain opens with its address.
+    let mut child = Command::new("arm-none-eabi-addr2line")
+        .args(["-i", "-a", "-e"])
+        .arg(elf)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("arm-none-eabi-addr2line")?;
+    let mut stdin = child.stdin.take().context("addr2line stdin")?;
+    let writer = std::thread::spawn(move || {
+        use std::io::Write as _;
+        stdin.write_all(input.as_bytes())
+    });
+    let out = child.wait_with_output()?;
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("addr2line writer"))??;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Per address, the innermost frame outside the standard library: a slice access or an
+    // integer method inlined into salty is salty's code; from_utf8 itself stays core's.
+    let mut chains: Vec<Vec<String>> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("0x") {
+            chains.push(Vec::new());
+        } else if let (Some(chain), Some(krate)) = (chains.last_mut(), source_crate(line)) {
+            chain.push(krate);
+        }
+    }
+    let mut chains = chains.into_iter();
+    for (addr, size, symbol_crate) in &code {
+        for a in (*addr..addr + size).step_by(2) {
+            let unit = (addr + size - a).min(2);
+            let chain = chains.next().unwrap_or_default();
+            let krate = chain
+                .iter()
+                .find(|k| !matches!(k.as_str(), "core" | "compiler_builtins" | "alloc"))
+                .or(chain.first())
+                .cloned()
+                .unwrap_or_else(|| symbol_crate.clone());
+            *by_crate.entry(krate).or_insert(0) += unit;
+        }
+    }
+    let total = text_bytes(elf)?;
+    if total > named {
+        by_crate.insert("unnamed".to_owned(), total - named);
+    }
+    Ok(by_crate)
+}
+
+/// The crate a demangled symbol belongs to (its first path segment); machine-outlined code
+/// counts as one entry.
+fn symbol_crate(name: &str) -> String {
+    if name.starts_with("OUTLINED_FUNCTION_") {
+        return "outlined".to_owned();
+    }
+    // salty's field arithmetic: assembly, so no line table says whose it is.
+    if name.starts_with("fe25519_") {
+        return "salty".to_owned();
+    }
+    let name = name.trim_start_matches(['<', '&']);
+    name.split("::")
+        .next()
+        .unwrap_or(name)
+        .split(' ')
+        .next()
+        .unwrap_or(name)
+        .to_owned()
+}
+
+/// The crate of a source path from the line table: a registry crate by its folder (version
+/// dropped), the standard library by its library folder, this repository's crates by theirs.
+fn source_crate(location: &str) -> Option<String> {
+    let path = location.rsplit_once(':').map_or(location, |(p, _)| p);
+    if path.starts_with("??") {
+        return None;
+    }
+    if let Some((_, rest)) = path.split_once("/library/") {
+        return rest.split('/').next().map(|c| c.replace('-', "_"));
+    }
+    if let Some((_, rest)) = path.split_once("/registry/src/") {
+        let dir = rest.split('/').nth(1)?;
+        let name = dir.rsplit_once('-').map_or(dir, |(n, _)| n);
+        return Some(name.replace('-', "_"));
+    }
+    let root = root();
+    let relative = std::path::Path::new(path).strip_prefix(&root).ok()?;
+    let mut parts = relative.iter().map(|p| p.to_string_lossy().into_owned());
+    let first = parts.next()?;
+    let krate = if first == "firmware" {
+        parts.next()?
+    } else {
+        first
+    };
+    Some(krate.replace('-', "_"))
 }
 
 /// The agent core linked for mps2-an386: code without the model runtime, and its state in RAM

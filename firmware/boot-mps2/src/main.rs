@@ -4,7 +4,7 @@
 #![no_std]
 #![no_main]
 
-use artifact::{Envelope, TrustRoot};
+use artifact::TrustRoot;
 use board_mps2::{LAYOUT, Num, SemihostingFlash, handoff, say, watchdog};
 use bootloader::{Outcome, verify_loaded};
 use core::cell::RefCell;
@@ -13,9 +13,10 @@ use cortex_m_semihosting::debug;
 use embassy_sync::blocking_mutex::Mutex;
 use embedded_storage::nor_flash::ReadNorFlash;
 
-/// The trust root baked in at build time. It is part of the bootloader image, so it is trusted
-/// as it is: only its body is decoded.
-static ROOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/root.cbor"));
+/// The trust root baked in at build time, verified by the build script (bootloader-build.rs).
+mod baked {
+    include!(concat!(env!("OUT_DIR"), "/root.rs"));
+}
 /// Time a trial image has to confirm before the watchdog resets the board (twice this).
 const TRIAL_WATCHDOG_MS: u32 = 2_000;
 
@@ -25,10 +26,14 @@ fn main() -> ! {
         halt("no flash file")
     };
     let flash = Mutex::new(RefCell::new(flash));
-    let Some(root) = Envelope::decode(ROOT)
-        .ok()
-        .and_then(|e| TrustRoot::decode_body(e.body).ok())
-    else {
+    let Some(root) = TrustRoot::from_parts(
+        baked::VERSION,
+        baked::ROOT_KEYS,
+        baked::ROOT_THRESHOLD,
+        baked::SIGNING_KEYS,
+        baked::SIGNING_THRESHOLD,
+    )
+    .ok() else {
         halt("bad baked-in trust root")
     };
     let mut page = [0u8; 4096];

@@ -3,7 +3,7 @@
 #![no_std]
 #![no_main]
 
-use artifact::{Envelope, TrustRoot};
+use artifact::TrustRoot;
 use bootloader::Outcome;
 use core::cell::RefCell;
 use cortex_m_rt::entry;
@@ -12,7 +12,10 @@ use embassy_nrf::wdt::{self, Watchdog};
 use embassy_sync::blocking_mutex::Mutex;
 use layout::NRF52840 as LAYOUT;
 
-static ROOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/root.cbor"));
+/// The trust root baked in at build time, verified by the build script (bootloader-build.rs).
+mod baked {
+    include!(concat!(env!("OUT_DIR"), "/root.rs"));
+}
 /// The watchdog runs from the 32 768 Hz clock: a trial image has 4 s to confirm.
 const TRIAL_WATCHDOG_TICKS: u32 = 4 * 32_768;
 
@@ -20,10 +23,14 @@ const TRIAL_WATCHDOG_TICKS: u32 = 4 * 32_768;
 fn main() -> ! {
     let p = embassy_nrf::init(Default::default());
     let flash = Mutex::new(RefCell::new(Nvmc::new(p.NVMC)));
-    let Some(root) = Envelope::decode(ROOT)
-        .ok()
-        .and_then(|e| TrustRoot::decode_body(e.body).ok())
-    else {
+    let Some(root) = TrustRoot::from_parts(
+        baked::VERSION,
+        baked::ROOT_KEYS,
+        baked::ROOT_THRESHOLD,
+        baked::SIGNING_KEYS,
+        baked::SIGNING_THRESHOLD,
+    )
+    .ok() else {
         halt()
     };
     let mut page = [0u8; 4096];

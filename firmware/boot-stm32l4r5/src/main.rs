@@ -9,7 +9,7 @@
 #![no_std]
 #![no_main]
 
-use artifact::{Envelope, TrustRoot};
+use artifact::TrustRoot;
 use bootloader::Outcome;
 use core::cell::RefCell;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +22,10 @@ use embedded_storage::nor_flash::{
 };
 use layout::STM32L4R5 as LAYOUT;
 
-static ROOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/root.cbor"));
+/// The trust root baked in at build time, verified by the build script (bootloader-build.rs).
+mod baked {
+    include!(concat!(env!("OUT_DIR"), "/root.rs"));
+}
 /// A trial image has 4 s to confirm before the watchdog resets the board.
 const TRIAL_WATCHDOG_US: u32 = 4_000_000;
 /// FLASH_ECCR (RM0432): ECCD, an uncorrectable error, is bit 31, cleared by writing 1.
@@ -114,10 +117,14 @@ fn main() -> ! {
     // SAFETY: nothing else in the bootloader takes the peripherals.
     let p = unsafe { embassy_stm32::Peripherals::steal() };
     let flash = Mutex::new(RefCell::new(EccFlash(Flash::new_blocking(p.FLASH))));
-    let Some(root) = Envelope::decode(ROOT)
-        .ok()
-        .and_then(|e| TrustRoot::decode_body(e.body).ok())
-    else {
+    let Some(root) = TrustRoot::from_parts(
+        baked::VERSION,
+        baked::ROOT_KEYS,
+        baked::ROOT_THRESHOLD,
+        baked::SIGNING_KEYS,
+        baked::SIGNING_THRESHOLD,
+    )
+    .ok() else {
         halt()
     };
     let mut page = [0u8; 4096];
@@ -135,6 +142,16 @@ fn main() -> ! {
         cortex_m::Peripherals::steal().SCB.vtor.write(start);
         cortex_m::asm::bootload(start as *const u32)
     }
+}
+
+/// The 95 external interrupts of the STM32L4R5 (RM0432), all unused by the bootloader, which
+/// enables none (cortex-m-rt's default table would reserve 240).
+#[unsafe(link_section = ".vector_table.interrupts")]
+#[unsafe(no_mangle)]
+static __INTERRUPTS: [unsafe extern "C" fn(); 95] = [default_irq; 95];
+
+unsafe extern "C" fn default_irq() {
+    halt()
 }
 
 fn halt() -> ! {

@@ -212,7 +212,11 @@ fn bench(index: usize, job: &'static [u8], entry: &[u8], arena: &mut [u8]) -> Re
         }
     } else {
         let set = ValidationSet::parse(set_bytes)?;
-        if set.input_len != input_len || set.classes != output_len {
+        // As validation::run checks it: elements, classes and the inputs' type.
+        if set.input_len != model.input_len()
+            || set.classes != model.output_len()
+            || set.input_type != interp.input_type()?
+        {
             return Err(Why::Model(model::Error::ValidationSetMismatch));
         }
         if !ref_bytes.is_empty() && ref_bytes.len() != set.count * output_len {

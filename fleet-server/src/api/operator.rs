@@ -298,6 +298,15 @@ pub async fn assign(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// The answer to rollout creation: the rollout, and for a model how many of the selected
+/// devices cannot run its runtime ABI or are of unknown ABI (`null` for firmware).
+#[derive(Debug, serde::Serialize)]
+struct Created {
+    #[serde(flatten)]
+    rollout: rollout_view::RolloutView,
+    compatibility: Option<crate::rollout::compat::Compatibility>,
+}
+
 pub async fn create_rollout(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -315,13 +324,20 @@ pub async fn create_rollout(
         move |conn, who| {
             // The plan records what each device runs now: write the latest check-ins first.
             checkins.flush(conn)?;
-            let id = lifecycle::create(conn, &new, &who.name)?;
+            let (id, compatibility) = lifecycle::create(conn, &new, &who.name)?;
             let detail = format!(
                 "rollout {id}: artifact {} stages {}",
                 new.artifact_id,
                 new.stages.join(",")
             );
-            Ok((rollout_view::view(conn, id, true)?, detail))
+            let rollout = rollout_view::view(conn, id, true)?;
+            Ok((
+                Created {
+                    rollout,
+                    compatibility,
+                },
+                detail,
+            ))
         },
     )
     .await?;

@@ -16,6 +16,12 @@ pub enum Error {
         what: &'static str,
         cause: serde_json::Error,
     },
+    /// A stored artifact whose envelope or manifest does not decode (verified at upload).
+    #[error("artifact {artifact}: stored manifest does not decode: {cause}")]
+    CorruptArtifact {
+        artifact: i64,
+        cause: artifact::Error,
+    },
     #[error(transparent)]
     Db(#[from] diesel::result::Error),
 }

@@ -2,6 +2,7 @@
 //! completion, halts that send devices back, and the operator's pause, resume, abort and
 //! rollback. Every change is one transaction, so a crash leaves a rollout where it was.
 
+use super::compat::{self, Compatibility};
 use super::decide::{self, DeviceResult, Spec};
 use super::error::Error;
 use super::records::{self, DeviceRow, Rollout, event};
@@ -46,8 +47,14 @@ impl Action {
 }
 
 /// Creates a rollout: selects the devices, plans every stage (stored, so a restart continues
-/// the same plan) and starts the first. Returns its id.
-pub fn create(conn: &mut AnyConnection, new: &NewRollout, by: &str) -> Result<i64, Error> {
+/// the same plan) and starts the first. Returns its id and, for a model, how many selected
+/// devices cannot run its runtime ABI (they are still offered it: each refuses it before
+/// writing, and the gates see those failures).
+pub fn create(
+    conn: &mut AnyConnection,
+    new: &NewRollout,
+    by: &str,
+) -> Result<(i64, Option<Compatibility>), Error> {
     let spec = new.spec()?;
     let art = store::artifact(conn, new.artifact_id)?.ok_or(Error::NotFound("artifact"))?;
     if let Some(reason) = &art.bad_reason {
@@ -67,6 +74,12 @@ pub fn create(conn: &mut AnyConnection, new: &NewRollout, by: &str) -> Result<i6
             "no enrolled device matches the selector and the release's boards",
         ));
     }
+    let compatibility = compat::required_abi(&art)
+        .map_err(|cause| Error::CorruptArtifact {
+            artifact: art.id,
+            cause,
+        })?
+        .map(|required| compat::count(required, &selected));
     let candidates: Vec<decide::Candidate> = selected
         .iter()
         .map(|d| decide::Candidate {
@@ -125,22 +138,23 @@ pub fn create(conn: &mut AnyConnection, new: &NewRollout, by: &str) -> Result<i6
             }
         }
         let sizes: Vec<String> = plan.iter().map(|s| s.len().to_string()).collect();
-        event(
-            conn,
-            id,
-            0,
-            "created",
-            &format!(
-                "{} {} {} to {} devices in stages of {} (by {by})",
-                art.kind,
-                art.name,
-                art.version,
-                selected.len(),
-                sizes.join(" + ")
-            ),
-        )?;
+        let mut created = format!(
+            "{} {} {} to {} devices in stages of {} (by {by})",
+            art.kind,
+            art.name,
+            art.version,
+            selected.len(),
+            sizes.join(" + ")
+        );
+        if let Some(c) = compatibility {
+            created += &format!(
+                "; {} cannot run runtime ABI {} (older firmware), {} of unknown ABI",
+                c.too_old, c.required_abi, c.unknown
+            );
+        }
+        event(conn, id, 0, "created", &created)?;
         start_stage(conn, id, &art, 0)?;
-        Ok(id)
+        Ok((id, compatibility))
     })
 }
 

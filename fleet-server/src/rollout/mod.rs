@@ -1,9 +1,11 @@
 //! Staged rollouts. Pure decisions: which devices each stage takes and whether it advances
-//! (`decide`), each gate's check (`gates`), the legal state transitions (`states`). In the
+//! (`decide`), each gate's check (`gates`), the legal state transitions (`states`), which
+//! selected devices can run a model's runtime ABI (`compat`). In the
 //! database: the operator's request (`request`), the rows (`records`), a rollout's life
 //! (`lifecycle`), what devices are told and what their reports change (`devices`), and the API's
 //! view (`view`). The driver that applies decisions (`engine`).
 
+pub mod compat;
 pub mod decide;
 pub mod devices;
 pub mod engine;
