@@ -551,7 +551,8 @@ fn columns_with<const N: usize>(
 }
 
 /// FULLY_CONNECTED: each input row widened once, then four units per pass over it. Returns
-/// `false` for rows longer than `MAX_ROW` (the caller runs the portable kernel).
+/// `false` for rows longer than `MAX_ROW` or fewer than four units (the caller runs the
+/// portable kernel).
 #[allow(clippy::too_many_arguments)]
 pub fn fully_connected(
     op: &Op,
@@ -563,7 +564,9 @@ pub fn fully_connected(
     params: &[u8],
     output: &mut [u8],
 ) -> Result<bool, Error> {
-    if depth == 0 || units == 0 {
+    // Fewer than four units would fill a pass with repeats, and the column costs more than
+    // it saves: the portable kernel is faster there.
+    if depth == 0 || units < 4 {
         return Ok(false);
     }
     // A short row takes a short column: zeroing 2 KiB would cost more than its products.

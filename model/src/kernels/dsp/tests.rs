@@ -206,7 +206,7 @@ fn fully_connected_matches_the_portable_kernel_on_random_layers() {
         if fully_connected(&op, batch, depth, units, &input, &filter, &params, &mut got).unwrap() {
             assert_eq!(got, want, "depth {depth} units {units} batch {batch}");
         } else {
-            assert!(depth > MAX_ROW);
+            assert!(depth > MAX_ROW || units < 4);
         }
     }
 }
