@@ -26,8 +26,9 @@ pub const RUNTIME_ABI: u32 = 2;
 pub const MAX_DIMS: usize = 4;
 /// Arena offsets are aligned to this.
 const ALIGN: usize = 4;
-/// Bytes of per-channel requantization data per output channel: multiplier and shift.
-pub const CHANNEL_PARAM_BYTES: usize = 8;
+/// Bytes of per-channel data per output channel: requantization multiplier and shift, and the
+/// bias with the input offset folded in (`kernels::dsp::folded_bias`), native-endian i32s.
+pub const CHANNEL_PARAM_BYTES: usize = 12;
 /// Bytes of a lookup table (LOGISTIC, TANH) among an operator's parameters.
 pub const LUT_BYTES: usize = 256;
 

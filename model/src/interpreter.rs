@@ -10,6 +10,7 @@ use crate::quant::quantize_multiplier;
 pub struct Interpreter<'m, 'a> {
     model: &'m Model<'m>,
     arena: &'a mut [u8],
+    kernels: kernels::Kernels,
 }
 
 impl<'m, 'a> Interpreter<'m, 'a> {
@@ -39,6 +40,11 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             let tout = model.tensors.get(op.output).ok_or(Error::OutOfBounds)?;
             let per_tensor_fc =
                 matches!(op.kind, OpKind::FullyConnected { .. }) && tw.channel_scales.is_empty();
+            let weights = tw.data.unwrap_or(&[]);
+            let bias = op
+                .bias
+                .and_then(|b| model.tensors.get(b))
+                .and_then(|t| t.data);
             for c in 0..op.channels {
                 let real = if per_tensor_fc {
                     // TFLite's GetQuantizedConvolutionMultipler multiplies the scales in f32.
@@ -51,11 +57,24 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 let slot = arena
                     .get_mut(at..at + CHANNEL_PARAM_BYTES)
                     .ok_or(Error::OutOfBounds)?;
+                let folded = kernels::dsp::folded_bias(op, weights, kernels::bias_at(bias, c), c);
                 slot[..4].copy_from_slice(&m.to_ne_bytes());
-                slot[4..].copy_from_slice(&s.to_ne_bytes());
+                slot[4..8].copy_from_slice(&s.to_ne_bytes());
+                slot[8..].copy_from_slice(&folded.to_ne_bytes());
             }
         }
-        Ok(Interpreter { model, arena })
+        Ok(Interpreter {
+            model,
+            arena,
+            kernels: kernels::Kernels::default(),
+        })
+    }
+
+    /// Chooses the kernels (the DSP ones on Cortex-M4, the portable ones elsewhere, by
+    /// default): a test runs both on one model and compares every operator's output.
+    pub fn with_kernels(mut self, kernels: kernels::Kernels) -> Self {
+        self.kernels = kernels;
+        self
     }
 
     pub fn model(&self) -> &Model<'m> {
@@ -182,20 +201,36 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         let weights = op.weights.map(bytes).transpose()?.unwrap_or(&[]);
         let bias = op.bias.map(bytes).transpose()?;
         let tout = tensor(op.output)?;
+        let dsp = self.kernels == kernels::Kernels::Dsp;
         match op.kind {
             OpKind::Conv2d(g) => {
+                if dsp && kernels::dsp::conv2d(&g, op, input, weights, params, output)? {
+                    return Ok(());
+                }
                 kernels::conv::conv2d(&g, op, input, weights, bias, params, output)
             }
             OpKind::DepthwiseConv2d(g) => {
+                if dsp && kernels::dsp::depthwise_conv2d(&g, op, input, weights, params, output)? {
+                    return Ok(());
+                }
                 kernels::conv::depthwise_conv2d(&g, op, input, weights, bias, params, output)
             }
             OpKind::FullyConnected {
                 batch,
                 depth,
                 units,
-            } => kernels::fully_connected::fully_connected(
-                op, batch, depth, units, input, weights, bias, params, output,
-            ),
+            } => {
+                if dsp
+                    && kernels::dsp::fully_connected(
+                        op, batch, depth, units, input, weights, params, output,
+                    )?
+                {
+                    return Ok(());
+                }
+                kernels::fully_connected::fully_connected(
+                    op, batch, depth, units, input, weights, bias, params, output,
+                )
+            }
             OpKind::AveragePool2d(g) => kernels::pool::pool(&g, op, true, input, output),
             OpKind::MaxPool2d(g) => kernels::pool::pool(&g, op, false, input, output),
             OpKind::Reshape => {

@@ -5,6 +5,7 @@
 
 pub mod activation;
 pub mod conv;
+pub mod dsp;
 pub mod elementwise;
 pub mod fully_connected;
 pub mod pool;
@@ -14,6 +15,26 @@ pub mod shape;
 pub mod softmax;
 
 use crate::Error;
+
+/// Which kernels run CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED; both give the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// Plain Rust, one multiply-accumulate at a time (`conv`, `fully_connected`).
+    Portable,
+    /// SIMD over 16-bit lanes (`dsp`): Cortex-M4 DSP instructions, emulated elsewhere.
+    Dsp,
+}
+
+impl Default for Kernels {
+    /// The DSP kernels where the DSP instructions exist, the portable ones elsewhere.
+    fn default() -> Self {
+        if cfg!(all(target_arch = "arm", target_feature = "dsp")) {
+            Kernels::Dsp
+        } else {
+            Kernels::Portable
+        }
+    }
+}
 
 /// Requantization of one output channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,6 +13,9 @@ fn window(o: usize, stride: usize, pad: usize, filter: usize, size: usize) -> (u
     (start, end.saturating_sub(start))
 }
 
+/// Channels pooled together: one pass over a window's pixels updates all of them.
+const CHUNK: usize = 64;
+
 pub fn pool(
     g: &PoolGeom,
     op: &Op,
@@ -20,6 +23,7 @@ pub fn pool(
     input: &[u8],
     output: &mut [u8],
 ) -> Result<(), Error> {
+    let mut acc = [0i32; CHUNK];
     for oy in 0..g.out_h {
         let (y0, ny) = window(oy, g.stride_h, g.pad_h, g.f_h, g.in_h);
         for ox in 0..g.out_w {
@@ -28,33 +32,40 @@ pub fn pool(
             if count == 0 {
                 return Err(Error::ShapeMismatch);
             }
-            for c in 0..g.channels {
-                let mut sum = 0i32;
-                let mut max = i32::MIN;
+            for c0 in (0..g.channels).step_by(CHUNK) {
+                let n = CHUNK.min(g.channels - c0);
+                let acc = acc.get_mut(..n).ok_or(Error::OutOfBounds)?;
+                acc.fill(if average { 0 } else { i32::MIN });
+                // Window pixels in the reference's order (rows, then columns), so the
+                // saturating sums are the same.
                 for y in y0..y0 + ny {
                     for x in x0..x0 + nx {
-                        let v = i32::from(
-                            *input
-                                .get((y * g.in_w + x) * g.channels + c)
-                                .ok_or(Error::OutOfBounds)? as i8,
-                        );
-                        sum = sum.saturating_add(v);
-                        max = max.max(v);
+                        let at = (y * g.in_w + x) * g.channels + c0;
+                        let src = input.get(at..at + n).ok_or(Error::OutOfBounds)?;
+                        if average {
+                            for (a, &v) in acc.iter_mut().zip(src) {
+                                *a = a.saturating_add(i32::from(v as i8));
+                            }
+                        } else {
+                            for (a, &v) in acc.iter_mut().zip(src) {
+                                *a = (*a).max(i32::from(v as i8));
+                            }
+                        }
                     }
                 }
-                let v = if average {
-                    // Rounds half away from zero, as TFLite's integer average pool.
-                    if sum > 0 {
+                let at = (oy * g.out_w + ox) * g.channels + c0;
+                let out = output.get_mut(at..at + n).ok_or(Error::OutOfBounds)?;
+                for (o, &sum) in out.iter_mut().zip(acc.iter()) {
+                    let v = if !average {
+                        sum
+                    } else if sum > 0 {
+                        // Rounds half away from zero, as TFLite's integer average pool.
                         (sum + count / 2) / count
                     } else {
                         (sum - count / 2) / count
-                    }
-                } else {
-                    max
-                };
-                *output
-                    .get_mut((oy * g.out_w + ox) * g.channels + c)
-                    .ok_or(Error::OutOfBounds)? = v.clamp(op.act_min, op.act_max) as i8 as u8;
+                    };
+                    *o = v.clamp(op.act_min, op.act_max) as i8 as u8;
+                }
             }
         }
     }
