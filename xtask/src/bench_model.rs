@@ -407,9 +407,23 @@ pub fn run(args: &[String]) -> Result<()> {
         let i = int(f, "model")? as usize;
         entries.get(i).context("model index")
     };
+    let mut tables = Value::Null;
     for line in text.lines() {
         let f = fields(line);
-        if line.starts_with("model=") {
+        if line.starts_with("tables ") {
+            // The RAM a parsed `Model` takes on the Cortex-M4, and the bounds behind it.
+            let mut t = serde_json::Map::new();
+            for key in [
+                "model_bytes",
+                "tensor_bytes",
+                "op_bytes",
+                "max_tensors",
+                "max_ops",
+            ] {
+                t.insert(key.into(), json!(int(&f, key)?));
+            }
+            tables = Value::Object(t);
+        } else if line.starts_with("model=") {
             let e = entry_of(&f)?;
             let cases = int(&f, "cases")?;
             let ticks = int(&f, "ticks")? as f64;
@@ -496,6 +510,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "policy": {"min_accuracy": 0.9, "max_p99_latency_us": MAX_P99_US},
         "firmware_text_bytes": text_bytes,
         "runtime_code_bytes": runtime_bytes,
+        "model_tables": tables,
         "models": models,
     });
     if let Some(dir) = out.parent() {

@@ -147,6 +147,15 @@ fn main() -> ! {
 
     // SAFETY: taken once, here; nothing else refers to the arena.
     let arena = unsafe { &mut *core::ptr::addr_of_mut!(ARENA_BYTES) };
+    // What the runtime's bounded tables cost in RAM on this target (ARCHITECTURE.md, model).
+    hprintln!(
+        "tables model_bytes={} tensor_bytes={} op_bytes={} max_tensors={} max_ops={}",
+        core::mem::size_of::<model::Model<'static>>(),
+        core::mem::size_of::<model::graph::Tensor<'static>>(),
+        core::mem::size_of::<model::graph::Op>(),
+        model::graph::MAX_TENSORS,
+        model::graph::MAX_OPS
+    );
     let job = job();
     let count = word(job, 8);
     for index in 0..count {
