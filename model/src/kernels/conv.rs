@@ -9,8 +9,8 @@ use crate::Error;
 use crate::graph::{ConvGeom, Op};
 
 /// Input index of filter tap `k` for output position `o`, if it falls inside the input.
-#[inline]
-fn tap(
+#[inline(always)]
+pub(super) fn tap(
     o: usize,
     k: usize,
     stride: usize,

@@ -29,6 +29,7 @@ mod simd;
 #[cfg(test)]
 mod tests;
 
+use super::conv::tap;
 use super::{ChannelQuant, requantize_single};
 use crate::Error;
 use crate::graph::{CHANNEL_PARAM_BYTES, ConvGeom, Op};
@@ -761,21 +762,6 @@ fn dw_taps9(win: &[u8], offs: &[u16; 9], wv: &[u32; 18], acc: [i32; 4]) -> Resul
         a3 = smlatt(wo, xo, a3);
     }
     Ok([a0, a1, a2, a3])
-}
-
-/// Input index of filter tap `k` for output position `o`, if it falls inside the input.
-#[inline(always)]
-fn tap(
-    o: usize,
-    k: usize,
-    stride: usize,
-    dilation: usize,
-    pad: usize,
-    size: usize,
-) -> Option<usize> {
-    (o * stride + k * dilation)
-        .checked_sub(pad)
-        .filter(|&i| i < size)
 }
 
 /// DEPTHWISE_CONV_2D with depth multiplier 1: four channels at a time, their weights widened
