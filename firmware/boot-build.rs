@@ -1,23 +1,10 @@
-//! Build script of every bootloader: the package's memory.x (and device.x) for cortex-m-rt,
-//! and the trust root baked in (FLEET_TRUST_ROOT:
-//! a signed root document, `fleetctl keys root --out ...`).
+//! Build script of the agent firmware: the package's memory.x (and device.x) for cortex-m-rt,
+//! and the trust root document copied in as it is (the bootloaders use bootloader-build.rs).
+include!("build-link.rs");
+
 fn main() {
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
-    std::fs::copy("memory.x", out.join("memory.x")).unwrap();
-    // A package with its own interrupt table ships a device.x (cortex-m-rt's `device` feature
-    // includes one); others get theirs from their PAC.
-    if std::path::Path::new("device.x").exists() {
-        std::fs::copy("device.x", out.join("device.x")).unwrap();
-        println!("cargo:rerun-if-changed=device.x");
-    } else {
-        let _ = std::fs::remove_file(out.join("device.x"));
-    }
-    println!("cargo:rustc-link-search={}", out.display());
-    println!("cargo:rerun-if-changed=memory.x");
-    println!("cargo:rerun-if-env-changed=FLEET_TRUST_ROOT");
-    let root = std::env::var("FLEET_TRUST_ROOT").expect(
-        "set FLEET_TRUST_ROOT to the signed trust root to bake in (cargo xtask firmware does)",
-    );
-    println!("cargo:rerun-if-changed={root}");
+    link_scripts(&out);
+    let root = trust_root_path();
     std::fs::copy(&root, out.join("root.cbor")).unwrap_or_else(|e| panic!("{root}: {e}"));
 }

@@ -5,24 +5,12 @@
 //! keeps boot-build.rs, which copies the document as it is.)
 use std::fmt::Write as _;
 
+include!("build-link.rs");
+
 fn main() {
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
-    std::fs::copy("memory.x", out.join("memory.x")).unwrap();
-    // A package with its own interrupt table ships a device.x (cortex-m-rt's `device` feature
-    // includes one); others get theirs from their PAC.
-    if std::path::Path::new("device.x").exists() {
-        std::fs::copy("device.x", out.join("device.x")).unwrap();
-        println!("cargo:rerun-if-changed=device.x");
-    } else {
-        let _ = std::fs::remove_file(out.join("device.x"));
-    }
-    println!("cargo:rustc-link-search={}", out.display());
-    println!("cargo:rerun-if-changed=memory.x");
-    println!("cargo:rerun-if-env-changed=FLEET_TRUST_ROOT");
-    let root = std::env::var("FLEET_TRUST_ROOT").expect(
-        "set FLEET_TRUST_ROOT to the signed trust root to bake in (cargo xtask firmware does)",
-    );
-    println!("cargo:rerun-if-changed={root}");
+    link_scripts(&out);
+    let root = trust_root_path();
     let doc = std::fs::read(&root).unwrap_or_else(|e| panic!("{root}: {e}"));
     let trusted = artifact::TrustRoot::from_self_signed(&doc)
         .unwrap_or_else(|e| panic!("{root}: not a self-signed trust root: {e}"));
