@@ -27,7 +27,11 @@ fn main() {
          pub const ROOT_KEYS: &[[u8; 32]] = &{};\n\
          pub const ROOT_THRESHOLD: u8 = {};\n\
          pub const SIGNING_KEYS: &[[u8; 32]] = &{};\n\
-         pub const SIGNING_THRESHOLD: u8 = {};\n",
+         pub const SIGNING_THRESHOLD: u8 = {};\n\
+         /// The root these make, rebuilt with the checks a decode makes.\n\
+         pub fn trust_root() -> Option<artifact::TrustRoot> {{\n\
+             artifact::TrustRoot::from_parts(VERSION, ROOT_KEYS, ROOT_THRESHOLD, SIGNING_KEYS, SIGNING_THRESHOLD).ok()\n\
+         }}\n",
         trusted.version,
         keys(&trusted.root_keys),
         trusted.root_threshold,

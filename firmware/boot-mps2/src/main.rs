@@ -4,7 +4,6 @@
 #![no_std]
 #![no_main]
 
-use artifact::TrustRoot;
 use board_mps2::{LAYOUT, Num, SemihostingFlash, handoff, say, watchdog};
 use bootloader::{Outcome, verify_loaded};
 use core::cell::RefCell;
@@ -26,14 +25,7 @@ fn main() -> ! {
         halt("no flash file")
     };
     let flash = Mutex::new(RefCell::new(flash));
-    let Some(root) = TrustRoot::from_parts(
-        baked::VERSION,
-        baked::ROOT_KEYS,
-        baked::ROOT_THRESHOLD,
-        baked::SIGNING_KEYS,
-        baked::SIGNING_THRESHOLD,
-    )
-    .ok() else {
+    let Some(root) = baked::trust_root() else {
         halt("bad baked-in trust root")
     };
     let mut page = [0u8; 4096];

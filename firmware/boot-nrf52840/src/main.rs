@@ -3,7 +3,6 @@
 #![no_std]
 #![no_main]
 
-use artifact::TrustRoot;
 use bootloader::Outcome;
 use core::cell::RefCell;
 use cortex_m_rt::entry;
@@ -23,14 +22,7 @@ const TRIAL_WATCHDOG_TICKS: u32 = 4 * 32_768;
 fn main() -> ! {
     let p = embassy_nrf::init(Default::default());
     let flash = Mutex::new(RefCell::new(Nvmc::new(p.NVMC)));
-    let Some(root) = TrustRoot::from_parts(
-        baked::VERSION,
-        baked::ROOT_KEYS,
-        baked::ROOT_THRESHOLD,
-        baked::SIGNING_KEYS,
-        baked::SIGNING_THRESHOLD,
-    )
-    .ok() else {
+    let Some(root) = baked::trust_root() else {
         halt()
     };
     let mut page = [0u8; 4096];

@@ -9,7 +9,6 @@
 #![no_std]
 #![no_main]
 
-use artifact::TrustRoot;
 use bootloader::Outcome;
 use core::cell::RefCell;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -117,14 +116,7 @@ fn main() -> ! {
     // SAFETY: nothing else in the bootloader takes the peripherals.
     let p = unsafe { embassy_stm32::Peripherals::steal() };
     let flash = Mutex::new(RefCell::new(EccFlash(Flash::new_blocking(p.FLASH))));
-    let Some(root) = TrustRoot::from_parts(
-        baked::VERSION,
-        baked::ROOT_KEYS,
-        baked::ROOT_THRESHOLD,
-        baked::SIGNING_KEYS,
-        baked::SIGNING_THRESHOLD,
-    )
-    .ok() else {
+    let Some(root) = baked::trust_root() else {
         halt()
     };
     let mut page = [0u8; 4096];
