@@ -210,7 +210,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
                 component: ComponentKind::Model,
             } => self.revert_model(),
             // A confirmed firmware goes back by an update to the last good release (the server
-            // sends it): embassy-boot cannot swap a completed swap back.
+            // sends it): the bootloader reverts only an unconfirmed trial, never a confirmed image.
             Command::Revert { .. } => Ok(Next::Idle),
             Command::Update {
                 release, envelope, ..
