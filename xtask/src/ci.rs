@@ -51,8 +51,10 @@ pub fn run(_args: &[String]) -> Result<()> {
     ]);
     step("clippy", &root, clippy)?;
 
-    // Firmware for the emulated boards (installs Debian's toolchain and QEMU when missing),
-    // then the model runtime on it: figures to target/bench/model.json, verdicts checked.
+    // Firmware for the emulated boards (installs Debian's toolchain and QEMU when missing): every
+    // binary the emulator tests boot, then the model runtime on its own benchmark firmware
+    // (figures to target/bench/model.json, verdicts and output bytes checked).
+    crate::firmware::build()?;
     crate::bench_model::run(&[])?;
 
     // Every test, the emulator ones included (they need the firmware just built), and the
