@@ -232,8 +232,16 @@ fn scenario(backend: Backend) {
         .iter()
         .filter(|d| d["stage"] == 0)
         .collect();
+    // The canary whose report tripped the gate is sent back; one still downloading when the
+    // rollout halted is cancelled instead (a race of the test's timing, not of the product).
     assert!(
-        canaries.iter().all(|d| d["state"] == "reverted"),
+        canaries
+            .iter()
+            .all(|d| d["state"] == "reverted" || d["state"] == "cancelled"),
+        "{canaries:?}"
+    );
+    assert!(
+        canaries.iter().any(|d| d["state"] == "reverted"),
         "{canaries:?}"
     );
     assert_gates_are_the_engines(&v);
