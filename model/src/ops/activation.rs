@@ -1,16 +1,13 @@
 //! Stand-alone activations on int8: RELU, RELU6, LEAKY_RELU, HARD_SWISH (integer arithmetic,
 //! parameters prepared here) and LOGISTIC, TANH (lookup tables built by the interpreter).
 
-use super::{Activation, Ctx, HardSwishParams, Op, OpKind, int8_activation};
+use super::{Activation, Ctx, HardSwishParams, Op, OpKind, int8_in_out};
 use crate::Error;
 use crate::quant::quantize_multiplier;
 use crate::schema::{field, options};
 
 fn one_in_one_out(cx: &Ctx<'_, '_>, op: &Op) -> Result<(), Error> {
-    let tin = cx.tensor(op.input)?;
-    let tout = cx.tensor(op.output)?;
-    int8_activation(tin)?;
-    int8_activation(tout)?;
+    let (tin, tout) = int8_in_out(cx, op)?;
     if tin.len != tout.len {
         return Err(Error::ShapeMismatch);
     }

@@ -1,6 +1,6 @@
 //! CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED: shapes, per-channel quantization, bias.
 
-use super::{Activation, ConvGeom, Ctx, Op, OpKind, fused, int8_activation, positive};
+use super::{Activation, ConvGeom, Ctx, Op, OpKind, fused, int8_in_out, positive};
 use crate::Error;
 use crate::graph::{ElemType, Tensor};
 use crate::schema::{field, options, padding};
@@ -55,10 +55,7 @@ pub(super) fn conv(
     op: &mut Op,
     depthwise: bool,
 ) -> Result<Option<Activation>, Error> {
-    let tin = cx.tensor(op.input)?;
-    let tout = cx.tensor(op.output)?;
-    int8_activation(tin)?;
-    int8_activation(tout)?;
+    let (tin, tout) = int8_in_out(cx, op)?;
     let o = cx.options(if depthwise {
         options::DEPTHWISE_CONV_2D
     } else {
@@ -142,10 +139,7 @@ pub(super) fn conv(
 }
 
 pub(super) fn fully_connected(cx: &Ctx<'_, '_>, op: &mut Op) -> Result<Option<Activation>, Error> {
-    let tin = cx.tensor(op.input)?;
-    let tout = cx.tensor(op.output)?;
-    int8_activation(tin)?;
-    int8_activation(tout)?;
+    let (tin, tout) = int8_in_out(cx, op)?;
     let o = cx.options(options::FULLY_CONNECTED)?;
     let act = fused(o.u8(field::fully_connected::ACTIVATION, 0)?)?;
     if o.u8(field::fully_connected::WEIGHTS_FORMAT, 0)? != 0 {

@@ -311,6 +311,17 @@ pub(crate) fn int8_activation(t: &Tensor<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// The input and output of an operator that reads and writes computed int8 tensors.
+pub(crate) fn int8_in_out<'t, 'a>(
+    cx: &'t Ctx<'_, 'a>,
+    op: &Op,
+) -> Result<(&'t Tensor<'a>, &'t Tensor<'a>), Error> {
+    let (tin, tout) = (cx.tensor(op.input)?, cx.tensor(op.output)?);
+    int8_activation(tin)?;
+    int8_activation(tout)?;
+    Ok((tin, tout))
+}
+
 pub(crate) fn same_quantization(a: &Tensor<'_>, b: &Tensor<'_>) -> Result<(), Error> {
     if a.scale != b.scale || a.zero_point != b.zero_point {
         return Err(Error::UnsupportedQuantization);

@@ -2,17 +2,14 @@
 
 use super::conv::out_and_pad;
 use super::{
-    Activation, Ctx, Op, OpKind, PoolGeom, fused, int8_activation, positive, same_quantization,
+    Activation, Ctx, Op, OpKind, PoolGeom, fused, int8_in_out, positive, same_quantization,
 };
 use crate::Error;
 use crate::schema::{field, options};
 
 pub(super) fn pool(cx: &Ctx<'_, '_>, op: &mut Op, max: bool) -> Result<Option<Activation>, Error> {
     use field::pool as f;
-    let tin = cx.tensor(op.input)?;
-    let tout = cx.tensor(op.output)?;
-    int8_activation(tin)?;
-    int8_activation(tout)?;
+    let (tin, tout) = int8_in_out(cx, op)?;
     let o = cx.options(options::POOL_2D)?;
     let act = fused(o.u8(f::ACTIVATION, 0)?)?;
     let [ib, in_h, in_w, c] = tin.shape4()?;

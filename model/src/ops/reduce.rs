@@ -2,16 +2,13 @@
 //! it), with the arithmetic TFLite's reference kernel picks for the case.
 
 use super::shape::{int32_at, int32_constant};
-use super::{Activation, Ctx, Op, OpKind, int8_activation};
+use super::{Activation, Ctx, Op, OpKind, int8_in_out};
 use crate::Error;
 use crate::quant::quantize_multiplier;
 use crate::schema::{field, options};
 
 pub(super) fn mean(cx: &Ctx<'_, '_>, op: &mut Op) -> Result<Option<Activation>, Error> {
-    let tin = cx.tensor(op.input)?;
-    let tout = cx.tensor(op.output)?;
-    int8_activation(tin)?;
-    int8_activation(tout)?;
+    let (tin, tout) = int8_in_out(cx, op)?;
     if op.n_inputs != 2 {
         return Err(Error::Malformed);
     }

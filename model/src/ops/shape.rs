@@ -2,16 +2,13 @@
 //! STRIDED_SLICE. Their constant inputs (paddings, begin/end/strides) are checked here and
 //! read again by the kernels.
 
-use super::{Activation, Ctx, Op, OpKind, int8_activation, same_quantization};
+use super::{Activation, Ctx, Op, OpKind, int8_activation, int8_in_out, same_quantization};
 use crate::Error;
 use crate::graph::{ElemType, MAX_DIMS, Tensor};
 use crate::schema::{activation, field, options};
 
 pub(super) fn reshape(cx: &Ctx<'_, '_>, op: &mut Op) -> Result<Option<Activation>, Error> {
-    let tin = cx.tensor(op.input)?;
-    let tout = cx.tensor(op.output)?;
-    int8_activation(tin)?;
-    int8_activation(tout)?;
+    let (tin, tout) = int8_in_out(cx, op)?;
     if tin.len != tout.len {
         return Err(Error::ShapeMismatch);
     }
@@ -56,10 +53,7 @@ pub(crate) fn paddings(
 }
 
 pub(super) fn pad(cx: &Ctx<'_, '_>, op: &mut Op) -> Result<Option<Activation>, Error> {
-    let tin = cx.tensor(op.input)?;
-    let tout = cx.tensor(op.output)?;
-    int8_activation(tin)?;
-    int8_activation(tout)?;
+    let (tin, tout) = int8_in_out(cx, op)?;
     if op.n_inputs != 2 {
         return Err(Error::Malformed);
     }
@@ -210,10 +204,7 @@ pub(crate) fn slice_axes(
 
 pub(super) fn strided_slice(cx: &Ctx<'_, '_>, op: &mut Op) -> Result<Option<Activation>, Error> {
     use field::strided_slice as f;
-    let tin = cx.tensor(op.input)?;
-    let tout = cx.tensor(op.output)?;
-    int8_activation(tin)?;
-    int8_activation(tout)?;
+    let (tin, tout) = int8_in_out(cx, op)?;
     if op.n_inputs != 4 {
         return Err(Error::Malformed);
     }

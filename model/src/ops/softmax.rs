@@ -1,14 +1,11 @@
 //! SOFTMAX: int8 in, probabilities out at scale 1/256 and zero point -128.
 
-use super::{Activation, Ctx, Op, OpKind, int8_activation};
+use super::{Activation, Ctx, Op, OpKind, int8_in_out};
 use crate::Error;
 use crate::schema::{field, options};
 
 pub(super) fn softmax(cx: &Ctx<'_, '_>, op: &mut Op) -> Result<Option<Activation>, Error> {
-    let tin = cx.tensor(op.input)?;
-    let tout = cx.tensor(op.output)?;
-    int8_activation(tin)?;
-    int8_activation(tout)?;
+    let (tin, tout) = int8_in_out(cx, op)?;
     let beta = cx
         .options(options::SOFTMAX)?
         .f32(field::softmax::BETA, 0.0)?;
