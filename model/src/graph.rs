@@ -26,9 +26,10 @@ pub const RUNTIME_ABI: u32 = 2;
 pub const MAX_DIMS: usize = 4;
 /// Arena offsets are aligned to this.
 const ALIGN: usize = 4;
-/// Bytes of per-channel data per output channel: requantization multiplier and shift, and the
-/// bias with the input offset folded in (`kernels::dsp::folded_bias`), native-endian i32s.
-pub const CHANNEL_PARAM_BYTES: usize = 12;
+/// Bytes of per-channel data per output channel: requantization multiplier and shift, the
+/// bias with the input offset folded in, and the DSP kernels' short requantization path
+/// (`kernels::dsp::write_record`), native-endian words.
+pub const CHANNEL_PARAM_BYTES: usize = 16;
 /// Bytes of a lookup table (LOGISTIC, TANH) among an operator's parameters.
 pub const LUT_BYTES: usize = 256;
 

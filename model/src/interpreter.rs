@@ -57,10 +57,14 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 let slot = arena
                     .get_mut(at..at + CHANNEL_PARAM_BYTES)
                     .ok_or(Error::OutOfBounds)?;
-                let folded = kernels::dsp::folded_bias(op, weights, kernels::bias_at(bias, c), c);
-                slot[..4].copy_from_slice(&m.to_ne_bytes());
-                slot[4..8].copy_from_slice(&s.to_ne_bytes());
-                slot[8..].copy_from_slice(&folded.to_ne_bytes());
+                kernels::dsp::write_record(
+                    op,
+                    weights,
+                    kernels::bias_at(bias, c),
+                    c,
+                    (m, s),
+                    slot,
+                )?;
             }
         }
         Ok(Interpreter {

@@ -9,7 +9,7 @@
 //! accumulators, so the reordering is exact.
 //!
 //! Shapes, fastest first:
-//! - 1x1 CONV_2D: two channels' weights widened once and kept while all pixels pass;
+//! - 1x1 CONV_2D: four channels' weights widened once and kept while all pixels pass;
 //! - other CONV_2D: two pixels' patches gathered (zero point in the padding) and widened into
 //!   interleaved int16 columns, two channels by two pixels per pass;
 //! - FULLY_CONNECTED: the input row widened once, four units per pass;
@@ -25,24 +25,26 @@
 //! FULLY_CONNECTED), 2.2 KiB (`MAX_STRIP` and `MAX_TAPS`, depthwise); arena: 4 more bytes per
 //! output channel (the folded bias in each channel record).
 
+mod requant;
 mod simd;
 #[cfg(test)]
 mod tests;
 
 use super::conv::tap;
-use super::{ChannelQuant, requantize_single};
 use crate::Error;
 use crate::graph::{CHANNEL_PARAM_BYTES, ConvGeom, Op};
-use simd::{smlabb, smlad, smlatt, sxtb16, sxtb16_ror8};
+use requant::{Channel, record, requant, requant_single};
+pub use requant::{folded_bias, write_record};
+use simd::{dot4_stationary, smlabb, smlad, smlatt, sxtb16, sxtb16_ror8};
 
 /// Largest CONV_2D patch (filter height x width x input channels, e.g. 3x3x64) taken here.
 /// Stack scratch: two int16 columns (4 bytes per value) and one int8 patch, 2.8 KiB.
 pub const MAX_PATCH: usize = 576;
 /// Longest FULLY_CONNECTED input row taken here. Stack scratch: one int16 column, 2 KiB.
 pub const MAX_ROW: usize = 1024;
-/// Most input channels of a 1x1 CONV_2D whose two rows of weights are widened and kept
+/// Most input channels of a 1x1 CONV_2D whose four rows of weights are widened and kept
 /// (2.3 KiB of stack); more take the column path.
-pub const MAX_STATIONARY: usize = 576;
+pub const MAX_STATIONARY: usize = 288;
 /// Largest depthwise filter (height x width) taken here.
 pub const MAX_TAPS: usize = 64;
 
@@ -64,27 +66,6 @@ fn word_lanes(b: &[u8], lanes: usize) -> Result<u32, Error> {
     }
     let b = b.get(..lanes).ok_or(Error::OutOfBounds)?;
     Ok(b.iter().rev().fold(0u32, |w, &x| (w << 8) | u32::from(x)))
-}
-
-/// A channel's requantization and folded bias (the third word of its parameter record).
-#[inline(always)]
-fn record(params: &[u8], c: usize) -> Result<(ChannelQuant, i32), Error> {
-    let at = c * CHANNEL_PARAM_BYTES;
-    let r = params.get(at..at + 12).ok_or(Error::OutOfBounds)?;
-    // Three whole words (three loads), not twelve bytes put together.
-    let int = |i: usize| {
-        r.get(i..i + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(i32::from_ne_bytes)
-            .ok_or(Error::OutOfBounds)
-    };
-    Ok((
-        ChannelQuant {
-            multiplier: int(0)?,
-            shift: int(4)?,
-        },
-        int(8)?,
-    ))
 }
 
 /// The input zero point as an int8, if it is one (a padded tap reads it).
@@ -164,7 +145,7 @@ fn column_times_rows(
     len: usize,
     params: &[u8],
     out: &mut [u8],
-    rq: impl Fn(i32, ChannelQuant) -> u8,
+    rq: impl Fn(i32, Channel) -> u8,
 ) -> Result<(), Error> {
     let n = out.len();
     let filter = filter.get(..n * len).ok_or(Error::OutOfBounds)?;
@@ -181,10 +162,7 @@ fn column_times_rows(
         let (w1, rest) = rest.split_at_checked(len).ok_or(Error::OutOfBounds)?;
         let (w2, w3) = rest.split_at_checked(len).ok_or(Error::OutOfBounds)?;
         let mut acc = [0i32; 4];
-        let mut qs = [ChannelQuant {
-            multiplier: 0,
-            shift: 0,
-        }; 4];
+        let mut qs = [Channel::default(); 4];
         for ((q, a), r) in qs
             .iter_mut()
             .zip(acc.iter_mut())
@@ -202,10 +180,7 @@ fn column_times_rows(
         let rows = rows4(full, n);
         let mut w: [&[u8]; 4] = [&[]; 4];
         let mut acc = [0i32; 4];
-        let mut qs = [ChannelQuant {
-            multiplier: 0,
-            shift: 0,
-        }; 4];
+        let mut qs = [Channel::default(); 4];
         for (i, &r) in rows.iter().enumerate() {
             w[i] = filter
                 .get(r * len..(r + 1) * len)
@@ -366,43 +341,57 @@ pub fn conv2d(
     }
 }
 
-/// Two weight rows widened and interleaved: for each 4 values, `(w0,w2) (w1,w3)` of row 0,
-/// then of row 1 (four words).
+/// Four weight rows widened and interleaved: for each 4 values, `(w0,w2) (w1,w3)` of row 0,
+/// then of rows 1, 2 and 3 (eight words).
 #[inline(always)]
-fn widen_rows(w: [&[u8]; 2], buf: &mut [u32]) {
-    let [r0, r1] = w.map(|r| r.chunks_exact(4));
-    for ((g, a), b) in buf.chunks_exact_mut(4).zip(r0).zip(r1) {
-        if let [e0, o0, e1, o1] = g {
-            let (a, b) = (word(a), word(b));
-            (*e0, *o0) = (sxtb16(a), sxtb16_ror8(a));
-            (*e1, *o1) = (sxtb16(b), sxtb16_ror8(b));
+fn widen_rows(w: [&[u8]; 4], buf: &mut [u32]) {
+    for (r, row) in w.iter().enumerate() {
+        for (g, x) in buf.chunks_exact_mut(8).zip(row.chunks_exact(4)) {
+            let x = word(x);
+            if let Some([e, o]) = g.get_mut(2 * r..2 * r + 2) {
+                (*e, *o) = (sxtb16(x), sxtb16_ror8(x));
+            }
         }
     }
 }
 
-/// Two dot products of the int8 vector `x` with two rows widened by `widen_rows` (`tails`:
-/// each row's last `len % 4` int8 weights). Two rows, not four: with four the eight weight
-/// words do not fit the registers beside the accumulators and spill.
+/// Four dot products of the int8 vector `x` with four rows widened by `widen_rows` (`tails`:
+/// each row's last `len % 4` int8 weights): per 4 inputs one load and two SXTB16 serve 16
+/// multiply-accumulates (eight SMLADs over eight weight words).
 #[inline(always)]
-fn block_stationary(x: &[u8], wbuf: &[u32], tails: [&[u8]; 2], acc: [i32; 2]) -> [i32; 2] {
-    let [mut a0, mut a1] = acc;
-    let xs = x.chunks_exact(4);
-    let xt = xs.remainder();
-    for (xg, wg) in xs.zip(wbuf.chunks_exact(4)) {
-        let v = word(xg);
-        let (xe, xo) = (sxtb16(v), sxtb16_ror8(v));
-        if let [e0, o0, e1, o1] = *wg {
-            a0 = smlad(o0, xo, smlad(e0, xe, a0));
-            a1 = smlad(o1, xo, smlad(e1, xe, a1));
-        }
+fn block_stationary(x: &[u8], wbuf: &[u32], tails: [&[u8]; 4], acc: [i32; 4]) -> [i32; 4] {
+    let mut acc = dot4_stationary(x, wbuf, acc);
+    let xt = x.get(x.len() / 4 * 4..).unwrap_or_default();
+    if xt.is_empty() {
+        return acc;
     }
-    let mut acc = [a0, a1];
     for (a, t) in acc.iter_mut().zip(tails) {
         for (&u, &v) in t.iter().zip(xt) {
             *a = a.wrapping_add(i32::from(u as i8) * i32::from(v as i8));
         }
     }
     acc
+}
+
+/// Four output channels of a 1x1 CONV_2D, their weights widened and kept.
+struct Four<'w> {
+    wbuf: &'w [u32],
+    tails: [&'w [u8]; 4],
+    bias: [i32; 4],
+    qs: [Channel; 4],
+    rows: [usize; 4],
+}
+
+impl Four<'_> {
+    /// The four channels at one pixel (input `x`, output `out`).
+    #[inline(always)]
+    fn pixel(&self, x: &[u8], out: &mut [u8], op: &Op) -> Result<(), Error> {
+        let acc = block_stationary(x, self.wbuf, self.tails, self.bias);
+        for ((&r, a), q) in self.rows.iter().zip(acc).zip(self.qs) {
+            *out.get_mut(r).ok_or(Error::OutOfBounds)? = requant(a, q, op);
+        }
+        Ok(())
+    }
 }
 
 /// CONV_2D with weights kept: see `conv2d`.
@@ -421,19 +410,16 @@ fn conv2d_stationary(
     if !pointwise || k > MAX_STATIONARY || k == 0 || g.out_c == 0 {
         return Ok(false);
     }
-    let mut wbuf = [0u32; MAX_STATIONARY];
-    let wbuf = wbuf.get_mut(..k / 4 * 4).ok_or(Error::OutOfBounds)?;
+    let mut wbuf = [0u32; 2 * MAX_STATIONARY];
+    let wbuf = wbuf.get_mut(..k / 4 * 8).ok_or(Error::OutOfBounds)?;
     let oc_n = g.out_c;
-    for oc in (0..oc_n).step_by(2) {
-        // An odd last channel is computed twice (written again, same value).
-        let rows = [oc, (oc + 1).min(oc_n - 1)];
-        let mut w: [&[u8]; 2] = [&[]; 2];
-        let mut tails: [&[u8]; 2] = [&[]; 2];
-        let mut bias = [0i32; 2];
-        let mut qs = [ChannelQuant {
-            multiplier: 0,
-            shift: 0,
-        }; 2];
+    for oc in (0..oc_n).step_by(4) {
+        // Past the last channel the last one is computed again (written again, same value).
+        let rows = rows4(oc, oc_n);
+        let mut w: [&[u8]; 4] = [&[]; 4];
+        let mut tails: [&[u8]; 4] = [&[]; 4];
+        let mut bias = [0i32; 4];
+        let mut qs = [Channel::default(); 4];
         for (i, &r) in rows.iter().enumerate() {
             w[i] = filter.get(r * k..(r + 1) * k).ok_or(Error::OutOfBounds)?;
             tails[i] = w[i].get(k / 4 * 4..).ok_or(Error::OutOfBounds)?;
@@ -441,26 +427,24 @@ fn conv2d_stationary(
         }
         widen_rows(w, wbuf);
         let wbuf: &[u32] = wbuf;
-        let [r0, r1] = rows;
-        let [q0, q1] = qs;
+        let four = Four {
+            wbuf,
+            tails,
+            bias,
+            qs,
+            rows,
+        };
         if g.stride_h == 1 && g.stride_w == 1 {
             // Output pixel p reads input pixel p: walk both, no index arithmetic.
             for (x, out) in input.chunks_exact(k).zip(output.chunks_exact_mut(oc_n)) {
-                let [a0, a1] = block_stationary(x, wbuf, tails, bias);
-                let (v0, v1) = (requant(a0, q0, op), requant(a1, q1, op));
-                *out.get_mut(r0).ok_or(Error::OutOfBounds)? = v0;
-                *out.get_mut(r1).ok_or(Error::OutOfBounds)? = v1;
+                four.pixel(x, out, op)?;
             }
             continue;
         }
         for (px, out) in output.chunks_exact_mut(oc_n).enumerate() {
             let (oy, ox) = (px / g.out_w, px % g.out_w);
             let at = (oy * g.stride_h * g.in_w + ox * g.stride_w) * k;
-            let x = input.get(at..at + k).ok_or(Error::OutOfBounds)?;
-            let [a0, a1] = block_stationary(x, wbuf, tails, bias);
-            let (v0, v1) = (requant(a0, q0, op), requant(a1, q1, op));
-            *out.get_mut(r0).ok_or(Error::OutOfBounds)? = v0;
-            *out.get_mut(r1).ok_or(Error::OutOfBounds)? = v1;
+            four.pixel(input.get(at..at + k).ok_or(Error::OutOfBounds)?, out, op)?;
         }
     }
     Ok(true)
@@ -598,7 +582,7 @@ fn fc_with<const WORDS: usize>(args: FcArgs<'_>) -> Result<bool, Error> {
     let mut col = [0u32; WORDS];
     let mut tail = [0i32; 3];
     let col = col.get_mut(..depth / 4 * 2).ok_or(Error::OutOfBounds)?;
-    let rq = |a, q| requantize_single(a, q, op.output_offset, op.act_min, op.act_max);
+    let rq = |a, q| requant_single(a, q, op);
     for n in 0..batch {
         let x = input
             .get(n * depth..(n + 1) * depth)
@@ -650,7 +634,7 @@ fn rows3(
     input: &[u8],
     wv: &[u32; 18],
     bias: [i32; 4],
-    qs: [ChannelQuant; 4],
+    qs: [Channel; 4],
     output: &mut [u8],
     strip: &mut [[u32; MAX_STRIP]; 3],
     lanes: usize,
@@ -730,7 +714,7 @@ fn store(
     at: usize,
     lanes: usize,
     acc: [i32; 4],
-    qs: [ChannelQuant; 4],
+    qs: [Channel; 4],
     op: &Op,
 ) -> Result<(), Error> {
     let out = output.get_mut(at..at + lanes).ok_or(Error::OutOfBounds)?;
@@ -814,10 +798,7 @@ pub fn depthwise_conv2d(
         }
         let wv = wv.get(..2 * n_taps).ok_or(Error::OutOfBounds)?;
         let mut bias = [0i32; 4];
-        let mut qs = [ChannelQuant {
-            multiplier: 0,
-            shift: 0,
-        }; 4];
+        let mut qs = [Channel::default(); 4];
         for (j, (q, b)) in qs.iter_mut().zip(bias.iter_mut()).enumerate() {
             (*q, *b) = record(params, c + j)?;
         }
@@ -890,10 +871,7 @@ pub fn depthwise_conv2d(
             }
         }
         let mut bias = [0i32; 4];
-        let mut qs = [ChannelQuant {
-            multiplier: 0,
-            shift: 0,
-        }; 4];
+        let mut qs = [Channel::default(); 4];
         for (j, (q, b)) in qs.iter_mut().zip(bias.iter_mut()).enumerate().take(lanes) {
             (*q, *b) = record(params, c + j)?;
         }
@@ -930,109 +908,4 @@ pub fn depthwise_conv2d(
         }
     }
     Ok(true)
-}
-
-/// `requantize` (double rounding, as CONV_2D and DEPTHWISE_CONV_2D), exact and shorter: the
-/// rounding doubling high multiply is `(x * m + 2^30) >> 31` (gemmlowp's nudge and
-/// truncation toward zero give the same value) whenever `m` is not `i32::MIN`, which
-/// `quantize_multiplier` never gives; other records take the reference arithmetic.
-#[inline(always)]
-fn requant(acc: i32, q: ChannelQuant, op: &Op) -> u8 {
-    scale(acc, q.multiplier, q.shift)
-        .saturating_add(op.output_offset)
-        .max(op.act_min)
-        .min(op.act_max) as i8 as u8
-}
-
-/// `quant::multiply_by_quantized_multiplier`, shorter (see `requant`).
-#[inline(always)]
-fn scale(acc: i32, m: i32, s: i32) -> i32 {
-    if m != i32::MIN && (-30..=30).contains(&s) {
-        let x = acc.wrapping_shl(s.max(0) as u32);
-        let h = ((i64::from(x) * i64::from(m) + (1 << 30)) >> 31) as i32;
-        let right = (-s).max(0) as u32;
-        let mask = ((1u32 << right) - 1) as i32;
-        let threshold = (mask >> 1) + i32::from(h < 0);
-        (h >> right) + i32::from((h & mask) > threshold)
-    } else {
-        reference_scale(acc, m, s)
-    }
-}
-
-/// The records `scale` does not shorten (never made by `quantize_multiplier`): kept out of
-/// line so the kernels' loops do not carry them.
-#[cold]
-#[inline(never)]
-fn reference_scale(acc: i32, m: i32, s: i32) -> i32 {
-    crate::quant::multiply_by_quantized_multiplier(acc, m, s)
-}
-
-/// A channel's bias with the input offset folded in: `bias + input_offset * sum(weights)`,
-/// wrapping like the accumulators it starts.
-pub fn folded_bias(op: &Op, weights: &[u8], bias: i32, c: usize) -> i32 {
-    let sum =
-        |w: &mut dyn Iterator<Item = &u8>| w.fold(0i32, |s, &v| s.wrapping_add(i32::from(v as i8)));
-    let s = match op.kind {
-        crate::graph::OpKind::Conv2d(g) => {
-            let k = g.k_h * g.k_w * g.in_c;
-            sum(&mut weights.iter().skip(c * k).take(k))
-        }
-        crate::graph::OpKind::DepthwiseConv2d(g) => sum(&mut weights
-            .iter()
-            .skip(c)
-            .step_by(g.out_c.max(1))
-            .take(g.k_h * g.k_w)),
-        crate::graph::OpKind::FullyConnected { depth, .. } => {
-            sum(&mut weights.iter().skip(c * depth).take(depth))
-        }
-        _ => 0,
-    };
-    bias.wrapping_add(op.input_offset.wrapping_mul(s))
-}
-
-#[cfg(test)]
-mod scale_tests {
-    use super::*;
-
-    /// xorshift64: deterministic test values.
-    fn next(s: &mut u64) -> u64 {
-        *s ^= *s << 13;
-        *s ^= *s >> 7;
-        *s ^= *s << 17;
-        *s
-    }
-
-    #[test]
-    fn shorter_requantization_is_the_reference_one() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15;
-        let edges = [
-            0,
-            1,
-            -1,
-            2,
-            -2,
-            i32::MAX,
-            i32::MIN,
-            i32::MIN + 1,
-            1 << 30,
-            -(1 << 30),
-        ];
-        for i in 0..200_000u32 {
-            let r = next(&mut seed);
-            let acc = if i % 4 == 0 {
-                edges[(r % 10) as usize]
-            } else {
-                (r >> 32) as i32 >> (r % 24)
-            };
-            let m = match i % 5 {
-                0 => i32::MAX,
-                1 => 1 << 30,
-                2 => 0,
-                _ => (1 << 30) + ((r >> 8) as i32 & 0x3fff_ffff),
-            };
-            let s = (r % 62) as i32 - 31;
-            let want = crate::quant::multiply_by_quantized_multiplier(acc, m, s);
-            assert_eq!(scale(acc, m, s), want, "acc {acc} m {m} s {s}");
-        }
-    }
 }

@@ -49,18 +49,34 @@ fn op(kind: OpKind, channels: usize, rng: &mut Rng) -> Op {
     }
 }
 
-/// Channel records as `Interpreter::new` writes them, for random scales.
+/// Channel records as `Interpreter::new` writes them, for random scales: mostly a converter's
+/// (a right shift: the short requantization paths), now and then one of 0.5 or more (the
+/// reference paths).
 fn params(op: &Op, weights: &[u8], bias: &[u8], rng: &mut Rng) -> Vec<u8> {
-    let mut p = Vec::new();
-    for c in 0..op.channels {
-        let real = 0.0005 + (rng.below(1000) as f64) * 0.00002;
-        let (m, s) = crate::quant::quantize_multiplier(real);
-        let folded = folded_bias(op, weights, bias_at(Some(bias), c), c);
-        for v in [m, s, folded] {
-            p.extend_from_slice(&v.to_ne_bytes());
-        }
+    let mut p = vec![0u8; op.channels * CHANNEL_PARAM_BYTES];
+    for (c, slot) in p.chunks_exact_mut(CHANNEL_PARAM_BYTES).enumerate() {
+        let real = if rng.below(8) == 0 {
+            0.5 + (rng.below(1000) as f64) * 0.003
+        } else {
+            0.0005 + (rng.below(1000) as f64) * 0.00002
+        };
+        let q = crate::quant::quantize_multiplier(real);
+        write_record(op, weights, bias_at(Some(bias), c), c, q, slot).unwrap();
     }
     p
+}
+
+/// Biases for `n` channels: small ones (as trained layers have, within the short paths'
+/// bound) for most layers, any int32 for some.
+fn biases(n: usize, rng: &mut Rng) -> Vec<u8> {
+    let full = rng.below(4) == 0;
+    (0..n)
+        .flat_map(|_| {
+            let b = rng.next() as i32;
+            let b = if full { b } else { b >> 15 };
+            b.to_le_bytes()
+        })
+        .collect()
 }
 
 fn geom(rng: &mut Rng, depthwise: bool) -> ConvGeom {
@@ -120,7 +136,7 @@ fn conv2d_matches_the_portable_kernel_on_random_layers() {
         let op = op(OpKind::Conv2d(g), g.out_c, &mut rng);
         let input = rng.bytes(g.in_h * g.in_w * g.in_c);
         let filter = rng.bytes(g.out_c * k);
-        let bias = rng.bytes(g.out_c * 4);
+        let bias = biases(g.out_c, &mut rng);
         let params = params(&op, &filter, &bias, &mut rng);
         let n = g.out_h * g.out_w * g.out_c;
         let (mut want, mut got) = (vec![0u8; n], vec![0u8; n]);
@@ -163,7 +179,7 @@ fn depthwise_matches_the_portable_kernel_on_random_layers() {
         let op = op(OpKind::DepthwiseConv2d(g), g.out_c, &mut rng);
         let input = rng.bytes(g.in_h * g.in_w * g.in_c);
         let filter = rng.bytes(g.k_h * g.k_w * g.out_c);
-        let bias = rng.bytes(g.out_c * 4);
+        let bias = biases(g.out_c, &mut rng);
         let params = params(&op, &filter, &bias, &mut rng);
         let n = g.out_h * g.out_w * g.out_c;
         let (mut want, mut got) = (vec![0u8; n], vec![0u8; n]);
@@ -188,7 +204,7 @@ fn fully_connected_matches_the_portable_kernel_on_random_layers() {
         let op = op(kind, units, &mut rng);
         let input = rng.bytes(batch * depth);
         let filter = rng.bytes(units * depth);
-        let bias = rng.bytes(units * 4);
+        let bias = biases(units, &mut rng);
         let params = params(&op, &filter, &bias, &mut rng);
         let (mut want, mut got) = (vec![0u8; batch * units], vec![0u8; batch * units]);
         portable_fc::fully_connected(
