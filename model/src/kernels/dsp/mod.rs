@@ -22,7 +22,7 @@
 //! instructions (checked against it). Layers outside the bounds below (or with a zero point
 //! outside int8) run the portable kernels. Stack scratch, the largest of one call: 2.8 KiB
 //! (`MAX_PATCH`, CONV_2D columns), 2.3 KiB (`MAX_STATIONARY`, 1x1), 2 KiB (`MAX_ROW`,
-//! FULLY_CONNECTED), 2.2 KiB (`MAX_STRIP` and `MAX_TAPS`, depthwise); arena: 4 more bytes per
+//! FULLY_CONNECTED), 2.5 KiB (`MAX_STRIP` and `MAX_TAPS`, depthwise); arena: 4 more bytes per
 //! output channel (the folded bias in each channel record).
 
 mod requant;
@@ -617,12 +617,12 @@ fn dw_taps(win: &[u8], offs: &[u16], wv: &[u32], acc: [i32; 4]) -> Result<[i32; 
 }
 
 /// Longest padded input row (`(output width - 1) * stride + 3`) the 3x3 depthwise row path
-/// takes: its three rows of words are 1.5 KiB of stack.
+/// takes: its three rows of words and a row of the zero point are 2 KiB of stack.
 pub const MAX_STRIP: usize = 128;
 
 /// Four channels of a 3x3 depthwise layer of stride 1 or 2 across, a row of outputs at a time: the
-/// three input rows under it are first copied as words of four channels into `strip`, the
-/// zero point where the filter overhangs, so every output reads its nine taps from three
+/// three input rows under it are copied (once each) as words of four channels into a ring of
+/// rows in `strip`, the zero point where the filter overhangs, so every output reads its nine taps from three
 /// 3-word windows (no bounds checks, no border cases). Returns `false` (nothing written) for
 /// other layers.
 #[allow(clippy::too_many_arguments)]
@@ -636,7 +636,7 @@ fn rows3(
     bias: [i32; 4],
     qs: [Channel; 4],
     output: &mut [u8],
-    strip: &mut [[u32; MAX_STRIP]; 3],
+    strip: &mut [[u32; MAX_STRIP]; 4],
     lanes: usize,
 ) -> Result<bool, Error> {
     let len = (g.out_w - 1) * g.stride_w + 3;
@@ -645,26 +645,58 @@ fn rows3(
         return Ok(false);
     }
     let c_n = g.out_c;
+    let [s0, s1, s2, pad] = strip;
+    let pad = pad.get_mut(..len).ok_or(Error::OutOfBounds)?;
+    pad.fill(zpw);
+    let pad: &[u32] = pad;
+    // Input row y lives in ring slot y % 3 (any three consecutive rows take three slots),
+    // filled when first needed: with stride 1 each output row fills one new row, not three.
+    let mut slots = [s0, s1, s2];
+    let mut held = [usize::MAX; 3];
     for oy in 0..g.out_h {
-        for (ky, row) in strip.iter_mut().enumerate() {
-            let row = row.get_mut(..len).ok_or(Error::OutOfBounds)?;
-            row.fill(zpw);
-            let Some(y) = tap(oy, ky, g.stride_h, 1, g.pad_h, g.in_h) else {
+        let mut ys = [None; 3];
+        for (ky, y) in ys.iter_mut().enumerate() {
+            *y = tap(oy, ky, g.stride_h, 1, g.pad_h, g.in_h);
+            let Some(y) = *y else { continue };
+            if held[y % 3] == y {
                 continue;
-            };
-            // The input row's pixels land at columns pad_w.. of the strip.
+            }
+            held[y % 3] = y;
+            let row = slots
+                .get_mut(y % 3)
+                .and_then(|r| r.get_mut(..len))
+                .ok_or(Error::OutOfBounds)?;
+            // The input row's pixels land at columns pad_w.. of the strip, the zero point
+            // around them.
+            let (left, rest) = row
+                .split_at_mut_checked(g.pad_w.min(len))
+                .ok_or(Error::OutOfBounds)?;
+            left.fill(zpw);
             let at = y * g.in_w * c_n + c;
             let src = input.get(at..).ok_or(Error::OutOfBounds)?;
-            let dst = row.get_mut(g.pad_w.min(len)..).ok_or(Error::OutOfBounds)?;
-            for (w, px) in dst.iter_mut().zip(src.chunks(c_n)).take(g.in_w) {
-                *w = word_lanes(px, lanes)?;
+            let inside = g.in_w.min(rest.len());
+            let (mid, right) = rest.split_at_mut(inside);
+            right.fill(zpw);
+            if lanes == 4 {
+                for (w, px) in mid.iter_mut().zip(src.chunks(c_n)) {
+                    *w = word(px.get(..4).ok_or(Error::OutOfBounds)?);
+                }
+            } else {
+                for (w, px) in mid.iter_mut().zip(src.chunks(c_n)) {
+                    *w = word_lanes(px, lanes)?;
+                }
             }
         }
-        let [r0, r1, r2] = &*strip;
-        let (r0, r1, r2) = (r0.get(..len), r1.get(..len), r2.get(..len));
-        let (Some(r0), Some(r1), Some(r2)) = (r0, r1, r2) else {
-            return Err(Error::OutOfBounds);
+        let pick = |y: Option<usize>| -> Result<&[u32], Error> {
+            match y {
+                Some(y) => slots
+                    .get(y % 3)
+                    .and_then(|r| r.get(..len))
+                    .ok_or(Error::OutOfBounds),
+                None => Ok(pad),
+            }
         };
+        let (r0, r1, r2) = (pick(ys[0])?, pick(ys[1])?, pick(ys[2])?);
         let row = oy * g.out_w * c_n + c;
         if g.stride_w == 1 {
             // Sliding windows: no bounds checks.
@@ -786,7 +818,7 @@ pub fn depthwise_conv2d(
             .is_some_and(|i| i + (k - 1) * dilation < size)
     };
     let mut wv = [0u32; 2 * MAX_TAPS];
-    let mut strip = [[0u32; MAX_STRIP]; 3];
+    let mut strip = [[0u32; MAX_STRIP]; 4];
     let mut c = 0;
     while c + 4 <= c_n {
         for (t, w) in wv.chunks_exact_mut(2).take(n_taps).enumerate() {
