@@ -33,7 +33,7 @@ mod tests;
 use super::conv::tap;
 use crate::Error;
 use crate::graph::{CHANNEL_PARAM_BYTES, ConvGeom, Op};
-use requant::{Channel, record, requant, requant_single};
+use requant::{Channel, Quad, record, requant, requant_single};
 pub use requant::{folded_bias, write_record};
 use simd::{dot4_stationary, smlabb, smlad, smlatt, sxtb16, sxtb16_ror8};
 
@@ -378,7 +378,7 @@ struct Four<'w> {
     wbuf: &'w [u32],
     tails: [&'w [u8]; 4],
     bias: [i32; 4],
-    qs: [Channel; 4],
+    quad: Quad,
     rows: [usize; 4],
 }
 
@@ -387,8 +387,17 @@ impl Four<'_> {
     #[inline(always)]
     fn pixel(&self, x: &[u8], out: &mut [u8], op: &Op) -> Result<(), Error> {
         let acc = block_stationary(x, self.wbuf, self.tails, self.bias);
-        for ((&r, a), q) in self.rows.iter().zip(acc).zip(self.qs) {
-            *out.get_mut(r).ok_or(Error::OutOfBounds)? = requant(a, q, op);
+        let v = self.quad.apply(acc, op);
+        let [r0, .., r3] = self.rows;
+        if r3 == r0 + 3 {
+            // Four distinct channels side by side: one bounds check.
+            out.get_mut(r0..r0 + 4)
+                .ok_or(Error::OutOfBounds)?
+                .copy_from_slice(&v);
+            return Ok(());
+        }
+        for (&r, v) in self.rows.iter().zip(v) {
+            *out.get_mut(r).ok_or(Error::OutOfBounds)? = v;
         }
         Ok(())
     }
@@ -431,7 +440,7 @@ fn conv2d_stationary(
             wbuf,
             tails,
             bias,
-            qs,
+            quad: Quad::new(qs, op),
             rows,
         };
         if g.stride_h == 1 && g.stride_w == 1 {
@@ -645,6 +654,7 @@ fn rows3(
         return Ok(false);
     }
     let c_n = g.out_c;
+    let quad = Quad::new(qs, op);
     let [s0, s1, s2, pad] = strip;
     let pad = pad.get_mut(..len).ok_or(Error::OutOfBounds)?;
     pad.fill(zpw);
@@ -706,7 +716,7 @@ fn rows3(
                     return Err(Error::OutOfBounds);
                 };
                 let acc = dw_pixel(a, b, d, wv, bias);
-                store(output, row + ox * c_n, lanes, acc, qs, op)?;
+                store(output, row + ox * c_n, lanes, acc, &quad, op)?;
             }
         } else {
             for ox in 0..g.out_w {
@@ -715,7 +725,7 @@ fn rows3(
                     return Err(Error::OutOfBounds);
                 };
                 let acc = dw_pixel(a, b, d, wv, bias);
-                store(output, row + ox * c_n, lanes, acc, qs, op)?;
+                store(output, row + ox * c_n, lanes, acc, &quad, op)?;
             }
         }
     }
@@ -746,13 +756,12 @@ fn store(
     at: usize,
     lanes: usize,
     acc: [i32; 4],
-    qs: [Channel; 4],
+    quad: &Quad,
     op: &Op,
 ) -> Result<(), Error> {
+    let v = quad.apply(acc, op);
     let out = output.get_mut(at..at + lanes).ok_or(Error::OutOfBounds)?;
-    for ((o, a), q) in out.iter_mut().zip(acc).zip(qs) {
-        *o = requant(a, q, op);
-    }
+    out.copy_from_slice(v.get(..lanes).ok_or(Error::OutOfBounds)?);
     Ok(())
 }
 

@@ -149,6 +149,44 @@ pub fn requant(acc: i32, ch: Channel, op: &Op) -> u8 {
     finish(v, op)
 }
 
+/// Four channels' requantization (double rounding), decided once for a pass over many
+/// pixels: when all four records have a short path and the layer clamps to the whole int8
+/// range, outputs take it without any per-output test.
+#[derive(Debug, Clone, Copy)]
+pub struct Quad {
+    qs: [Channel; 4],
+    short: bool,
+}
+
+impl Quad {
+    pub fn new(qs: [Channel; 4], op: &Op) -> Self {
+        let full = op.act_min <= -128 && op.act_max >= 127;
+        Quad {
+            qs,
+            short: full && qs.iter().all(|q| q.short != 0),
+        }
+    }
+
+    /// The four output bytes of accumulators `acc`.
+    #[inline(always)]
+    pub fn apply(&self, acc: [i32; 4], op: &Op) -> [u8; 4] {
+        let mut out = [0u8; 4];
+        if self.short {
+            for ((o, a), q) in out.iter_mut().zip(acc).zip(self.qs) {
+                // In the bound the short path was granted for, `|v| < 2^30`: no saturation.
+                let h = smmulr(a << 1, q.multiplier);
+                let v = (h + (h >> 31) + q.round) >> q.short;
+                *o = (v + op.output_offset).clamp(-128, 127) as i8 as u8;
+            }
+        } else {
+            for ((o, a), q) in out.iter_mut().zip(acc).zip(self.qs) {
+                *o = requant(a, q, op);
+            }
+        }
+        out
+    }
+}
+
 /// Single rounding (FULLY_CONNECTED): the short path when the record has one.
 #[inline(always)]
 pub fn requant_single(acc: i32, ch: Channel, op: &Op) -> u8 {
