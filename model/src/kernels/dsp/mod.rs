@@ -760,6 +760,12 @@ fn store(
     op: &Op,
 ) -> Result<(), Error> {
     let v = quad.apply(acc, op);
+    if lanes == 4 {
+        // A constant length: one word store, not a library call.
+        let out = output.get_mut(at..at + 4).ok_or(Error::OutOfBounds)?;
+        out.copy_from_slice(&v);
+        return Ok(());
+    }
     let out = output.get_mut(at..at + lanes).ok_or(Error::OutOfBounds)?;
     out.copy_from_slice(v.get(..lanes).ok_or(Error::OutOfBounds)?);
     Ok(())
