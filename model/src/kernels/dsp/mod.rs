@@ -29,6 +29,7 @@ mod requant;
 mod simd;
 #[cfg(test)]
 mod tests;
+mod tiled;
 
 use super::conv::tap;
 use crate::Error;
@@ -335,10 +336,12 @@ pub fn conv2d(
 ) -> Result<bool, Error> {
     let pointwise = g.k_h == 1 && g.k_w == 1 && g.pad_h == 0 && g.pad_w == 0;
     if pointwise && g.in_c <= MAX_STATIONARY {
-        conv2d_stationary(g, op, input, filter, params, output)
-    } else {
-        conv2d_columns(g, op, input, filter, params, output)
+        return conv2d_stationary(g, op, input, filter, params, output);
     }
+    if tiled::conv2d_tiled(g, op, input, filter, params, output)? {
+        return Ok(true);
+    }
+    conv2d_columns(g, op, input, filter, params, output)
 }
 
 /// Four weight rows widened and interleaved: for each 4 values, `(w0,w2) (w1,w3)` of row 0,
