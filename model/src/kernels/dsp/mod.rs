@@ -651,12 +651,45 @@ fn rows3(
     strip: &mut [[u32; MAX_STRIP]; 4],
     lanes: usize,
 ) -> Result<bool, Error> {
+    let c_n = g.out_c;
+    // Walk the longer side: a narrow layer (a keyword spotter's five columns) walks down its
+    // columns, so each strip is long and its setup is paid for by many outputs. Walking
+    // down columns is walking rows of the transposed layer, whose taps are transposed too.
+    let by_columns = g.out_w < g.out_h;
+    let (g, in_step, out_step, wv) = if by_columns {
+        let t = ConvGeom {
+            in_h: g.in_w,
+            in_w: g.in_h,
+            out_h: g.out_w,
+            out_w: g.out_h,
+            k_h: g.k_w,
+            k_w: g.k_h,
+            stride_h: g.stride_w,
+            stride_w: g.stride_h,
+            dilation_h: g.dilation_w,
+            dilation_w: g.dilation_h,
+            pad_h: g.pad_w,
+            pad_w: g.pad_h,
+            ..*g
+        };
+        let mut tw = [0u32; 18];
+        for (i, w) in tw.chunks_exact_mut(2).enumerate() {
+            // Transposed tap (ky, kx) is the filter's (kx, ky).
+            let o = (i % 3) * 3 + i / 3;
+            w.copy_from_slice(wv.get(2 * o..2 * o + 2).ok_or(Error::OutOfBounds)?);
+        }
+        let steps = ((c_n, g.in_w * c_n), (c_n, g.out_w * c_n));
+        (t, steps.0, steps.1, tw)
+    } else {
+        (*g, (g.in_w * c_n, c_n), (g.out_w * c_n, c_n), *wv)
+    };
+    let g = &g;
+    let wv = &wv;
     let len = (g.out_w - 1) * g.stride_w + 3;
     let fits = g.k_h == 3 && g.k_w == 3 && g.stride_w <= 2 && g.dilation_h == 1;
     if !fits || g.dilation_w != 1 || len > MAX_STRIP {
         return Ok(false);
     }
-    let c_n = g.out_c;
     let quad = Quad::new(qs, op);
     let [s0, s1, s2, pad] = strip;
     let pad = pad.get_mut(..len).ok_or(Error::OutOfBounds)?;
@@ -685,18 +718,19 @@ fn rows3(
                 .split_at_mut_checked(g.pad_w.min(len))
                 .ok_or(Error::OutOfBounds)?;
             left.fill(zpw);
-            let at = y * g.in_w * c_n + c;
-            let src = input.get(at..).ok_or(Error::OutOfBounds)?;
+            let at = y * in_step.0 + c;
             let inside = g.in_w.min(rest.len());
             let (mid, right) = rest.split_at_mut(inside);
             right.fill(zpw);
             if lanes == 4 {
-                for (w, px) in mid.iter_mut().zip(src.chunks(c_n)) {
-                    *w = word(px.get(..4).ok_or(Error::OutOfBounds)?);
+                for (x, w) in mid.iter_mut().enumerate() {
+                    let p = at + x * in_step.1;
+                    *w = word(input.get(p..p + 4).ok_or(Error::OutOfBounds)?);
                 }
             } else {
-                for (w, px) in mid.iter_mut().zip(src.chunks(c_n)) {
-                    *w = word_lanes(px, lanes)?;
+                for (x, w) in mid.iter_mut().enumerate() {
+                    let p = at + x * in_step.1;
+                    *w = word_lanes(input.get(p..).ok_or(Error::OutOfBounds)?, lanes)?;
                 }
             }
         }
@@ -710,7 +744,7 @@ fn rows3(
             }
         };
         let (r0, r1, r2) = (pick(ys[0])?, pick(ys[1])?, pick(ys[2])?);
-        let row = oy * g.out_w * c_n + c;
+        let row = oy * out_step.0 + c;
         if g.stride_w == 1 {
             // Sliding windows: no bounds checks.
             let windows = r0.windows(3).zip(r1.windows(3)).zip(r2.windows(3));
@@ -719,7 +753,7 @@ fn rows3(
                     return Err(Error::OutOfBounds);
                 };
                 let acc = dw_pixel(a, b, d, wv, bias);
-                store(output, row + ox * c_n, lanes, acc, &quad, op)?;
+                store(output, row + ox * out_step.1, lanes, acc, &quad, op)?;
             }
         } else {
             for ox in 0..g.out_w {
@@ -728,7 +762,7 @@ fn rows3(
                     return Err(Error::OutOfBounds);
                 };
                 let acc = dw_pixel(a, b, d, wv, bias);
-                store(output, row + ox * c_n, lanes, acc, &quad, op)?;
+                store(output, row + ox * out_step.1, lanes, acc, &quad, op)?;
             }
         }
     }
