@@ -36,7 +36,7 @@ use crate::Error;
 use crate::graph::{CHANNEL_PARAM_BYTES, ConvGeom, Op};
 use requant::{Channel, Quad, record, requant, requant_single};
 pub use requant::{folded_bias, write_record};
-use simd::{dot4_stationary, smlabb, smlad, smlatt, sxtb16, sxtb16_ror8};
+use simd::{dot4_stationary, pointwise_short, smlabb, smlad, smlatt, sxtb16, sxtb16_ror8};
 
 /// Largest CONV_2D patch (filter height x width x input channels, e.g. 3x3x64) taken here.
 /// Stack scratch: two int16 columns (4 bytes per value) and one int8 patch, 2.8 KiB.
@@ -447,6 +447,13 @@ fn conv2d_stationary(
             rows,
         };
         if g.stride_h == 1 && g.stride_w == 1 {
+            let pixels = (input.len() / k).min(output.len() / oc_n);
+            let whole = four.quad.short_quad(bias, op).filter(|_| rows[3] == oc + 3);
+            if let (Some(q), Some(out)) = (whole, output.get_mut(oc..)) {
+                if pointwise_short(input, k, wbuf, &q, out, oc_n, pixels).is_some() {
+                    continue;
+                }
+            }
             // Output pixel p reads input pixel p: walk both, no index arithmetic.
             for (x, out) in input.chunks_exact(k).zip(output.chunks_exact_mut(oc_n)) {
                 four.pixel(x, out, op)?;

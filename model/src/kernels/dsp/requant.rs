@@ -16,7 +16,7 @@
 //!   low word of the product cannot carry into the rounding bit, so it is SMMUL's high word
 //!   plus `2^(k - 1)`, shifted right by `k`. Exact for every accumulator when `k` is 1 to 30.
 
-use super::simd::{smmul, smmulr};
+use super::simd::{ShortQuad, smmul, smmulr};
 use crate::Error;
 use crate::graph::{CHANNEL_PARAM_BYTES, Op, OpKind};
 use crate::kernels::ChannelQuant;
@@ -165,6 +165,18 @@ impl Quad {
             qs,
             short: full && qs.iter().all(|q| q.short != 0),
         }
+    }
+
+    /// The whole short path's parameters for the asm walk (`simd::pointwise_short`), when
+    /// these four channels take it.
+    pub fn short_quad(&self, bias: [i32; 4], op: &Op) -> Option<ShortQuad> {
+        self.short.then(|| ShortQuad {
+            bias,
+            multiplier: self.qs.map(|q| q.multiplier),
+            round: self.qs.map(|q| q.round),
+            short: self.qs.map(|q| q.short),
+            offset: op.output_offset,
+        })
     }
 
     /// The four output bytes of accumulators `acc`.

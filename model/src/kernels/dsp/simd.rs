@@ -231,6 +231,201 @@ pub fn dot4_stationary(x: &[u8], w: &[u32], acc: [i32; 4]) -> [i32; 4] {
     }
 }
 
+/// What `pointwise_short` needs of four output channels besides the activations: their
+/// folded biases and short-path requantization (the module doc of `requant`), and the output
+/// offset. The asm reads it at fixed offsets: keep the layout.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ShortQuad {
+    pub bias: [i32; 4],
+    pub multiplier: [i32; 4],
+    pub round: [i32; 4],
+    pub short: [u32; 4],
+    pub offset: i32,
+}
+
+/// The asm's view of one call: `ShortQuad` and the walk's pointers and counts.
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+#[repr(C)]
+struct PointwiseJob {
+    q: ShortQuad,
+    w: *const u32,
+    groups: u32,
+    out_step: u32,
+    out: *mut u8,
+    pixels: u32,
+}
+
+// The offsets the asm reads at.
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(ShortQuad, multiplier) == 16);
+    assert!(offset_of!(ShortQuad, round) == 32);
+    assert!(offset_of!(ShortQuad, short) == 48);
+    assert!(offset_of!(ShortQuad, offset) == 64);
+    assert!(offset_of!(PointwiseJob, w) == 68);
+    assert!(offset_of!(PointwiseJob, groups) == 72);
+    assert!(offset_of!(PointwiseJob, out_step) == 76);
+    assert!(offset_of!(PointwiseJob, out) == 80);
+    assert!(offset_of!(PointwiseJob, pixels) == 84);
+};
+
+/// Four output channels of a 1x1 CONV_2D at `pixels` consecutive pixels, whole: for pixel
+/// p, the `k` int8 inputs `x[p * k..]` against four rows widened in `w` (as
+/// `dot4_stationary`), requantized by the short path and written to
+/// `out[p * out_step..][..4]`. `None` (nothing written) unless `k` is a positive multiple of
+/// 4 and every slice is long enough. On the M4 one asm block walks all pixels: the registers
+/// never leave the loop to be spilled between pixels.
+#[inline(always)]
+pub fn pointwise_short(
+    x: &[u8],
+    k: usize,
+    w: &[u32],
+    q: &ShortQuad,
+    out: &mut [u8],
+    out_step: usize,
+    pixels: usize,
+) -> Option<()> {
+    let groups = k / 4;
+    let fits = k % 4 == 0
+        && groups > 0
+        && pixels > 0
+        && out_step >= 4
+        && x.len() >= pixels.checked_mul(k)?
+        && w.len() >= 8 * groups
+        && out.len() >= (pixels - 1).checked_mul(out_step)?.checked_add(4)?;
+    if !fits {
+        return None;
+    }
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    {
+        let mut job = PointwiseJob {
+            q: *q,
+            w: w.as_ptr(),
+            groups: u32::try_from(groups).ok()?,
+            out_step: u32::try_from(out_step).ok()?,
+            out: out.as_mut_ptr(),
+            pixels: u32::try_from(pixels).ok()?,
+        };
+        // SAFETY: by `fits`, the loop reads `pixels * k` bytes of `x` (unaligned word loads,
+        // which the M4 allows) and `8 * groups` words of `w` (aligned, for LDRD) per pixel,
+        // and writes four bytes at each `out + p * out_step` for p < pixels, all within the
+        // slices; it reads and updates `job`, which it alone holds, through `jp`.
+        #[allow(unsafe_code)]
+        unsafe {
+            core::arch::asm!(
+                "1:",
+                "ldr {wp}, [{jp}, #68]",
+                "ldr {n}, [{jp}, #72]",
+                "ldrd {a0}, {a1}, [{jp}, #0]",
+                "ldrd {a2}, {a3}, [{jp}, #8]",
+                "2:",
+                "ldr {v}, [{xp}], #4",
+                "ldrd {e}, {o}, [{wp}], #8",
+                "sxtb16 {xe}, {v}",
+                "sxtb16 {v}, {v}, ror #8",
+                "smlad {a0}, {e}, {xe}, {a0}",
+                "smlad {a0}, {o}, {v}, {a0}",
+                "ldrd {e}, {o}, [{wp}], #8",
+                "smlad {a1}, {e}, {xe}, {a1}",
+                "smlad {a1}, {o}, {v}, {a1}",
+                "ldrd {e}, {o}, [{wp}], #8",
+                "smlad {a2}, {e}, {xe}, {a2}",
+                "smlad {a2}, {o}, {v}, {a2}",
+                "ldrd {e}, {o}, [{wp}], #8",
+                "smlad {a3}, {e}, {xe}, {a3}",
+                "smlad {a3}, {o}, {v}, {a3}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                // Requantize: h = SMMULR(2 acc, m); (h + (h < 0 ? -1 : 0) + round) >> short;
+                // plus the offset, saturated to int8.
+                "ldr {v}, [{jp}, #64]",
+                "ldr {e}, [{jp}, #16]",
+                "lsl {a0}, {a0}, #1",
+                "smmulr {a0}, {a0}, {e}",
+                "ldr {o}, [{jp}, #32]",
+                "add {o}, {o}, {a0}",
+                "add {a0}, {o}, {a0}, asr #31",
+                "ldr {e}, [{jp}, #48]",
+                "asr {a0}, {a0}, {e}",
+                "add {a0}, {a0}, {v}",
+                "ssat {a0}, #8, {a0}",
+                "ldr {e}, [{jp}, #20]",
+                "lsl {a1}, {a1}, #1",
+                "smmulr {a1}, {a1}, {e}",
+                "ldr {o}, [{jp}, #36]",
+                "add {o}, {o}, {a1}",
+                "add {a1}, {o}, {a1}, asr #31",
+                "ldr {e}, [{jp}, #52]",
+                "asr {a1}, {a1}, {e}",
+                "add {a1}, {a1}, {v}",
+                "ssat {a1}, #8, {a1}",
+                "ldr {e}, [{jp}, #24]",
+                "lsl {a2}, {a2}, #1",
+                "smmulr {a2}, {a2}, {e}",
+                "ldr {o}, [{jp}, #40]",
+                "add {o}, {o}, {a2}",
+                "add {a2}, {o}, {a2}, asr #31",
+                "ldr {e}, [{jp}, #56]",
+                "asr {a2}, {a2}, {e}",
+                "add {a2}, {a2}, {v}",
+                "ssat {a2}, #8, {a2}",
+                "ldr {e}, [{jp}, #28]",
+                "lsl {a3}, {a3}, #1",
+                "smmulr {a3}, {a3}, {e}",
+                "ldr {o}, [{jp}, #44]",
+                "add {o}, {o}, {a3}",
+                "add {a3}, {o}, {a3}, asr #31",
+                "ldr {e}, [{jp}, #60]",
+                "asr {a3}, {a3}, {e}",
+                "add {a3}, {a3}, {v}",
+                "ssat {a3}, #8, {a3}",
+                "ldr {e}, [{jp}, #80]",
+                "strb {a0}, [{e}]",
+                "strb {a1}, [{e}, #1]",
+                "strb {a2}, [{e}, #2]",
+                "strb {a3}, [{e}, #3]",
+                "ldr {o}, [{jp}, #76]",
+                "add {e}, {e}, {o}",
+                "str {e}, [{jp}, #80]",
+                "ldr {e}, [{jp}, #84]",
+                "subs {e}, {e}, #1",
+                "str {e}, [{jp}, #84]",
+                "bne 1b",
+                jp = in(reg) &mut job as *mut PointwiseJob,
+                xp = inout(reg) x.as_ptr() => _,
+                wp = out(reg) _,
+                n = out(reg) _,
+                v = out(reg) _,
+                xe = out(reg) _,
+                e = out(reg) _,
+                o = out(reg) _,
+                a0 = out(reg) _,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+                a3 = out(reg) _,
+                options(nostack),
+            );
+        }
+        Some(())
+    }
+    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    {
+        for p in 0..pixels {
+            let px = x.get(p * k..(p + 1) * k)?;
+            let acc = dot4_stationary(px, w, q.bias);
+            let o = out.get_mut(p * out_step..p * out_step + 4)?;
+            for (j, (o, a)) in o.iter_mut().zip(acc).enumerate() {
+                let h = smmulr(a << 1, q.multiplier[j]);
+                let v = (h + (h >> 31) + q.round[j]) >> q.short[j];
+                *o = (v + q.offset).clamp(-128, 127) as i8 as u8;
+            }
+        }
+        Some(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
