@@ -236,7 +236,12 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 )
             }
             OpKind::AveragePool2d(g) => kernels::pool::pool(&g, op, true, input, output),
-            OpKind::MaxPool2d(g) => kernels::pool::pool(&g, op, false, input, output),
+            OpKind::MaxPool2d(g) => {
+                if dsp && kernels::dsp::pool::max_pool(&g, op, input, output)? {
+                    return Ok(());
+                }
+                kernels::pool::pool(&g, op, false, input, output)
+            }
             OpKind::Reshape => {
                 output.copy_from_slice(input);
                 Ok(())

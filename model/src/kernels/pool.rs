@@ -5,7 +5,13 @@ use crate::graph::{Op, PoolGeom};
 
 /// The window of output position `o` clipped to the input: (first input index, count).
 #[inline]
-fn window(o: usize, stride: usize, pad: usize, filter: usize, size: usize) -> (usize, usize) {
+pub(crate) fn window(
+    o: usize,
+    stride: usize,
+    pad: usize,
+    filter: usize,
+    size: usize,
+) -> (usize, usize) {
     // origin = o * stride - pad may be negative; work with the unsigned pieces.
     let at = o.saturating_mul(stride);
     let start = at.saturating_sub(pad).min(size);

@@ -25,6 +25,7 @@
 //! FULLY_CONNECTED), 2.5 KiB (`MAX_STRIP` and `MAX_TAPS`, depthwise); arena: 4 more bytes per
 //! output channel (the folded bias in each channel record).
 
+pub mod pool;
 mod requant;
 mod simd;
 #[cfg(test)]

@@ -426,6 +426,30 @@ pub fn pointwise_short(
     }
 }
 
+/// The signed maximum of each of the four int8 lanes of `a` and `b` (SSUB8 sets a GE flag
+/// per lane where `a >= b`, SEL takes those lanes from `a`): one asm block, so nothing runs
+/// between the two that could change the flags.
+#[inline(always)]
+pub fn max_s8x4(a: u32, b: u32) -> u32 {
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    {
+        let r: u32;
+        // SAFETY: register-to-register instructions; they write the GE flags, which nothing
+        // else reads (so `preserves_flags` is not claimed).
+        #[allow(unsafe_code)]
+        unsafe {
+            core::arch::asm!("ssub8 {r}, {a}, {b}", "sel {r}, {a}, {b}", r = out(reg) r,
+                a = in(reg) a, b = in(reg) b, options(nomem, nostack));
+        }
+        r
+    }
+    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    {
+        let (a, b) = (a.to_le_bytes(), b.to_le_bytes());
+        u32::from_le_bytes(core::array::from_fn(|i| (a[i] as i8).max(b[i] as i8) as u8))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,6 +475,9 @@ mod tests {
         assert_eq!(smmulr(-(1 << 30), 1), 0);
         assert_eq!(smmulr(-(1 << 30), 3), -1);
         assert_eq!(smmul(-1, 1), -1);
+        let (a, b) = (u32::from_le_bytes([0x80, 0x7f, 0xff, 0x00]), 0x0180_0100);
+        // Lanes -128/0, 127/1, -1/-128, 0/1.
+        assert_eq!(max_s8x4(a, b).to_le_bytes(), [0x00, 0x7f, 0xff, 0x01]);
         assert_eq!(smmul(i32::MAX, i32::MAX), (1 << 30) - 1);
     }
 }

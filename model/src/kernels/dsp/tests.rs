@@ -2,7 +2,7 @@
 //! counts, tails, padding, strides, dilation, every path and fallback): identical bytes.
 
 use super::*;
-use crate::graph::OpKind;
+use crate::graph::{OpKind, PoolGeom};
 use crate::kernels::{bias_at, conv, fully_connected as portable_fc};
 use crate::ops::{MAX_INPUTS, NO_TENSOR};
 use std::vec;
@@ -225,4 +225,45 @@ fn fully_connected_matches_the_portable_kernel_on_random_layers() {
             assert!(depth > MAX_ROW || units < 4);
         }
     }
+}
+
+#[test]
+fn max_pool_matches_the_portable_kernel_on_random_layers() {
+    let mut rng = Rng(0x5eed_0003);
+    let mut taken = 0;
+    for _ in 0..400 {
+        let (f_h, f_w) = (1 + rng.below(3), 1 + rng.below(3));
+        let (stride_h, stride_w) = (1 + rng.below(2), 1 + rng.below(2));
+        let (in_h, in_w) = (f_h + rng.below(6), f_w + rng.below(6));
+        let channels = [4, 8, 12, 16, 6][rng.below(5)];
+        let same = rng.below(2) == 0;
+        let out = |n: usize, f: usize, s: usize| if same { n.div_ceil(s) } else { (n - f) / s + 1 };
+        let (out_h, out_w) = (out(in_h, f_h, stride_h), out(in_w, f_w, stride_w));
+        let pad = |n: usize, f: usize, s: usize, o: usize| ((o - 1) * s + f).saturating_sub(n) / 2;
+        let g = PoolGeom {
+            in_h,
+            in_w,
+            channels,
+            out_h,
+            out_w,
+            f_h,
+            f_w,
+            stride_h,
+            stride_w,
+            pad_h: pad(in_h, f_h, stride_h, out_h),
+            pad_w: pad(in_w, f_w, stride_w, out_w),
+        };
+        let op = op(OpKind::MaxPool2d(g), 0, &mut rng);
+        let input = rng.bytes(in_h * in_w * channels);
+        let n = out_h * out_w * channels;
+        let (mut want, mut got) = (vec![0u8; n], vec![0u8; n]);
+        crate::kernels::pool::pool(&g, &op, false, &input, &mut want).unwrap();
+        if pool::max_pool(&g, &op, &input, &mut got).unwrap() {
+            assert_eq!(got, want, "{g:?}");
+            taken += 1;
+        } else {
+            assert!(channels % 4 != 0 || op.act_min > -128 || op.act_max < 127);
+        }
+    }
+    assert!(taken > 100, "the DSP path ran {taken} times");
 }
