@@ -1,7 +1,9 @@
 //! CONV_2D with short patches (up to `MAX_TILED_PATCH` values, a first layer's or a narrow
 //! layer's): a tile of pixels' patches gathered once, then for every four output channels
 //! their weights widened once and the four dot products of each patch taken by the same
-//! inner loop as the 1x1 path (`block_stationary`).
+//! inner loop as the 1x1 path (`block_stationary`). A small input (a first layer's image)
+//! is first copied whole with the zero point around it, so patches come out of it by plain
+//! row copies, no border tests.
 
 use super::requant::Quad;
 use super::{Channel, block_stationary, gather, record, rows4, widen_rows, zero_point};
@@ -11,8 +13,63 @@ use crate::graph::{ConvGeom, Op};
 /// Longest patch (filter height x width x input channels) taken here.
 pub const MAX_TILED_PATCH: usize = 144;
 /// Bytes of gathered patches per tile: `TILE_BYTES / k` pixels at a time. Stack scratch:
-/// these and the widened weights of four channels (`8 * MAX_TILED_PATCH` bytes), 2.3 KiB.
+/// these, the widened weights of four channels (`8 * MAX_TILED_PATCH` bytes) and a padded
+/// input (`PADDED_BYTES`), 2.8 KiB.
 const TILE_BYTES: usize = 1152;
+/// Largest zero-point-padded input copied whole (more stack scratch: 0.5 KiB).
+const PADDED_BYTES: usize = 512;
+
+/// The input with the zero point around it, as far as the filter reaches, in `buf`:
+/// returns its width, or `None` when it does not fit.
+fn pad_input(g: &ConvGeom, zp: u8, input: &[u8], buf: &mut [u8]) -> Result<Option<usize>, Error> {
+    let c = g.in_c;
+    let reach = |o: usize, s: usize, k: usize, d: usize| (o - 1) * s + (k - 1) * d + 1;
+    let ph = reach(g.out_h, g.stride_h, g.k_h, g.dilation_h);
+    let pw = reach(g.out_w, g.stride_w, g.k_w, g.dilation_w);
+    let Some(buf) = buf.get_mut(..ph * pw * c) else {
+        return Ok(None);
+    };
+    buf.fill(zp);
+    // The input's columns that land inside: x in pad_w..pad_w + in_w, clipped to pw.
+    let (x0, x1) = (g.pad_w.min(pw), (g.pad_w + g.in_w).min(pw));
+    for (y, row) in buf.chunks_exact_mut(pw * c).enumerate() {
+        let Some(iy) = y.checked_sub(g.pad_h).filter(|&iy| iy < g.in_h) else {
+            continue;
+        };
+        let at = iy * g.in_w * c;
+        let src = input
+            .get(at..at + (x1 - x0) * c)
+            .ok_or(Error::OutOfBounds)?;
+        row.get_mut(x0 * c..x1 * c)
+            .ok_or(Error::OutOfBounds)?
+            .copy_from_slice(src);
+    }
+    Ok(Some(pw))
+}
+
+/// Pixel (oy, ox)'s patch out of the padded input (`pw` pixels wide).
+fn gather_padded(
+    g: &ConvGeom,
+    padded: &[u8],
+    pw: usize,
+    (oy, ox): (usize, usize),
+    patch: &mut [u8],
+) -> Result<(), Error> {
+    let c = g.in_c;
+    let run = g.k_w * c;
+    for (ky, dst) in patch.chunks_exact_mut(run).take(g.k_h).enumerate() {
+        let at = ((oy * g.stride_h + ky * g.dilation_h) * pw + ox * g.stride_w) * c;
+        if g.dilation_w == 1 {
+            dst.copy_from_slice(padded.get(at..at + run).ok_or(Error::OutOfBounds)?);
+            continue;
+        }
+        for (kx, d) in dst.chunks_exact_mut(c).enumerate() {
+            let at = at + kx * g.dilation_w * c;
+            d.copy_from_slice(padded.get(at..at + c).ok_or(Error::OutOfBounds)?);
+        }
+    }
+    Ok(())
+}
 
 /// CONV_2D over tiles of gathered patches. Returns `false` (nothing written) for a layer
 /// this path does not take: the caller tries the next.
@@ -36,6 +93,9 @@ pub fn conv2d_tiled(
     let oc_n = g.out_c;
     let pixels = g.out_h * g.out_w;
     let tile = TILE_BYTES / k;
+    let mut buf = [0u8; PADDED_BYTES];
+    let pw = pad_input(g, zp, input, &mut buf)?;
+    let padded: &[u8] = &buf;
     let mut patches = [0u8; TILE_BYTES];
     let mut wbuf = [0u32; 2 * MAX_TILED_PATCH];
     let wbuf = wbuf.get_mut(..k / 4 * 8).ok_or(Error::OutOfBounds)?;
@@ -43,7 +103,11 @@ pub fn conv2d_tiled(
         let n = tile.min(pixels - first);
         for (j, patch) in patches.chunks_exact_mut(k).take(n).enumerate() {
             let px = first + j;
-            gather(g, px / g.out_w, px % g.out_w, zp, input, patch)?;
+            let (oy, ox) = (px / g.out_w, px % g.out_w);
+            match pw {
+                Some(pw) => gather_padded(g, padded, pw, (oy, ox), patch)?,
+                None => gather(g, oy, ox, zp, input, patch)?,
+            }
         }
         let patches = patches.get(..n * k).ok_or(Error::OutOfBounds)?;
         let out = output
