@@ -346,12 +346,24 @@ pub fn conv2d(
 }
 
 /// Four weight rows widened and interleaved: for each 4 values, `(w0,w2) (w1,w3)` of row 0,
-/// then of rows 1, 2 and 3 (eight words).
+/// then of rows 1, 2 and 3 (eight words); a last partial group as if zeros completed it.
 #[inline(always)]
 fn widen_rows(w: [&[u8]; 4], buf: &mut [u32]) {
     for (r, row) in w.iter().enumerate() {
-        for (g, x) in buf.chunks_exact_mut(8).zip(row.chunks_exact(4)) {
+        let full = row.chunks_exact(4);
+        let rest = full.remainder();
+        let mut groups = buf.chunks_exact_mut(8);
+        // `full` first: zip asks it first, so the group after the last full one is not
+        // taken and dropped.
+        for (x, g) in full.zip(&mut groups) {
             let x = word(x);
+            if let Some([e, o]) = g.get_mut(2 * r..2 * r + 2) {
+                (*e, *o) = (sxtb16(x), sxtb16_ror8(x));
+            }
+        }
+        // A last partial group is widened with zeros above (when `buf` has room for it).
+        if let (Some(g), false) = (groups.next(), rest.is_empty()) {
+            let x = word_lanes(rest, rest.len()).unwrap_or(0);
             if let Some([e, o]) = g.get_mut(2 * r..2 * r + 2) {
                 (*e, *o) = (sxtb16(x), sxtb16_ror8(x));
             }

@@ -6,13 +6,15 @@
 //! row copies, no border tests.
 
 use super::requant::Quad;
+use super::simd::pointwise_short;
 use super::{Channel, block_stationary, gather, record, rows4, widen_rows, zero_point};
 use crate::Error;
 use crate::graph::{ConvGeom, Op};
 
 /// Longest patch (filter height x width x input channels) taken here.
 pub const MAX_TILED_PATCH: usize = 144;
-/// Bytes of gathered patches per tile: `TILE_BYTES / k` pixels at a time. Stack scratch:
+/// Bytes of gathered patches per tile: `TILE_BYTES / k` pixels at a time (`k` rounded up
+/// to a multiple of four). Stack scratch:
 /// these, the widened weights of four channels (`8 * MAX_TILED_PATCH` bytes) and a padded
 /// input (`PADDED_BYTES`), 2.8 KiB.
 const TILE_BYTES: usize = 1152;
@@ -92,24 +94,28 @@ pub fn conv2d_tiled(
     }
     let oc_n = g.out_c;
     let pixels = g.out_h * g.out_w;
-    let tile = TILE_BYTES / k;
+    // Patches (and weight rows) are padded with zeros to whole groups of four, so every
+    // product is in the inner loop and a tile can be walked whole (`pointwise_short`).
+    let kp = k.next_multiple_of(4);
+    let tile = TILE_BYTES / kp;
     let mut buf = [0u8; PADDED_BYTES];
     let pw = pad_input(g, zp, input, &mut buf)?;
     let padded: &[u8] = &buf;
     let mut patches = [0u8; TILE_BYTES];
     let mut wbuf = [0u32; 2 * MAX_TILED_PATCH];
-    let wbuf = wbuf.get_mut(..k / 4 * 8).ok_or(Error::OutOfBounds)?;
+    let wbuf = wbuf.get_mut(..kp / 4 * 8).ok_or(Error::OutOfBounds)?;
     for first in (0..pixels).step_by(tile) {
         let n = tile.min(pixels - first);
-        for (j, patch) in patches.chunks_exact_mut(k).take(n).enumerate() {
+        for (j, patch) in patches.chunks_exact_mut(kp).take(n).enumerate() {
             let px = first + j;
             let (oy, ox) = (px / g.out_w, px % g.out_w);
+            let patch = patch.get_mut(..k).ok_or(Error::OutOfBounds)?;
             match pw {
                 Some(pw) => gather_padded(g, padded, pw, (oy, ox), patch)?,
                 None => gather(g, oy, ox, zp, input, patch)?,
             }
         }
-        let patches = patches.get(..n * k).ok_or(Error::OutOfBounds)?;
+        let patches = patches.get(..n * kp).ok_or(Error::OutOfBounds)?;
         let out = output
             .get_mut(first * oc_n..(first + n) * oc_n)
             .ok_or(Error::OutOfBounds)?;
@@ -117,20 +123,24 @@ pub fn conv2d_tiled(
             // Past the last channel the last one is computed again (written again, same value).
             let rows = rows4(oc, oc_n);
             let mut w: [&[u8]; 4] = [&[]; 4];
-            let mut tails: [&[u8]; 4] = [&[]; 4];
             let mut bias = [0i32; 4];
             let mut qs = [Channel::default(); 4];
             for (i, &r) in rows.iter().enumerate() {
                 w[i] = filter.get(r * k..(r + 1) * k).ok_or(Error::OutOfBounds)?;
-                tails[i] = w[i].get(k / 4 * 4..).ok_or(Error::OutOfBounds)?;
                 (qs[i], bias[i]) = record(params, r)?;
             }
             widen_rows(w, wbuf);
             let wbuf: &[u32] = wbuf;
             let quad = Quad::new(qs, op);
             let contiguous = rows[3] == oc + 3;
-            for (patch, o) in patches.chunks_exact(k).zip(out.chunks_exact_mut(oc_n)) {
-                let v = quad.apply(block_stationary(patch, wbuf, tails, bias), op);
+            let whole = quad.short_quad(bias, op).filter(|_| contiguous);
+            if let (Some(q), Some(o)) = (whole, out.get_mut(oc..)) {
+                if pointwise_short(patches, kp, wbuf, &q, o, oc_n, n).is_some() {
+                    continue;
+                }
+            }
+            for (patch, o) in patches.chunks_exact(kp).zip(out.chunks_exact_mut(oc_n)) {
+                let v = quad.apply(block_stationary(patch, wbuf, [&[]; 4], bias), op);
                 if contiguous {
                     o.get_mut(oc..oc + 4)
                         .ok_or(Error::OutOfBounds)?
