@@ -1,4 +1,5 @@
-//! The audit log: every operator action, who did it, on what, when.
+//! The audit log: every operator action, who did it, on what, when; and every failed sign-in
+//! or operator token, from which address.
 
 use crate::auth::Principal;
 use crate::db::AnyConnection;
@@ -34,6 +35,27 @@ pub fn record(
             audit_log::role.eq(who.role.as_str()),
             audit_log::action.eq(action),
             audit_log::target.eq(target),
+            audit_log::detail.eq(detail),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A failed sign-in or operator token (`action` says which) from `address`. The throttle
+/// bounds how many a window can write.
+pub fn record_failure(
+    conn: &mut AnyConnection,
+    action: &str,
+    address: &str,
+    detail: &str,
+) -> Result<(), ApiError> {
+    diesel::insert_into(audit_log::table)
+        .values((
+            audit_log::at_ms.eq(now_ms()),
+            audit_log::actor.eq("(unauthenticated)"),
+            audit_log::role.eq("none"),
+            audit_log::action.eq(action),
+            audit_log::target.eq(address),
             audit_log::detail.eq(detail),
         ))
         .execute(conn)?;

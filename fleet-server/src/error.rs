@@ -24,6 +24,15 @@ pub enum ApiError {
     Malformed(&'static str, String),
     #[error("{0} already exists")]
     Conflict(&'static str),
+    /// A body over its route's bound (the device API's largest message, the upload maximum).
+    #[error("{what} over {limit} bytes")]
+    TooLarge { what: &'static str, limit: u64 },
+    /// A client that stopped sending its body for longer than the read timeout.
+    #[error("no body bytes for {0} s")]
+    ReadTimeout(u64),
+    /// Too many failed sign-ins or tokens from this address, or from everyone (429).
+    #[error("too many failed sign-ins; retry after {retry_after_s} s")]
+    Throttled { retry_after_s: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -37,6 +46,9 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Invalid(code, _) | ApiError::Malformed(code, _) => code,
             ApiError::Conflict(_) => "conflict",
+            ApiError::TooLarge { .. } => "too_large",
+            ApiError::ReadTimeout(_) => "read_timeout",
+            ApiError::Throttled { .. } => "throttled",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -51,6 +63,9 @@ impl ResponseError for ApiError {
             ApiError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Malformed(..) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ReadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -68,8 +83,15 @@ impl ResponseError for ApiError {
                 "incident": incident,
             }));
         }
-        HttpResponse::build(self.status_code())
-            .json(serde_json::json!({ "error": self.code(), "message": self.to_string() }))
+        let mut answer = HttpResponse::build(self.status_code());
+        if let ApiError::Throttled { retry_after_s } = self {
+            answer.insert_header(("retry-after", retry_after_s.to_string()));
+        }
+        if matches!(self, ApiError::TooLarge { .. } | ApiError::ReadTimeout(_)) {
+            // The rest of the body is not read: the connection cannot carry another request.
+            answer.insert_header(("connection", "close"));
+        }
+        answer.json(serde_json::json!({ "error": self.code(), "message": self.to_string() }))
     }
 }
 

@@ -9,10 +9,15 @@
 //!   device can fetch only the artifact assigned to it.
 //! - Every report is stored once per (device, seq), so redelivery after a lost acknowledgement
 //!   counts once.
+//! - Nothing an unauthenticated client sends is read beyond a small bound: device bodies are
+//!   read after their credential is checked and up to `body::MAX_DEVICE_BODY`, uploads after
+//!   the operator's, JSON and form bodies within a few KiB; failed operator credentials are
+//!   throttled (`throttle`).
 
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod body;
 pub mod checkins;
 pub mod credentials;
 pub mod db;
@@ -24,5 +29,6 @@ pub mod rollout;
 pub mod schema;
 pub mod server;
 pub mod store;
+pub mod throttle;
 
 pub use api::{AppState, configure};

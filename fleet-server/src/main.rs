@@ -20,7 +20,8 @@ struct Cli {
 /// Settings shared by every command: flags, else environment, else the file, else defaults.
 #[derive(Debug, Args)]
 struct Common {
-    /// TOML file with any of: listen, data, database_url, root, poll_seconds, tick_ms, workers.
+    /// TOML file with any of: listen, data, database_url, root, poll_seconds, tick_ms, workers,
+    /// max_upload_bytes, read_timeout_s.
     #[arg(long, env = "FLEET_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
@@ -41,6 +42,12 @@ struct Common {
     /// HTTP worker threads [default: one per core].
     #[arg(long, env = "FLEET_WORKERS")]
     workers: Option<usize>,
+    /// The largest bundle an operator may upload, in bytes [default: 67108864, 64 MiB].
+    #[arg(long, env = "FLEET_MAX_UPLOAD_BYTES")]
+    max_upload_bytes: Option<u64>,
+    /// Seconds a client may take for its request head, or leave its body unsent [default: 10].
+    #[arg(long, env = "FLEET_READ_TIMEOUT_S")]
+    read_timeout_s: Option<u64>,
 }
 
 impl Common {
@@ -57,6 +64,8 @@ impl Common {
             poll_seconds: self.poll_seconds,
             tick_ms: self.tick_ms,
             workers: self.workers,
+            max_upload_bytes: self.max_upload_bytes,
+            read_timeout_s: self.read_timeout_s,
         }
         .or(file))
     }

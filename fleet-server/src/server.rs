@@ -30,6 +30,10 @@ pub struct Config {
     pub tick_ms: Option<u64>,
     /// HTTP worker threads (one per core by default).
     pub workers: Option<usize>,
+    /// The largest bundle an operator may upload, in bytes (64 MiB).
+    pub max_upload_bytes: Option<u64>,
+    /// Seconds a client may take to send its request head, or leave its body unsent (10).
+    pub read_timeout_s: Option<u64>,
 }
 
 impl Config {
@@ -49,7 +53,17 @@ impl Config {
             poll_seconds: self.poll_seconds.or(base.poll_seconds),
             tick_ms: self.tick_ms.or(base.tick_ms),
             workers: self.workers.or(base.workers),
+            max_upload_bytes: self.max_upload_bytes.or(base.max_upload_bytes),
+            read_timeout_s: self.read_timeout_s.or(base.read_timeout_s),
         }
+    }
+
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.max_upload_bytes.unwrap_or(64 * 1024 * 1024)
+    }
+
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_secs(self.read_timeout_s.unwrap_or(10).max(1))
     }
 
     pub fn listen(&self) -> String {
@@ -128,11 +142,20 @@ pub fn prepare(config: Config, root: TrustRoot) -> Result<Prepared> {
             checkins,
             credentials: Arc::default(),
             poll_s: config.poll_seconds.unwrap_or(60),
+            throttle: Arc::default(),
+            max_upload: config.max_upload_bytes(),
+            read_timeout: config.read_timeout(),
         },
         admin_token,
         config,
     })
 }
+
+/// The largest JSON body of the operator API (a rollout with its tags is well under it): JSON
+/// is parsed before the handler authenticates, so its bound is what anyone may make us hold.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+/// The largest form body (the dashboard's sign-in: one token).
+pub const MAX_FORM_BODY: usize = 4 * 1024;
 
 /// Binds the HTTP server; returns it (to run) and the address it listens on.
 pub fn bind(
@@ -140,13 +163,43 @@ pub fn bind(
     listen: &str,
     workers: Option<usize>,
 ) -> Result<(actix_web::dev::Server, std::net::SocketAddr)> {
+    let read_timeout = state.read_timeout;
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(actix_web::web::Data::new(state.clone()))
-            .app_data(actix_web::web::PayloadConfig::new(64 * 1024 * 1024))
+            // Bodies are read by the handlers after authentication (`body`); an extractor that
+            // buffers one gets no more than a device message.
+            .app_data(actix_web::web::PayloadConfig::new(
+                crate::body::MAX_DEVICE_BODY,
+            ))
             .app_data(
                 actix_web::web::JsonConfig::default()
-                    .error_handler(|e, _| crate::error::malformed("malformed_json", e)),
+                    .limit(MAX_JSON_BODY)
+                    .error_handler(|e, _| match e {
+                        actix_web::error::JsonPayloadError::OverflowKnownLength { .. }
+                        | actix_web::error::JsonPayloadError::Overflow { .. } => {
+                            crate::error::ApiError::TooLarge {
+                                what: "JSON body",
+                                limit: MAX_JSON_BODY as u64,
+                            }
+                            .into()
+                        }
+                        e => crate::error::malformed("malformed_json", e),
+                    }),
+            )
+            .app_data(
+                actix_web::web::FormConfig::default()
+                    .limit(MAX_FORM_BODY)
+                    .error_handler(|e, _| match e {
+                        actix_web::error::UrlencodedError::Overflow { .. } => {
+                            crate::error::ApiError::TooLarge {
+                                what: "form body",
+                                limit: MAX_FORM_BODY as u64,
+                            }
+                            .into()
+                        }
+                        e => crate::error::malformed("malformed_form", e),
+                    }),
             )
             .app_data(
                 actix_web::web::PathConfig::default()
@@ -158,6 +211,11 @@ pub fn bind(
             )
             .configure(configure)
     });
+    // A client gets `read_timeout` for its request head (actix's own timer) and as much
+    // between body pieces (`body`).
+    server = server
+        .client_request_timeout(read_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1));
     if let Some(w) = workers {
         server = server.workers(w);
     }

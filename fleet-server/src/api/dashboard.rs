@@ -68,10 +68,21 @@ struct Login {
     token: String,
 }
 
-async fn login(state: web::Data<AppState>, form: web::Form<Login>) -> HttpResponse {
+/// Signs in; failed sign-ins are throttled per address and overall (429 with `Retry-After`,
+/// before the token is looked at) and written to the audit log.
+async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<Login>,
+) -> HttpResponse {
     let token = form.into_inner().token;
     let state = state.into_inner();
+    if let Err(e) = super::operator::throttled(&state, &req) {
+        return actix_web::ResponseError::error_response(&e);
+    }
+    let s = state.clone();
     let opened = blocking(move || {
+        let state = s;
         let mut conn = state.pool.get()?;
         let who = auth::lookup(&mut conn, token.trim())?;
         let (id, _) = auth::open_session(&mut conn, &who)?;
@@ -94,7 +105,11 @@ async fn login(state: web::Data<AppState>, form: web::Form<Login>) -> HttpRespon
                 .cookie(cookie)
                 .finish()
         }
-        Err(_) => see_other("/login?failed"),
+        Err(ApiError::Unauthorized) => {
+            super::operator::failed(&state, &req, "auth.sign_in_failure", "unknown token").await;
+            see_other("/login?failed")
+        }
+        Err(e) => actix_web::ResponseError::error_response(&e),
     }
 }
 

@@ -1,5 +1,7 @@
 //! The device API: check-in, chunks (POST of a ChunkRequest, or GET with Range), reports.
-//! Bodies are `protocol` messages; answers are server frames, as on a serial link.
+//! Bodies are `protocol` messages; answers are server frames, as on a serial link. The
+//! credential (a header) is checked before a byte of the body is read, and the body is read up
+//! to the largest device message only.
 
 use super::{AppState, bearer, blocking};
 use crate::error::ApiError;
@@ -26,6 +28,32 @@ fn credential(req: &HttpRequest) -> Option<String> {
     bearer(req).map(str::to_owned)
 }
 
+/// The device of the request's credential, then its body (a device message, bounded).
+async fn authenticated_body(
+    state: &std::sync::Arc<AppState>,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(String, web::Bytes), ApiError> {
+    let credential = credential(req);
+    let s = state.clone();
+    let device = match blocking(move || authenticate(&s, credential.as_deref())).await {
+        Ok(d) => d,
+        Err(e) => {
+            let limit = Some(crate::body::DRAIN_REFUSED as u64);
+            return Err(crate::body::refuse(payload, limit, state.read_timeout, e).await);
+        }
+    };
+    let body = crate::body::read(
+        req,
+        payload,
+        "device message",
+        crate::body::MAX_DEVICE_BODY,
+        state.read_timeout,
+    )
+    .await?;
+    Ok((device, body))
+}
+
 fn frame(f: &ServerFrame<'_>, room: usize) -> Result<HttpResponse, ApiError> {
     let mut buf = vec![0u8; room];
     let n = f.encode(&mut buf)?;
@@ -38,13 +66,12 @@ fn frame(f: &ServerFrame<'_>, room: usize) -> Result<HttpResponse, ApiError> {
 pub async fn check_in(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let state = state.into_inner();
     let poll_s = state.poll_s;
-    let credential = credential(&req);
+    let (device, body) = authenticated_body(&state, &req, payload).await?;
     let answer = blocking(move || {
-        let device = authenticate(&state, credential.as_deref())?;
         let c: protocol::CheckIn = protocol::decode(&body)?;
         if c.device_id != device {
             return Err(ApiError::Forbidden);
@@ -80,14 +107,9 @@ pub async fn check_in(
 }
 
 /// The payload of an artifact this device may fetch.
-fn assigned_payload(
-    state: &AppState,
-    credential: Option<&str>,
-    release: i64,
-) -> Result<Vec<u8>, ApiError> {
-    let device = authenticate(state, credential)?;
+fn assigned_payload(state: &AppState, device: &str, release: i64) -> Result<Vec<u8>, ApiError> {
     let mut conn = state.pool.get()?;
-    match store::assignment(&mut conn, &device)? {
+    match store::assignment(&mut conn, device)? {
         Some(a) if a.id == release => Ok(std::fs::read(store::payload_path(
             &state.data,
             &a.payload_sha256,
@@ -99,14 +121,14 @@ fn assigned_payload(
 pub async fn chunk(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let state = state.into_inner();
     let metrics = state.metrics.clone();
-    let credential = credential(&req);
+    let (device, body) = authenticated_body(&state, &req, payload).await?;
     let (r, payload) = blocking(move || {
         let r: ChunkRequest = protocol::decode(&body)?;
-        let payload = assigned_payload(&state, credential.as_deref(), r.release as i64)?;
+        let payload = assigned_payload(&state, &device, r.release as i64)?;
         Ok((r, payload))
     })
     .await?;
@@ -138,7 +160,11 @@ pub async fn artifact_range(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let credential = credential(&req);
-    let payload = blocking(move || assigned_payload(&state, credential.as_deref(), id)).await?;
+    let payload = blocking(move || {
+        let device = authenticate(&state, credential.as_deref())?;
+        assigned_payload(&state, &device, id)
+    })
+    .await?;
     let Some(spec) = range.as_deref().and_then(|r| r.strip_prefix("bytes=")) else {
         return Ok(HttpResponse::Ok()
             .content_type("application/octet-stream")
@@ -173,12 +199,11 @@ pub async fn artifact_range(
 pub async fn report(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let state = state.into_inner();
-    let credential = credential(&req);
+    let (device, body) = authenticated_body(&state, &req, payload).await?;
     let seq = blocking(move || {
-        let device = authenticate(&state, credential.as_deref())?;
         let r: protocol::Report = protocol::decode(&body)?;
         if r.device_id != device {
             return Err(ApiError::Forbidden);

@@ -24,6 +24,12 @@ pub struct AppState {
     pub credentials: Arc<crate::credentials::Credentials>,
     /// How long an idle device waits before its next check-in.
     pub poll_s: u32,
+    /// Failed operator credentials, per address and overall.
+    pub throttle: Arc<crate::throttle::Throttle>,
+    /// The largest bundle an operator may upload, in bytes.
+    pub max_upload: u64,
+    /// How long a client may leave its body unsent before it is cut off.
+    pub read_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for AppState {
@@ -128,7 +134,7 @@ pub fn operator_credential(req: &HttpRequest) -> Option<Credential> {
 }
 
 /// Runs blocking database work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::error::ApiError> + Send + 'static,
 ) -> Result<T, crate::error::ApiError> {
     web::block(f)

@@ -13,17 +13,54 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use std::sync::Arc;
 
+/// Refuses an address (or everyone) locked out by failed sign-ins, before any token is read.
+pub(crate) fn throttled(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    match state.throttle.check(req.peer_addr().map(|a| a.ip())) {
+        Some(retry_after_s) => Err(ApiError::Throttled { retry_after_s }),
+        None => Ok(()),
+    }
+}
+
+/// Notes a failed sign-in or token: counted by the throttle, logged, and in the audit log.
+pub(crate) async fn failed(
+    state: &Arc<AppState>,
+    req: &HttpRequest,
+    action: &'static str,
+    detail: &'static str,
+) {
+    let ip = req.peer_addr().map(|a| a.ip());
+    state.throttle.fail(ip);
+    let address = ip.map(|a| a.to_string()).unwrap_or_default();
+    crate::log::warn(
+        action,
+        &[("address", address.clone()), ("detail", detail.into())],
+    );
+    let s = state.clone();
+    let written = blocking(move || {
+        crate::audit::record_failure(&mut *s.pool.get()?, action, &address, detail)
+    })
+    .await;
+    if let Err(e) = written {
+        crate::log::warn("audit_failed", &[("error", e.to_string())]);
+    }
+}
+
 /// The principal of a request (bearer token, or the dashboard's session), if its role is at
-/// least `need`.
+/// least `need`. Bearer tokens are throttled: see `throttle`.
 pub async fn authorize(
     state: &Arc<AppState>,
     req: &HttpRequest,
     need: Role,
 ) -> Result<Principal, ApiError> {
     let credential = super::operator_credential(req).ok_or(ApiError::Unauthorized)?;
+    let is_bearer = matches!(credential, super::Credential::Bearer(_));
+    if is_bearer {
+        throttled(state, req)?;
+    }
     let safe = req.method() == actix_web::http::Method::GET;
-    let state = state.clone();
+    let s = state.clone();
     let who = blocking(move || {
+        let state = s;
         let mut conn = state.pool.get()?;
         match credential {
             super::Credential::Bearer(token) => auth::lookup(&mut conn, &token),
@@ -38,7 +75,11 @@ pub async fn authorize(
             }
         }
     })
-    .await?;
+    .await;
+    if is_bearer && matches!(who, Err(ApiError::Unauthorized)) {
+        failed(state, req, "auth.token_failure", "unknown bearer token").await;
+    }
+    let who = who?;
     if who.role < need {
         return Err(ApiError::Forbidden);
     }
@@ -178,14 +219,50 @@ pub async fn reports(
     .await
 }
 
-/// Uploads a bundle: verified against the fleet's trust root before anything is stored.
+/// A file in DATA/uploads that is removed when dropped (an upload refused or stored).
+struct Upload(std::path::PathBuf);
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Uploads a bundle: the operator authenticated first, then the body streamed to a file
+/// (at most the configured maximum), verified against the fleet's trust root before anything
+/// is stored.
 pub async fn upload(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let state = state.into_inner();
-    let who = authorize(&state, &req, Role::Operator).await?;
+    let timeout = state.read_timeout;
+    let drain = Some(crate::body::DRAIN_REFUSED as u64);
+    let who = match authorize(&state, &req, Role::Operator).await {
+        Ok(who) => who,
+        Err(e) => return Err(crate::body::refuse(payload, drain, timeout, e).await),
+    };
+    let dir = state.data.join("uploads");
+    let (upload, file) = blocking(move || {
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{}.part", auth::new_token()?));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok((Upload(path), file))
+    })
+    .await?;
+    crate::body::to_file(
+        &req,
+        payload,
+        file,
+        "bundle",
+        state.max_upload,
+        state.read_timeout,
+    )
+    .await?;
     let data = state.data.clone();
     let root = state.root.clone();
     let stored = act(
@@ -194,6 +271,8 @@ pub async fn upload(
         "artifact.upload",
         String::new(),
         move |conn, _| {
+            let body = std::fs::read(&upload.0)?;
+            drop(upload);
             let verified = artifact::bundle::open(&body, &root)
                 .map_err(|e| ApiError::Invalid(e.code(), e.to_string()))?;
             // A release for a board no layout of this fleet describes cannot be meant for it.
