@@ -1,8 +1,10 @@
-//! Check-in throughput and latency: a real server (HTTP, the protocol's CBOR, SQLite or
-//! PostgreSQL) and N simulated devices, each with its own credential and check-in message,
-//! checking in from 64 concurrent connections for a fixed time, after one warm-up check-in
-//! each. Prints a table and writes
-//! target/bench/server.json: {"runs":[{"backend","devices","checkins_per_s","p50_ms","p99_ms"}]}.
+//! Check-in throughput and latency: a real server (the protocol's CBOR, SQLite or PostgreSQL)
+//! and N simulated devices, each with its own credential and check-in message, checking in
+//! from 64 concurrent connections for a fixed time, after one warm-up check-in each; over plain
+//! HTTP, then over HTTPS (TLS 1.3, rustls on ring, a certificate of a CA made for the run) to
+//! the same server and database, on kept-alive connections as gateways use them. Prints a
+//! table and writes target/bench/server.json: {"runs":[{"backend","devices","checkins_per_s",
+//! "p50_ms","p99_ms","tls_checkins_per_s","tls_p50_ms","tls_p99_ms"}]}.
 //!
 //! `cargo bench -p fleet-server --bench checkin [-- --seconds N]`; PostgreSQL runs when
 //! FLEET_TEST_DATABASE_URL is set (`cargo xtask bench-server` starts one).
@@ -20,6 +22,11 @@ const CONNECTIONS: usize = 64;
 struct Run {
     backend: &'static str,
     devices: usize,
+    plain: Measured,
+    tls: Measured,
+}
+
+struct Measured {
     checkins_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -77,33 +84,76 @@ fn enrol(pool: &fleet_server::db::DbPool, n: usize) -> Vec<(String, Vec<u8>)> {
 
 fn run(backend: &'static str, url: String, devices: usize, seconds: u64) -> Run {
     let dir = tempfile::tempdir().unwrap();
+    let ca = testkit::tls::Ca::new(dir.path(), "bench");
+    let cert = ca.server("server", testkit::tls::LOOPBACK);
     let config = Config {
         data: Some(dir.path().to_owned()),
         database_url: Some(url),
         workers: Some(2),
         ..Config::default()
     };
+    let tls = fleet_server::tls::server_config(&cert.cert, &cert.key, None).unwrap();
     let prepared = server::prepare(config, testkit::keys::trust_root()).unwrap();
     let fleet = Arc::new(enrol(&prepared.state.pool, devices));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            let (running, addr) = server::bind(prepared.state, "127.0.0.1:0", Some(2)).unwrap();
-            tx.send(addr).unwrap();
-            running.await.unwrap();
+            // One state, one database: a plain and a TLS listener.
+            let state = prepared.state;
+            let (plain, plain_addr) =
+                server::bind(state.clone(), "127.0.0.1:0", Some(2), None).unwrap();
+            let (tls, tls_addr) = server::bind(state, "127.0.0.1:0", Some(2), Some(tls)).unwrap();
+            tx.send((plain_addr, tls_addr)).unwrap();
+            let (a, b) = futures_util::future::join(plain, tls).await;
+            a.unwrap();
+            b.unwrap();
         })
     });
-    let base = format!("http://{}/api/device/checkin", rx.recv().unwrap());
+    let (plain_addr, tls_addr) = rx.recv().unwrap();
+    let plain_client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()
+        .unwrap();
+    let pem = std::fs::read(&ca.pem).unwrap();
+    let tls_client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS)
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let plain = measure(
+        plain_client,
+        format!("http://{plain_addr}/api/device/checkin"),
+        fleet.clone(),
+        seconds,
+    );
+    let tls = measure(
+        tls_client,
+        format!("https://{tls_addr}/api/device/checkin"),
+        fleet,
+        seconds,
+    );
+    Run {
+        backend,
+        devices,
+        plain,
+        tls,
+    }
+}
+
+fn measure(
+    client: reqwest::Client,
+    base: String,
+    fleet: Arc<Vec<(String, Vec<u8>)>>,
+    seconds: u64,
+) -> Measured {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONNECTIONS)
-        .build()
-        .unwrap();
     let (count, mut latencies, elapsed) = rt.block_on(async move {
-        // Steady state: every device has checked in once (its credential is known).
+        // Steady state: every device has checked in once (its credential is known), and the
+        // connections are open.
         for chunk in fleet.chunks(CONNECTIONS) {
             let sends: Vec<_> = chunk
                 .iter()
@@ -155,9 +205,7 @@ fn run(backend: &'static str, url: String, devices: usize, seconds: u64) -> Run 
     });
     latencies.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    Run {
-        backend,
-        devices,
+    Measured {
         checkins_per_s: count as f64 / elapsed.as_secs_f64(),
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
@@ -183,24 +231,43 @@ fn main() {
         }
     }
     println!(
-        "{:<10} {:>8} {:>14} {:>8} {:>8}",
-        "backend", "devices", "check-ins/s", "p50 ms", "p99 ms"
+        "{:<10} {:>8} {:>14} {:>8} {:>8} {:>14} {:>8} {:>8}",
+        "backend",
+        "devices",
+        "check-ins/s",
+        "p50 ms",
+        "p99 ms",
+        "TLS check-ins/s",
+        "p50 ms",
+        "p99 ms"
     );
     for r in &runs {
         println!(
-            "{:<10} {:>8} {:>14.0} {:>8.2} {:>8.2}",
-            r.backend, r.devices, r.checkins_per_s, r.p50_ms, r.p99_ms
+            "{:<10} {:>8} {:>14.0} {:>8.2} {:>8.2} {:>15.0} {:>8.2} {:>8.2}",
+            r.backend,
+            r.devices,
+            r.plain.checkins_per_s,
+            r.plain.p50_ms,
+            r.plain.p99_ms,
+            r.tls.checkins_per_s,
+            r.tls.p50_ms,
+            r.tls.p99_ms
         );
     }
+    let ms = |v: f64| (v * 1000.0).round() / 1000.0;
+    let per_s = |v: f64| (v * 10.0).round() / 10.0;
     let json = serde_json::json!({
         "connections": CONNECTIONS,
         "seconds": seconds,
         "runs": runs.iter().map(|r| serde_json::json!({
             "backend": r.backend,
             "devices": r.devices,
-            "checkins_per_s": (r.checkins_per_s * 10.0).round() / 10.0,
-            "p50_ms": (r.p50_ms * 1000.0).round() / 1000.0,
-            "p99_ms": (r.p99_ms * 1000.0).round() / 1000.0,
+            "checkins_per_s": per_s(r.plain.checkins_per_s),
+            "p50_ms": ms(r.plain.p50_ms),
+            "p99_ms": ms(r.plain.p99_ms),
+            "tls_checkins_per_s": per_s(r.tls.checkins_per_s),
+            "tls_p50_ms": ms(r.tls.p50_ms),
+            "tls_p99_ms": ms(r.tls.p99_ms),
         })).collect::<Vec<_>>(),
     });
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");

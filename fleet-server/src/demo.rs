@@ -80,16 +80,17 @@ fn say(v: &serde_json::Value) {
     }
 }
 
-/// The scenario, against the server at `base`.
+/// The scenario, against the server at `base` (HTTPS trusting the certificates of `ca`).
 pub fn run(
     base: &str,
+    ca: Option<&std::path::Path>,
     token: &str,
     key: &SigningKey,
     root: TrustRoot,
     devices: usize,
 ) -> Result<()> {
-    let op = Operator::new(base, token);
-    let fleet = Fleet::new(base, root)?;
+    let op = Operator::with_ca(base, token, ca)?;
+    let fleet = Fleet::with_ca(base, root, ca)?;
     fleet_sim::enroll_and_start(&fleet, &op, "node", devices, 4, Faults::default())?;
     println!("{devices} simulated devices enrolled and running");
     let keys = std::slice::from_ref(key);

@@ -33,6 +33,10 @@ pub enum ApiError {
     /// Too many failed sign-ins or tokens from this address, or from everyone (429).
     #[error("too many failed sign-ins; retry after {retry_after_s} s")]
     Throttled { retry_after_s: u64 },
+    /// A gateway's client certificate where it may not speak, or a device bound to a gateway
+    /// without it (403): a stable code and a sentence.
+    #[error("{1}")]
+    Gateway(&'static str, String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -49,6 +53,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "too_large",
             ApiError::ReadTimeout(_) => "read_timeout",
             ApiError::Throttled { .. } => "throttled",
+            ApiError::Gateway(code, _) => code,
             ApiError::Internal(_) => "internal",
         }
     }
@@ -58,7 +63,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden | ApiError::Csrf => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::Csrf | ApiError::Gateway(..) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Malformed(..) => StatusCode::BAD_REQUEST,

@@ -30,5 +30,6 @@ pub mod schema;
 pub mod server;
 pub mod store;
 pub mod throttle;
+pub mod tls;
 
 pub use api::{AppState, configure};

@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Debug, Args)]
 struct Common {
     /// TOML file with any of: listen, data, database_url, root, poll_seconds, tick_ms, workers,
-    /// max_upload_bytes, read_timeout_s.
+    /// max_upload_bytes, read_timeout_s, tls_cert, tls_key, tls_client_ca.
     #[arg(long, env = "FLEET_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
@@ -48,6 +48,15 @@ struct Common {
     /// Seconds a client may take for its request head, or leave its body unsent [default: 10].
     #[arg(long, env = "FLEET_READ_TIMEOUT_S")]
     read_timeout_s: Option<u64>,
+    /// The server's certificate chain (PEM): serve HTTPS [default: plain HTTP].
+    #[arg(long, env = "FLEET_TLS_CERT", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "FLEET_TLS_KEY", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) of gateways' client certificates: verified when presented.
+    #[arg(long, env = "FLEET_TLS_CLIENT_CA", value_name = "PEM")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 impl Common {
@@ -66,6 +75,9 @@ impl Common {
             workers: self.workers,
             max_upload_bytes: self.max_upload_bytes,
             read_timeout_s: self.read_timeout_s,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            tls_client_ca: self.tls_client_ca,
         }
         .or(file))
     }
@@ -142,8 +154,11 @@ fn serve(p: server::Prepared, demo: Option<Demo>) -> Result<()> {
     let data = p.config.data();
     let listen = p.config.listen();
     actix_web::rt::System::new().block_on(async move {
-        let (running, addr) = server::bind(p.state, &listen, p.config.workers)?;
-        let base = format!("http://{addr}");
+        let scheme = if p.tls.is_some() { "https" } else { "http" };
+        // The demo's devices trust the certificates the server presents.
+        let demo_ca = p.config.tls_cert.clone().filter(|_| p.tls.is_some());
+        let (running, addr) = server::bind(p.state, &listen, p.config.workers, p.tls)?;
+        let base = format!("{scheme}://{addr}");
         println!(
             "fleet-server listening on {base}: dashboard {base}/ (sign in with the operator token), API {base}/api/openapi.json, metrics {base}/metrics; data in {}, operator token in {}",
             data.display(),
@@ -152,7 +167,8 @@ fn serve(p: server::Prepared, demo: Option<Demo>) -> Result<()> {
         if let Some((key, root, devices)) = demo {
             let token = p.admin_token.clone();
             std::thread::spawn(move || {
-                if let Err(e) = fleet_server::demo::run(&base, &token, &key, root, devices) {
+                let ca = demo_ca.as_deref();
+                if let Err(e) = fleet_server::demo::run(&base, ca, &token, &key, root, devices) {
                     eprintln!("demo: {e:#}");
                 }
             });

@@ -1,5 +1,5 @@
 //! Starting the server: configuration (flags, environment, file), the database, the operator
-//! token, the rollout engine and the HTTP server.
+//! token, the rollout engine and the HTTP(S) server.
 
 use crate::api::{AppState, configure};
 use crate::metrics::Metrics;
@@ -34,6 +34,13 @@ pub struct Config {
     pub max_upload_bytes: Option<u64>,
     /// Seconds a client may take to send its request head, or leave its body unsent (10).
     pub read_timeout_s: Option<u64>,
+    /// The server's certificate chain (PEM): serve HTTPS instead of plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that gateways' client certificates must chain to; a client
+    /// certificate is then optional, and verified when presented.
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Config {
@@ -55,6 +62,31 @@ impl Config {
             workers: self.workers.or(base.workers),
             max_upload_bytes: self.max_upload_bytes.or(base.max_upload_bytes),
             read_timeout_s: self.read_timeout_s.or(base.read_timeout_s),
+            tls_cert: self.tls_cert.or(base.tls_cert),
+            tls_key: self.tls_key.or(base.tls_key),
+            tls_client_ca: self.tls_client_ca.or(base.tls_client_ca),
+        }
+    }
+
+    /// The TLS configuration, when a certificate is configured; an incomplete one (a
+    /// certificate without its key, a client CA without a certificate) is an error.
+    pub fn tls(&self) -> Result<Option<Arc<rustls::ServerConfig>>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(crate::tls::server_config(
+                cert,
+                key,
+                self.tls_client_ca.as_deref(),
+            )?)),
+            (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key (FLEET_TLS_KEY, tls_key)"),
+            (None, Some(_)) => {
+                anyhow::bail!("--tls-key needs --tls-cert (FLEET_TLS_CERT, tls_cert)")
+            }
+            (None, None) if self.tls_client_ca.is_some() => {
+                anyhow::bail!(
+                    "--tls-client-ca needs --tls-cert and --tls-key: client certificates come with TLS"
+                )
+            }
+            (None, None) => Ok(None),
         }
     }
 
@@ -109,11 +141,15 @@ pub struct Prepared {
     pub state: AppState,
     pub admin_token: String,
     pub config: Config,
+    /// The listener's TLS, when configured (`None`: plain HTTP).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Opens the data directory and the database (migrating it), installs the admin token and
 /// starts the rollout engine.
 pub fn prepare(config: Config, root: TrustRoot) -> Result<Prepared> {
+    // Certificate files are checked before anything is created or migrated.
+    let tls = config.tls()?;
     let data = config.data();
     std::fs::create_dir_all(&data).with_context(|| data.display().to_string())?;
     let pool = db::open(&config.database_url())?;
@@ -148,6 +184,7 @@ pub fn prepare(config: Config, root: TrustRoot) -> Result<Prepared> {
         },
         admin_token,
         config,
+        tls,
     })
 }
 
@@ -157,60 +194,89 @@ pub const MAX_JSON_BODY: usize = 64 * 1024;
 /// The largest form body (the dashboard's sign-in: one token).
 pub const MAX_FORM_BODY: usize = 4 * 1024;
 
-/// Binds the HTTP server; returns it (to run) and the address it listens on.
+/// The application: every route over `state`, with the body bounds and error shapes.
+pub fn app(
+    state: AppState,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    actix_web::App::new()
+        .wrap(actix_web::middleware::from_fn(
+            crate::api::gateway_device_api_only,
+        ))
+        .app_data(actix_web::web::Data::new(state))
+        // Bodies are read by the handlers after authentication (`body`); an extractor that
+        // buffers one gets no more than a device message.
+        .app_data(actix_web::web::PayloadConfig::new(
+            crate::body::MAX_DEVICE_BODY,
+        ))
+        .app_data(
+            actix_web::web::JsonConfig::default()
+                .limit(MAX_JSON_BODY)
+                .error_handler(|e, _| match e {
+                    actix_web::error::JsonPayloadError::OverflowKnownLength { .. }
+                    | actix_web::error::JsonPayloadError::Overflow { .. } => {
+                        crate::error::ApiError::TooLarge {
+                            what: "JSON body",
+                            limit: MAX_JSON_BODY as u64,
+                        }
+                        .into()
+                    }
+                    e => crate::error::malformed("malformed_json", e),
+                }),
+        )
+        .app_data(
+            actix_web::web::FormConfig::default()
+                .limit(MAX_FORM_BODY)
+                .error_handler(|e, _| match e {
+                    actix_web::error::UrlencodedError::Overflow { .. } => {
+                        crate::error::ApiError::TooLarge {
+                            what: "form body",
+                            limit: MAX_FORM_BODY as u64,
+                        }
+                        .into()
+                    }
+                    e => crate::error::malformed("malformed_form", e),
+                }),
+        )
+        .app_data(
+            actix_web::web::PathConfig::default()
+                .error_handler(|e, _| crate::error::malformed("malformed_path", e)),
+        )
+        .app_data(
+            actix_web::web::QueryConfig::default()
+                .error_handler(|e, _| crate::error::malformed("malformed_query", e)),
+        )
+        .configure(configure)
+}
+
+/// Binds the server, HTTPS when `tls` is given, else plain HTTP; returns it (to run) and the
+/// address it listens on.
 pub fn bind(
     state: AppState,
     listen: &str,
     workers: Option<usize>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<(actix_web::dev::Server, std::net::SocketAddr)> {
     let read_timeout = state.read_timeout;
-    let mut server = actix_web::HttpServer::new(move || {
-        actix_web::App::new()
-            .app_data(actix_web::web::Data::new(state.clone()))
-            // Bodies are read by the handlers after authentication (`body`); an extractor that
-            // buffers one gets no more than a device message.
-            .app_data(actix_web::web::PayloadConfig::new(
-                crate::body::MAX_DEVICE_BODY,
-            ))
-            .app_data(
-                actix_web::web::JsonConfig::default()
-                    .limit(MAX_JSON_BODY)
-                    .error_handler(|e, _| match e {
-                        actix_web::error::JsonPayloadError::OverflowKnownLength { .. }
-                        | actix_web::error::JsonPayloadError::Overflow { .. } => {
-                            crate::error::ApiError::TooLarge {
-                                what: "JSON body",
-                                limit: MAX_JSON_BODY as u64,
-                            }
-                            .into()
-                        }
-                        e => crate::error::malformed("malformed_json", e),
-                    }),
-            )
-            .app_data(
-                actix_web::web::FormConfig::default()
-                    .limit(MAX_FORM_BODY)
-                    .error_handler(|e, _| match e {
-                        actix_web::error::UrlencodedError::Overflow { .. } => {
-                            crate::error::ApiError::TooLarge {
-                                what: "form body",
-                                limit: MAX_FORM_BODY as u64,
-                            }
-                            .into()
-                        }
-                        e => crate::error::malformed("malformed_form", e),
-                    }),
-            )
-            .app_data(
-                actix_web::web::PathConfig::default()
-                    .error_handler(|e, _| crate::error::malformed("malformed_path", e)),
-            )
-            .app_data(
-                actix_web::web::QueryConfig::default()
-                    .error_handler(|e, _| crate::error::malformed("malformed_query", e)),
-            )
-            .configure(configure)
-    });
+    if let Some(tls) = tls {
+        let lst = std::net::TcpListener::bind(listen).with_context(|| listen.to_owned())?;
+        let addr = lst.local_addr()?;
+        let mut builder = actix_server::Server::build();
+        if let Some(w) = workers {
+            builder = builder.workers(w);
+        }
+        let builder = crate::tls::listen(builder, lst, tls, state, read_timeout)
+            .with_context(|| listen.to_owned())?;
+        return Ok((builder.run(), addr));
+    }
+    let mut server = actix_web::HttpServer::new(move || app(state.clone()));
     // A client gets `read_timeout` for its request head (actix's own timer) and as much
     // between body pieces (`body`).
     server = server
@@ -233,7 +299,7 @@ pub fn read_root(path: &Path) -> Result<TrustRoot> {
 /// A server running on its own thread (tests, tools that embed one).
 #[derive(Debug, Clone)]
 pub struct Background {
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` when TLS is configured.
     pub base: String,
     pub admin_token: String,
 }
@@ -244,12 +310,17 @@ pub fn start_background(config: Config, root: TrustRoot) -> Result<Background> {
     let prepared = prepare(config, root)?;
     let admin_token = prepared.admin_token.clone();
     let workers = prepared.config.workers;
+    let scheme = if prepared.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("fleet-server".into())
         .spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                match bind(prepared.state, &listen, workers) {
+                match bind(prepared.state, &listen, workers, prepared.tls) {
                     Ok((running, addr)) => {
                         let _ = tx.send(Ok(addr));
                         let _ = running.await;
@@ -262,7 +333,7 @@ pub fn start_background(config: Config, root: TrustRoot) -> Result<Background> {
         })?;
     let addr = rx.recv().context("server thread")??;
     Ok(Background {
-        base: format!("http://{addr}"),
+        base: format!("{scheme}://{addr}"),
         admin_token,
     })
 }

@@ -122,6 +122,20 @@ pub fn device_by_hash(conn: &mut AnyConnection, hash: &str) -> QueryResult<Optio
         .optional()
 }
 
+/// Whether any device is bound to gateway `name` (tagged `gateway:NAME`): the gateways the
+/// server knows are those its devices name.
+pub fn gateway_enrolled(conn: &mut AnyConnection, name: &str) -> QueryResult<bool> {
+    let tag = format!("{}{name}", crate::credentials::GATEWAY_TAG);
+    // LIKE narrows (its wildcards in a name only widen it), the exact tag decides.
+    let tags: Vec<String> = devices::table
+        .filter(devices::tags.like(format!("%{tag}%")))
+        .select(devices::tags)
+        .load(conn)?;
+    Ok(tags
+        .iter()
+        .any(|t| t.split(',').any(|one| one.eq_ignore_ascii_case(&tag))))
+}
+
 pub fn list_devices(conn: &mut AnyConnection) -> QueryResult<Vec<Device>> {
     devices::table
         .order(devices::id)

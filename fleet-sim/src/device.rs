@@ -73,12 +73,21 @@ pub struct Fleet {
 impl Fleet {
     /// A fleet that talks to the server at `base` (`http://host:port`) and trusts `root`.
     pub fn new(base: &str, root: TrustRoot) -> anyhow::Result<Arc<Fleet>> {
+        Fleet::with_ca(base, root, None)
+    }
+
+    /// A fleet of an `https://` server whose certificate chains to `ca` (PEM; only it is
+    /// trusted then), or to the public roots when `ca` is `None`.
+    pub fn with_ca(
+        base: &str,
+        root: TrustRoot,
+        ca: Option<&std::path::Path>,
+    ) -> anyhow::Result<Arc<Fleet>> {
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5));
         Ok(Arc::new(Fleet {
             base: base.trim_end_matches('/').to_owned(),
             root,
-            client: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()?,
+            client: crate::tls::trust(client, ca)?.build()?,
             stop: AtomicBool::new(false),
             status: StdMutex::new(BTreeMap::new()),
             threads: StdMutex::new(Vec::new()),

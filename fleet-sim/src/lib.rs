@@ -9,6 +9,7 @@ pub mod device;
 pub mod fixtures;
 pub mod operator;
 pub mod release;
+pub mod tls;
 
 pub use device::{DeviceConfig, Faults, Fleet, Status};
 

@@ -15,6 +15,9 @@ use std::time::Duration;
 struct Cli {
     #[arg(long, env = "FLEET_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
+    /// CA certificates (PEM) of an https:// server, trusted instead of the public roots.
+    #[arg(long, env = "FLEET_CA_FILE", value_name = "PEM")]
+    ca_file: Option<std::path::PathBuf>,
     /// Operator token (to enrol the devices).
     #[arg(long, env = "FLEET_TOKEN")]
     token: String,
@@ -52,8 +55,9 @@ fn main() -> anyhow::Result<()> {
     let bytes = std::fs::read(&cli.root)?;
     let root = artifact::TrustRoot::from_self_signed(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", cli.root.display()))?;
-    let op = Operator::new(&cli.server, &cli.token);
-    let fleet = Fleet::new(&cli.server, root)?;
+    let ca = cli.ca_file.as_deref();
+    let op = Operator::with_ca(&cli.server, &cli.token, ca)?;
+    let fleet = Fleet::with_ca(&cli.server, root, ca)?;
     let board: &'static str = Box::leak(cli.board.into_boxed_str());
     let (slow_every, slowdown) = (cli.slow_every, cli.slowdown);
     fleet_sim::enroll_and_start_on(

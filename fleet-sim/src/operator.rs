@@ -19,6 +19,19 @@ impl Operator {
         }
     }
 
+    /// An operator of an `https://` server whose certificate chains to `ca` (PEM; only it is
+    /// trusted then), or to the public roots when `ca` is `None`.
+    pub fn with_ca(
+        base: &str,
+        token: &str,
+        ca: Option<&std::path::Path>,
+    ) -> anyhow::Result<Operator> {
+        Ok(Operator {
+            client: crate::tls::trust(reqwest::blocking::Client::builder(), ca)?.build()?,
+            ..Operator::new(base, token)
+        })
+    }
+
     fn check(resp: reqwest::blocking::Response) -> anyhow::Result<Value> {
         let status = resp.status();
         let text = resp.text()?;

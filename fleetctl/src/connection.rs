@@ -1,6 +1,6 @@
 //! Where the fleet server is and who we are to it: flags, else the environment (FLEET_SERVER,
-//! FLEET_TOKEN), else a profile of the config file. And the HTTP client that turns every
-//! failure into one clear line.
+//! FLEET_TOKEN, FLEET_CA_FILE), else a profile of the config file. And the HTTP(S) client that
+//! turns every failure into one clear line.
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
@@ -23,6 +23,9 @@ pub struct ConnectionArgs {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// CA certificates (PEM) of an https:// server, trusted instead of the public roots.
+    #[arg(long, global = true, env = "FLEET_CA_FILE", value_name = "PEM")]
+    ca_file: Option<PathBuf>,
     /// Profile of the config file to use (else its `default`).
     #[arg(long, global = true, env = "FLEET_PROFILE", value_name = "NAME")]
     profile: Option<String>,
@@ -45,6 +48,7 @@ struct ConfigFile {
 struct Profile {
     server: Option<String>,
     token: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 fn default_config_path() -> Option<PathBuf> {
@@ -84,14 +88,35 @@ impl ConnectionArgs {
             .clone()
             .or(profile.token)
             .ok_or_else(|| anyhow!("no token: give --token, FLEET_TOKEN or a profile"))?;
+        let mut http =
+            reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30));
+        if let Some(ca) = self.ca_file.clone().or(profile.ca_file) {
+            http = trust_only(http, &ca)?;
+        }
         Ok(Client {
             base: server.trim_end_matches('/').to_owned(),
             token,
-            http: reqwest::blocking::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()?,
+            http: http.build()?,
         })
     }
+}
+
+/// `builder` trusting only the certificates of the PEM file `ca` (a private CA).
+fn trust_only(
+    builder: reqwest::blocking::ClientBuilder,
+    ca: &std::path::Path,
+) -> Result<reqwest::blocking::ClientBuilder> {
+    let pem = std::fs::read(ca).with_context(|| format!("--ca-file {}", ca.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| anyhow!("--ca-file {}: {e}", ca.display()))?;
+    if certs.is_empty() {
+        bail!("--ca-file {}: no PEM certificate in it", ca.display());
+    }
+    Ok(certs
+        .into_iter()
+        .fold(builder.tls_built_in_root_certs(false), |b, c| {
+            b.add_root_certificate(c)
+        }))
 }
 
 #[derive(Debug)]
@@ -110,6 +135,12 @@ impl Client {
             while let Some(s) = source {
                 cause = s.to_string();
                 source = s.source();
+            }
+            if cause.starts_with("invalid peer certificate") {
+                return anyhow!(
+                    "the fleet server at {} has a certificate this client does not trust ({cause}): give the CA that signed it with --ca-file or FLEET_CA_FILE",
+                    self.base
+                );
             }
             anyhow!("cannot reach the fleet server at {}: {cause}", self.base)
         })?;

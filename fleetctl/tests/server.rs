@@ -6,7 +6,7 @@ use artifact::Version;
 use fleet_server::server::{Config, start_background};
 use fleet_sim::{DeviceConfig, Faults, Fleet, fixtures, release};
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
@@ -14,41 +14,60 @@ struct Env {
     base: String,
     token: String,
     dir: tempfile::TempDir,
+    /// The CA of an HTTPS server (FLEET_CA_FILE), made for the test.
+    ca: Option<PathBuf>,
 }
 
 fn server() -> Env {
+    start(false)
+}
+
+/// The server over HTTPS, its certificate from a CA made for the test.
+fn tls_server() -> Env {
+    start(true)
+}
+
+fn start(tls: bool) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let running = start_background(
-        Config {
-            listen: Some("127.0.0.1:0".into()),
-            data: Some(dir.path().join("data")),
-            poll_seconds: Some(1),
-            tick_ms: Some(200),
-            workers: Some(2),
-            ..Config::default()
-        },
-        testkit::keys::trust_root(),
-    )
-    .unwrap();
+    let mut config = Config {
+        listen: Some("127.0.0.1:0".into()),
+        data: Some(dir.path().join("data")),
+        poll_seconds: Some(1),
+        tick_ms: Some(200),
+        workers: Some(2),
+        ..Config::default()
+    };
+    let mut ca_pem = None;
+    if tls {
+        let ca = testkit::tls::Ca::new(dir.path(), "fleet");
+        let cert = ca.server("server", testkit::tls::LOOPBACK);
+        config.tls_cert = Some(cert.cert);
+        config.tls_key = Some(cert.key);
+        ca_pem = Some(ca.pem);
+    }
+    let running = start_background(config, testkit::keys::trust_root()).unwrap();
     Env {
         base: running.base,
         token: running.admin_token,
         dir,
+        ca: ca_pem,
     }
 }
 
 /// Runs fleetctl with the server and token in the environment, as a pipeline would.
 fn fleetctl(env: &Env, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleetctl"))
-        .current_dir(env.dir.path())
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetctl"));
+    cmd.current_dir(env.dir.path())
         .env("FLEET_SERVER", &env.base)
         .env("FLEET_TOKEN", &env.token)
         .env("XDG_CONFIG_HOME", env.dir.path())
         .env_remove("FLEET_PROFILE")
         .env_remove("FLEETCTL_CONFIG")
-        .args(args)
-        .output()
-        .unwrap()
+        .env_remove("FLEET_CA_FILE");
+    if let Some(ca) = &env.ca {
+        cmd.env("FLEET_CA_FILE", ca);
+    }
+    cmd.args(args).output().unwrap()
 }
 
 fn ok(env: &Env, args: &[&str]) -> String {
@@ -90,7 +109,7 @@ fn write_bundle(dir: &Path, name: &str, f: &fixtures::Fixture, version: Version,
 
 /// Enrols `n` devices with fleetctl and starts them.
 fn devices(env: &Env, n: usize) -> Arc<Fleet> {
-    let fleet = Fleet::new(&env.base, testkit::keys::trust_root()).unwrap();
+    let fleet = Fleet::with_ca(&env.base, testkit::keys::trust_root(), env.ca.as_deref()).unwrap();
     for i in 0..n {
         let id = format!("node-{:02}", i + 1);
         let tag = format!("line-{}", i % 2 + 1);
@@ -158,7 +177,18 @@ fn push(env: &Env, file: &str) -> String {
 
 #[test]
 fn staged_deploys_from_the_terminal() {
-    let env = server();
+    staged_deploys(server());
+}
+
+/// The same over HTTPS: fleetctl and the devices trust the server's CA (FLEET_CA_FILE).
+#[test]
+fn staged_deploys_from_the_terminal_over_tls() {
+    let env = tls_server();
+    assert!(env.base.starts_with("https://127.0.0.1:"), "{}", env.base);
+    staged_deploys(env);
+}
+
+fn staged_deploys(env: Env) {
     let fleet = devices(&env, 8);
     let d = env.dir.path();
     write_bundle(d, "good.bundle", &fixtures::GOOD, Version::new(1, 0, 0), 1);
@@ -351,6 +381,7 @@ fn errors_are_one_clear_line() {
         token: "wrong".into(),
         base: env.base.clone(),
         dir: tempfile::tempdir().unwrap(),
+        ca: None,
     };
     let (code, err) = fails(&bad, &["devices", "list"]);
     assert_eq!(code, 1);
@@ -371,6 +402,7 @@ fn errors_are_one_clear_line() {
         token,
         base: env.base.clone(),
         dir: tempfile::tempdir().unwrap(),
+        ca: None,
     };
     ok(&viewer, &["devices", "list"]);
     let (code, err) = fails(
@@ -491,4 +523,75 @@ fn profiles_completions_and_examples() {
     }
     let status = String::from_utf8(run(&["rollout", "status", "--help"]).stdout).unwrap();
     assert!(status.contains("Exit codes with --wait: 0"), "{status}");
+}
+
+/// Over HTTPS: a server certificate the client cannot trust and a CA file that holds none are
+/// one clear line each; `--ca-file` and a profile's `ca_file` work as FLEET_CA_FILE does.
+#[test]
+fn tls_errors_are_one_clear_line() {
+    let env = tls_server();
+    let as_with = |ca: Option<PathBuf>| Env {
+        base: env.base.clone(),
+        token: env.token.clone(),
+        dir: tempfile::tempdir().unwrap(),
+        ca,
+    };
+    let untrusted = format!(
+        "fleetctl: error: the fleet server at {} has a certificate this client does not trust \
+         (invalid peer certificate: UnknownIssuer): give the CA that signed it with --ca-file or \
+         FLEET_CA_FILE\n",
+        env.base
+    );
+    // Another CA's certificates, or none (the public roots, which lack the test CA).
+    let other = testkit::tls::Ca::new(env.dir.path(), "other");
+    assert_eq!(
+        fails(&as_with(Some(other.pem.clone())), &["devices", "list"]),
+        (1, untrusted.clone())
+    );
+    assert_eq!(fails(&as_with(None), &["devices", "list"]), (1, untrusted));
+    // A CA file without a certificate, and one that is not there.
+    let junk = env.dir.path().join("junk.pem");
+    std::fs::write(&junk, "junk\n").unwrap();
+    assert_eq!(
+        fails(&as_with(Some(junk.clone())), &["devices", "list"]),
+        (
+            1,
+            format!(
+                "fleetctl: error: --ca-file {}: no PEM certificate in it\n",
+                junk.display()
+            )
+        )
+    );
+    let missing = env.dir.path().join("missing.pem");
+    assert_eq!(
+        fails(&as_with(Some(missing.clone())), &["devices", "list"]),
+        (
+            1,
+            format!(
+                "fleetctl: error: --ca-file {}: No such file or directory (os error 2)\n",
+                missing.display()
+            )
+        )
+    );
+    // The flag, and a profile's `ca_file`.
+    let ca = env.ca.clone().unwrap();
+    let plain = as_with(None);
+    let listed = ok(
+        &plain,
+        &["--ca-file", ca.to_str().unwrap(), "devices", "list"],
+    );
+    assert!(listed.starts_with("ID"), "{listed}");
+    std::fs::create_dir_all(plain.dir.path().join("fleetctl")).unwrap();
+    std::fs::write(
+        plain.dir.path().join("fleetctl/config.toml"),
+        format!(
+            "default = \"tls\"\n[profiles.tls]\nserver = \"{}\"\ntoken = \"{}\"\nca_file = {:?}\n",
+            env.base,
+            env.token,
+            ca.display().to_string()
+        ),
+    )
+    .unwrap();
+    let listed = ok(&plain, &["devices", "list"]);
+    assert!(listed.starts_with("ID"), "{listed}");
 }

@@ -43,7 +43,7 @@ use tokio::task::JoinSet;
 pub struct Config {
     /// TCP address to accept links on (`127.0.0.1:0` picks a free port); `None`: serial only.
     pub listen: Option<String>,
-    /// Base URL of the fleet server, `http://host:port`.
+    /// Base URL of the fleet server, `http://host:port` or `https://host:port`.
     pub server: String,
     /// State directory: `cache/`, `spool/`, `rejected/`, `stats.json`.
     pub data: PathBuf,
@@ -51,6 +51,11 @@ pub struct Config {
     pub serial: Vec<PathBuf>,
     /// Timeout of a device's request to the server (below the device's own 10 s).
     pub request_timeout: Duration,
+    /// CA certificates (PEM) of an `https://` server, trusted instead of the public roots.
+    pub ca_file: Option<PathBuf>,
+    /// The gateway's client certificate chain and its key (PEM), presented to the server
+    /// (mTLS): the server maps it to this gateway, which may then speak for its devices.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl Config {
@@ -62,6 +67,8 @@ impl Config {
             data: data.into(),
             serial: Vec::new(),
             request_timeout: Duration::from_secs(8),
+            ca_file: None,
+            client_cert: None,
         }
     }
 
@@ -133,10 +140,7 @@ pub fn spawn(config: Config) -> anyhow::Result<Handle> {
     durable::remove_temps(&cache_dir).context("cleaning cache/")?;
     durable::remove_temps(&data).context("cleaning DATA")?;
     let stats = Arc::new(stats::Counters::load(&data));
-    let upstream = Arc::new(upstream::Upstream::new(
-        &config.server,
-        config.request_timeout,
-    )?);
+    let upstream = Arc::new(upstream::Upstream::new(&config)?);
     let spool = Arc::new(spool::Spool::new(&data, upstream.clone(), stats.clone()));
     spool.prepare().context("preparing spool/")?;
     let shared = Arc::new(Shared {

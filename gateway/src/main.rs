@@ -23,6 +23,25 @@ struct Cli {
     /// Serial port of a real board (repeatable; from the environment: comma-separated).
     #[arg(long, env = "FLEET_GATEWAY_SERIAL", value_delimiter = ',')]
     serial: Vec<PathBuf>,
+    /// CA certificates (PEM) of an https:// server, trusted instead of the public roots.
+    #[arg(long, env = "FLEET_GATEWAY_CA_FILE", value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// This gateway's client certificate chain (PEM), presented to the server (mTLS).
+    #[arg(
+        long,
+        env = "FLEET_GATEWAY_CLIENT_CERT",
+        value_name = "PEM",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+    /// The private key of --client-cert (PEM).
+    #[arg(
+        long,
+        env = "FLEET_GATEWAY_CLIENT_KEY",
+        value_name = "PEM",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
     /// Timeout of a request to the server, in seconds.
     #[arg(long, env = "FLEET_GATEWAY_TIMEOUT_S", default_value_t = 8)]
     timeout_s: u64,
@@ -58,6 +77,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     config.listen = cli.listen;
     config.serial = cli.serial;
     config.request_timeout = std::time::Duration::from_secs(cli.timeout_s.max(1));
+    config.ca_file = cli.ca_file;
+    config.client_cert = cli.client_cert.zip(cli.client_key);
     let gw = gateway::spawn(config)?;
     let mut out = std::io::stdout().lock();
     match gw.addr() {

@@ -382,8 +382,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let stats = Arc::new(Counters::load(dir.path()));
         // Nothing listens on port 1: every delivery is refused at connect.
-        let upstream =
-            Arc::new(Upstream::new("http://127.0.0.1:1", Duration::from_secs(1)).unwrap());
+        let mut config = crate::Config::new("http://127.0.0.1:1", dir.path());
+        config.request_timeout = Duration::from_secs(1);
+        let upstream = Arc::new(Upstream::new(&config).unwrap());
         let spool = Spool::new(dir.path(), upstream, stats.clone());
         spool.prepare().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -1,7 +1,12 @@
 //! The fleet server's device API, spoken over HTTP on the devices' behalf: each call carries
 //! the device's own credential, so the server authorises every device as if it came directly.
 
+use anyhow::{Context as _, anyhow, bail};
 use std::time::Duration;
+
+fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| path.display().to_string())
+}
 
 /// What the server said, reduced to what the gateway acts on.
 #[derive(Debug)]
@@ -30,17 +35,41 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    pub(crate) fn new(base: &str, timeout: Duration) -> anyhow::Result<Upstream> {
-        let client = reqwest::Client::builder()
+    pub(crate) fn new(config: &crate::Config) -> anyhow::Result<Upstream> {
+        let mut client = reqwest::Client::builder()
             // The server's address is given explicitly: an HTTP_PROXY of the environment must
             // not reroute device traffic.
             .no_proxy()
-            .connect_timeout(Duration::from_secs(2))
-            .build()?;
+            .connect_timeout(Duration::from_secs(2));
+        if let Some(ca) = &config.ca_file {
+            let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?)
+                .map_err(|e| anyhow!("{}: {e}", ca.display()))?;
+            if certs.is_empty() {
+                bail!("{}: no PEM certificate in it", ca.display());
+            }
+            // A private CA is trusted alone: no public CA can then stand in for the server.
+            client = client.tls_built_in_root_certs(false);
+            for c in certs {
+                client = client.add_root_certificate(c);
+            }
+        }
+        if let Some((cert, key)) = &config.client_cert {
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                anyhow!(
+                    "client certificate {} with key {}: {e}",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+            client = client.identity(identity);
+        }
         Ok(Upstream {
-            client,
-            base: base.trim_end_matches('/').to_owned(),
-            timeout,
+            client: client.build()?,
+            base: config.server.trim_end_matches('/').to_owned(),
+            timeout: config.request_timeout,
             artifact_timeout: Duration::from_secs(120),
         })
     }

@@ -8,24 +8,99 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::rollout::devices::{self as rollouts, DeviceCommand};
 use crate::store;
+use crate::tls::PeerGateway;
 use actix_web::{HttpRequest, HttpResponse, web};
 use protocol::{Chunk, ChunkRequest, Command, ServerFrame};
 
-/// The device a credential belongs to (the credential is taken out of the request first: the
-/// request itself stays on its worker thread).
-fn authenticate(state: &AppState, credential: Option<&str>) -> Result<String, ApiError> {
-    let found = match credential {
+/// Who a device request says it comes from: the credential, and the gateway named by the
+/// connection's verified client certificate (taken out of the request first: the request
+/// itself stays on its worker thread).
+#[derive(Debug)]
+struct Caller {
+    credential: Option<String>,
+    gateway: Option<PeerGateway>,
+    peer: String,
+}
+
+/// The device a credential belongs to, if it may speak from this connection: a device bound
+/// to a gateway (`gateway:NAME`) only through that gateway's certificate, and a gateway's
+/// certificate only for the devices bound to it.
+fn authenticate(state: &AppState, caller: &Caller) -> Result<String, ApiError> {
+    let found = match &caller.credential {
         Some(c) => state.credentials.device(&mut *state.pool.get()?, c),
         None => Err(ApiError::Unauthorized),
     };
-    if found.is_err() {
-        Metrics::add(&state.metrics.device_auth_failures, 1);
-    }
-    found
+    let known = match found {
+        Ok(k) => k,
+        Err(e) => {
+            Metrics::add(&state.metrics.device_auth_failures, 1);
+            return Err(e);
+        }
+    };
+    let refusal = match (&known.gateway, &caller.gateway) {
+        (None, None) => return Ok(known.device),
+        (Some(bound), Some(peer)) if peer.names(bound) => return Ok(known.device),
+        (Some(bound), None) => (
+            "gateway_required",
+            format!(
+                "device {} is bound to gateway {bound}: it speaks only through that gateway's certificate",
+                known.device
+            ),
+        ),
+        (bound, Some(peer)) => {
+            let mut conn = state.pool.get()?;
+            let mut enrolled = false;
+            for name in &peer.0 {
+                enrolled |= store::gateway_enrolled(&mut conn, name)?;
+            }
+            if !enrolled {
+                (
+                    "unknown_gateway",
+                    format!(
+                        "client certificate of an unknown gateway ({}): no device is bound to it",
+                        names(peer)
+                    ),
+                )
+            } else {
+                (
+                    "wrong_gateway",
+                    format!(
+                        "gateway {} does not speak for device {} (bound to {})",
+                        names(peer),
+                        known.device,
+                        bound.as_deref().unwrap_or("no gateway")
+                    ),
+                )
+            }
+        }
+    };
+    Metrics::add(&state.metrics.device_auth_failures, 1);
+    crate::log::warn(
+        "gateway_refused",
+        &[
+            ("peer", caller.peer.clone()),
+            ("device", known.device),
+            ("reason", refusal.1.clone()),
+        ],
+    );
+    Err(ApiError::Gateway(refusal.0, refusal.1))
 }
 
-fn credential(req: &HttpRequest) -> Option<String> {
-    bearer(req).map(str::to_owned)
+/// A certificate's names for a message.
+pub(crate) fn names(peer: &PeerGateway) -> String {
+    if peer.0.is_empty() {
+        "a certificate without DNS names".into()
+    } else {
+        peer.0.join(", ")
+    }
+}
+
+fn caller(req: &HttpRequest) -> Caller {
+    Caller {
+        credential: bearer(req).map(str::to_owned),
+        gateway: req.conn_data::<PeerGateway>().cloned(),
+        peer: req.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+    }
 }
 
 /// The device of the request's credential, then its body (a device message, bounded).
@@ -34,9 +109,9 @@ async fn authenticated_body(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<(String, web::Bytes), ApiError> {
-    let credential = credential(req);
+    let caller = caller(req);
     let s = state.clone();
-    let device = match blocking(move || authenticate(&s, credential.as_deref())).await {
+    let device = match blocking(move || authenticate(&s, &caller)).await {
         Ok(d) => d,
         Err(e) => {
             let limit = Some(crate::body::DRAIN_REFUSED as u64);
@@ -159,9 +234,9 @@ pub async fn artifact_range(
         .get("range")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let credential = credential(&req);
+    let caller = caller(&req);
     let payload = blocking(move || {
-        let device = authenticate(&state, credential.as_deref())?;
+        let device = authenticate(&state, &caller)?;
         assigned_payload(&state, &device, id)
     })
     .await?;

@@ -99,6 +99,36 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics));
 }
 
+/// A connection with a gateway's client certificate is served the device API only: a gateway
+/// speaks for its devices, never as an operator (nor is a page shown to it).
+pub async fn gateway_device_api_only(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<actix_web::body::BoxBody>,
+) -> Result<actix_web::dev::ServiceResponse, actix_web::Error> {
+    let gateway = req.conn_data::<crate::tls::PeerGateway>().cloned();
+    match gateway {
+        Some(g) if !req.path().starts_with("/api/device/") => {
+            let reason = format!(
+                "a gateway's client certificate ({}) is for the device API only, not {}",
+                device::names(&g),
+                req.path()
+            );
+            crate::log::warn(
+                "gateway_refused",
+                &[
+                    (
+                        "peer",
+                        req.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+                    ),
+                    ("reason", reason.clone()),
+                ],
+            );
+            Ok(req.error_response(crate::error::ApiError::Gateway("device_api_only", reason)))
+        }
+        _ => next.call(req).await,
+    }
+}
+
 /// The bearer token of a request.
 fn bearer(req: &HttpRequest) -> Option<&str> {
     req.headers()

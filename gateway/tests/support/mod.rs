@@ -17,7 +17,7 @@ use protocol::{BootStatus, Command, DeviceFrame, Firmware, Hello, ServerFrame};
 use serde_json::json;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,13 +29,36 @@ pub struct Server {
     pub base: String,
     pub addr: SocketAddr,
     pub op: Operator,
+    /// An HTTPS server's CA and the client certificate of gateway `GATEWAY`.
+    pub tls: Option<Tls>,
     _dir: tempfile::TempDir,
 }
 
+#[derive(Debug)]
+pub struct Tls {
+    /// The CA of the server's certificate.
+    pub ca: PathBuf,
+    /// The client certificate of gateway `GATEWAY`, from the CA the server verifies them by.
+    pub gateway: testkit::tls::Issued,
+}
+
+/// The gateway name of `Tls::gateway`'s certificate; devices tagged `gateway:GATEWAY` are
+/// bound to it.
+pub const GATEWAY: &str = "gw-1.line";
+
 /// A server with the test trust root, devices polling every second, the engine every 200 ms.
 pub fn server() -> Server {
+    start(false)
+}
+
+/// The same over HTTPS, verifying gateways' client certificates (CAs made for the test).
+pub fn tls_server() -> Server {
+    start(true)
+}
+
+fn start(tls: bool) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let config = fleet_server::server::Config {
+    let mut config = fleet_server::server::Config {
         listen: Some("127.0.0.1:0".into()),
         data: Some(dir.path().to_owned()),
         database_url: Some(dir.path().join("fleet.db").display().to_string()),
@@ -44,20 +67,45 @@ pub fn server() -> Server {
         workers: Some(2),
         ..Default::default()
     };
+    let tls = tls.then(|| {
+        let ca = testkit::tls::Ca::new(dir.path(), "fleet");
+        let gateways = testkit::tls::Ca::new(dir.path(), "gateways");
+        let cert = ca.server("server", testkit::tls::LOOPBACK);
+        config.tls_cert = Some(cert.cert);
+        config.tls_key = Some(cert.key);
+        config.tls_client_ca = Some(gateways.pem.clone());
+        Tls {
+            ca: ca.pem,
+            gateway: gateways.client("gateway", GATEWAY),
+        }
+    });
     let running =
         fleet_server::server::start_background(config, testkit::keys::trust_root()).unwrap();
-    let addr = running.base.trim_start_matches("http://").parse().unwrap();
+    let addr = running
+        .base
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
+    let ca = tls.as_ref().map(|t| t.ca.as_path());
     Server {
-        op: Operator::new(&running.base, &running.admin_token),
+        op: Operator::with_ca(&running.base, &running.admin_token, ca).unwrap(),
         base: running.base,
         addr,
+        tls,
         _dir: dir,
     }
 }
 
-/// Enrols `id` on the emulated board; returns its credential.
+/// Enrols `id` on the emulated board; returns its credential. On an HTTPS server the device
+/// is bound to gateway `GATEWAY`.
 pub fn enroll(s: &Server, id: &str) -> String {
-    s.op.enroll(id, BOARD, &["line-1"]).unwrap()
+    let tag = format!("gateway:{GATEWAY}");
+    let tags: &[&str] = match s.tls {
+        Some(_) => &["line-1", &tag],
+        None => &["line-1"],
+    };
+    s.op.enroll(id, BOARD, tags).unwrap()
 }
 
 /// The good model fixture as model "digits" 1.0.0: (artifact id, payload size in bytes).
@@ -104,6 +152,16 @@ pub fn server_reports(s: &Server, device: &str) -> Vec<u32> {
 
 pub fn gateway(server: &str, data: &Path, listen: &str) -> gateway::Handle {
     gateway::spawn(gateway::Config::new(server, data).listen(listen)).unwrap()
+}
+
+/// A gateway of `s` over HTTPS, trusting its CA and presenting gateway `GATEWAY`'s
+/// certificate.
+pub fn tls_gateway(s: &Server, data: &Path, listen: &str) -> gateway::Handle {
+    let tls = s.tls.as_ref().expect("an HTTPS server");
+    let mut config = gateway::Config::new(&s.base, data).listen(listen);
+    config.ca_file = Some(tls.ca.clone());
+    config.client_cert = Some((tls.gateway.cert.clone(), tls.gateway.key.clone()));
+    gateway::spawn(config).unwrap()
 }
 
 /// Report files waiting in DATA/spool.
