@@ -96,7 +96,7 @@ fn rollout_once(s: &support::Server, gw: gateway::Handle, data: tempfile::TempDi
     wait_for("reports delivered", LONG, || {
         gw.stats().reports_delivered == acked
     });
-    assert_eq!(assert_reports_at_server(&s, &devices), acked);
+    assert_eq!(assert_reports_at_server(s, &devices), acked);
 
     let st = gw.stats();
     assert_eq!(st.artifact_fetches, 1, "{st:?}");
