@@ -49,26 +49,58 @@ fn pad_input(g: &ConvGeom, zp: u8, input: &[u8], buf: &mut [u8]) -> Result<Optio
     Ok(Some(pw))
 }
 
-/// Pixel (oy, ox)'s patch out of the padded input (`pw` pixels wide).
+/// Pixel (oy, ox)'s patch out of the padded input (`pw` pixels wide) into `tile` at `at`,
+/// zero padded to `kp` bytes. Rows of a filter one pixel wide are a few bytes each: they are
+/// copied as whole words, each row's spill overwritten by the next row and the last one's by
+/// the pad (or by the next patch, gathered after this one), so `tile` needs 3 bytes of slack.
 fn gather_padded(
     g: &ConvGeom,
     padded: &[u8],
     pw: usize,
     (oy, ox): (usize, usize),
-    patch: &mut [u8],
+    tile: &mut [u8],
+    (at, k, kp): (usize, usize, usize),
 ) -> Result<(), Error> {
     let c = g.in_c;
     let run = g.k_w * c;
-    for (ky, dst) in patch.chunks_exact_mut(run).take(g.k_h).enumerate() {
-        let at = ((oy * g.stride_h + ky * g.dilation_h) * pw + ox * g.stride_w) * c;
+    let words = run.div_ceil(4) * 4;
+    for ky in 0..g.k_h {
+        let src = ((oy * g.stride_h + ky * g.dilation_h) * pw + ox * g.stride_w) * c;
+        let dst = at + ky * run;
         if g.dilation_w == 1 {
-            dst.copy_from_slice(padded.get(at..at + run).ok_or(Error::OutOfBounds)?);
-            continue;
+            if let (Some(s), Some(d)) =
+                (padded.get(src..src + words), tile.get_mut(dst..dst + words))
+            {
+                // Fixed-size copies are loads and stores; a longer run is worth a memcpy
+                // call (LLVM makes any copy loop one).
+                if let (Ok(d), Ok(s)) = (<&mut [u8; 4]>::try_from(&mut *d), <&[u8; 4]>::try_from(s))
+                {
+                    *d = *s;
+                } else if let (Ok(d), Ok(s)) =
+                    (<&mut [u8; 8]>::try_from(&mut *d), <&[u8; 8]>::try_from(s))
+                {
+                    *d = *s;
+                } else {
+                    d.copy_from_slice(s);
+                }
+                continue;
+            }
         }
-        for (kx, d) in dst.chunks_exact_mut(c).enumerate() {
-            let at = at + kx * g.dilation_w * c;
-            d.copy_from_slice(padded.get(at..at + c).ok_or(Error::OutOfBounds)?);
+        let d = tile.get_mut(dst..dst + run).ok_or(Error::OutOfBounds)?;
+        for (kx, d) in d.chunks_exact_mut(c).enumerate() {
+            let src = src + kx * g.dilation_w * c;
+            d.copy_from_slice(padded.get(src..src + c).ok_or(Error::OutOfBounds)?);
         }
+    }
+    // The pad (at most 3 bytes, inside the patch's last word) back to zeros.
+    if k < kp {
+        let last = tile
+            .get_mut(at + kp - 4..at + kp)
+            .ok_or(Error::OutOfBounds)?;
+        let keep = k + 4 - kp;
+        let mut word = [0u8; 4];
+        word[..keep].copy_from_slice(last.get(..keep).ok_or(Error::OutOfBounds)?);
+        last.copy_from_slice(&word);
     }
     Ok(())
 }
@@ -101,18 +133,23 @@ pub fn conv2d_tiled(
     let mut buf = [0u8; PADDED_BYTES];
     let pw = pad_input(g, zp, input, &mut buf)?;
     let padded: &[u8] = &buf;
-    let mut patches = [0u8; TILE_BYTES];
+    // Slack for the word copies of `gather_padded`.
+    let mut patches = [0u8; TILE_BYTES + 4];
     let mut wbuf = [0u32; 2 * MAX_TILED_PATCH];
     let wbuf = wbuf.get_mut(..kp / 4 * 8).ok_or(Error::OutOfBounds)?;
     for first in (0..pixels).step_by(tile) {
         let n = tile.min(pixels - first);
-        for (j, patch) in patches.chunks_exact_mut(kp).take(n).enumerate() {
+        for j in 0..n {
             let px = first + j;
             let (oy, ox) = (px / g.out_w, px % g.out_w);
-            let patch = patch.get_mut(..k).ok_or(Error::OutOfBounds)?;
             match pw {
-                Some(pw) => gather_padded(g, padded, pw, (oy, ox), patch)?,
-                None => gather(g, oy, ox, zp, input, patch)?,
+                Some(pw) => gather_padded(g, padded, pw, (oy, ox), &mut patches, (j * kp, k, kp))?,
+                None => {
+                    let patch = patches
+                        .get_mut(j * kp..j * kp + k)
+                        .ok_or(Error::OutOfBounds)?;
+                    gather(g, oy, ox, zp, input, patch)?
+                }
             }
         }
         let patches = patches.get(..n * kp).ok_or(Error::OutOfBounds)?;
