@@ -75,8 +75,13 @@ impl Checkins {
         if batch.is_empty() {
             return Ok(0);
         }
+        // Rows locked in one order (by id), so two writers of `devices` (a second server on
+        // the same PostgreSQL, a rollout's assignments) wait for each other instead of
+        // deadlocking.
+        let mut rows: Vec<(&String, &Seen)> = batch.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let written = crate::db::write_tx(conn, |conn| {
-            for (id, s) in &batch {
+            for &(id, s) in &rows {
                 diesel::update(devices::table.find(id))
                     .set((
                         devices::firmware_version.eq(Some(&s.firmware_version)),
