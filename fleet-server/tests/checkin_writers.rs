@@ -37,12 +37,10 @@ fn pending(ids: &[String], minor: u32) -> Checkins {
 #[test]
 fn two_writers_flush_the_same_devices_without_failing() {
     for backend in support::backends() {
+        let dir = tempfile::tempdir().unwrap();
         let url = match backend {
             support::Backend::Postgres => support::postgres_schema(),
-            support::Backend::Sqlite => {
-                let dir = tempfile::tempdir().unwrap().keep();
-                dir.join("fleet.db").display().to_string()
-            }
+            support::Backend::Sqlite => dir.path().join("fleet.db").display().to_string(),
         };
         let pool = fleet_server::db::open(&url).unwrap();
         let ids = ids();
