@@ -20,14 +20,6 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn serve(dir: &std::path::Path, port: u16) -> Process {
     let child = Command::new(env!("CARGO_BIN_EXE_fleet-server"))
         .args(["serve", "--root"])
@@ -58,7 +50,7 @@ fn a_rollout_survives_sigkill_of_the_server() {
         testkit::keys::signed_trust_root(),
     )
     .unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut server = serve(dir.path(), port);
     let token = std::fs::read_to_string(dir.path().join("data/operator-token")).unwrap();

@@ -4,6 +4,8 @@
 //! each with its log line and nothing served; a gateway's client certificate speaks for the
 //! devices bound to it only, and for nothing but the device API; configuration errors.
 
+mod support;
+
 use artifact::Version;
 use protocol::{BootStatus, CheckIn, Counters, Firmware};
 use serde_json::Value;
@@ -88,19 +90,11 @@ impl Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `fleet-server serve` over TLS with `server` and, for gateways, client certificates of
 /// `client_ca`; waits until it answers over HTTPS trusting `ca`.
 fn serve(dir: &Path, ca: &Path, server: &Issued, client_ca: Option<&Path>) -> Server {
     std::fs::write(dir.join("root.cbor"), testkit::keys::signed_trust_root()).unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let log = dir.join("server.log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet-server"));
     cmd.args(["serve", "--root"])
@@ -296,7 +290,7 @@ fn a_client_refuses_a_server_certificate_of_another_ca_or_expired() {
         testkit::keys::signed_trust_root(),
     )
     .unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_fleet-server"))
         .args(["serve", "--root"])
         .arg(dir.path().join("root.cbor"))

@@ -94,3 +94,12 @@ pub fn upload(
     .unwrap();
     op.upload(bundle).unwrap()
 }
+
+/// A port nothing listens on now (for a server started by a test).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
