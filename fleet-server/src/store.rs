@@ -131,9 +131,10 @@ pub fn gateway_enrolled(conn: &mut AnyConnection, name: &str) -> QueryResult<boo
         .filter(devices::tags.like(format!("%{tag}%")))
         .select(devices::tags)
         .load(conn)?;
-    Ok(tags
-        .iter()
-        .any(|t| t.split(',').any(|one| one.eq_ignore_ascii_case(&tag))))
+    // The binding itself is `credentials::bound_gateway`'s rule, compared as DNS names are.
+    Ok(tags.iter().any(|t| {
+        crate::credentials::bound_gateway(t).is_some_and(|g| g.eq_ignore_ascii_case(name))
+    }))
 }
 
 pub fn list_devices(conn: &mut AnyConnection) -> QueryResult<Vec<Device>> {
