@@ -5,7 +5,6 @@ mod support;
 
 use artifact::Version;
 use fleet_server::checkins::Checkins;
-use protocol::{BootStatus, CheckIn, Counters, Firmware};
 
 const DEVICES: usize = 300;
 
@@ -17,19 +16,7 @@ fn ids() -> Vec<String> {
 fn pending(ids: &[String], minor: u32) -> Checkins {
     let w = Checkins::default();
     for id in ids {
-        w.record(&CheckIn {
-            device_id: id,
-            board: "mps2-an386",
-            firmware: Firmware {
-                version: Version::new(1, minor, 0),
-                status: BootStatus::Confirmed,
-            },
-            model: None,
-            update: None,
-            validation: None,
-            counters: Counters::default(),
-            runtime_abi: Some(2),
-        });
+        w.record(&support::idle_check_in(id, Version::new(1, minor, 0)));
     }
     w
 }

@@ -7,7 +7,6 @@
 mod support;
 
 use artifact::Version;
-use protocol::{BootStatus, CheckIn, Counters, Firmware};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -166,19 +165,7 @@ fn cause(e: &reqwest::Error) -> String {
 }
 
 fn check_in_body(device: &str) -> Vec<u8> {
-    protocol::to_vec(&CheckIn {
-        device_id: device,
-        board: "mps2-an386",
-        firmware: Firmware {
-            version: Version::new(1, 0, 0),
-            status: BootStatus::Confirmed,
-        },
-        model: None,
-        update: None,
-        validation: None,
-        counters: Counters::default(),
-        runtime_abi: Some(2),
-    })
+    protocol::to_vec(&support::idle_check_in(device, Version::new(1, 0, 0)))
 }
 
 /// A check-in of `device`: the status and, when refused, the error code.

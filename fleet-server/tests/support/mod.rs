@@ -103,3 +103,21 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A check-in of `device` on confirmed `firmware`, runtime ABI 2, with no model and nothing
+/// to report (a device that only says it is there).
+pub fn idle_check_in(device: &str, firmware: artifact::Version) -> protocol::CheckIn<'_> {
+    protocol::CheckIn {
+        device_id: device,
+        board: "mps2-an386",
+        firmware: protocol::Firmware {
+            version: firmware,
+            status: protocol::BootStatus::Confirmed,
+        },
+        model: None,
+        update: None,
+        validation: None,
+        counters: protocol::Counters::default(),
+        runtime_abi: Some(2),
+    }
+}
