@@ -13,6 +13,10 @@
 //!   greedy planner over tensor lifetimes, then per-channel requantization parameters.
 //! - No clock, allocator or I/O: the runner takes time from the caller.
 #![no_std]
+// The device builds this crate for size (firmware/Cargo.toml) and the DSP kernels' hot
+// functions for speed with `#[optimize(speed)]`, an unstable attribute the firmware's
+// RUSTC_BOOTSTRAP allows; host builds leave it out.
+#![cfg_attr(target_os = "none", feature(optimize_attribute))]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)

@@ -251,6 +251,7 @@ fn block_2x2(cols: &[u32], tail: &[[i32; 3]; 2], w0: &[u8], w1: &[u8], acc: [i32
 
 /// Copies pixel (oy, ox)'s receptive field into `patch` (filter row by filter row, input
 /// channels innermost, as the filter is laid out), the zero point where it overhangs.
+#[cfg_attr(target_os = "none", optimize(speed))]
 fn gather(
     g: &ConvGeom,
     oy: usize,
@@ -327,6 +328,7 @@ fn gather(
 /// output channels by two pixels per pass.
 /// Returns `false` (nothing written) for a layer over the bounds: the caller runs the
 /// portable kernel.
+#[cfg_attr(target_os = "none", optimize(speed))]
 pub fn conv2d(
     g: &ConvGeom,
     op: &Op,
@@ -422,6 +424,7 @@ impl Four<'_> {
 /// CONV_2D with weights kept: see `conv2d`.
 // Out of line: each path's loops get the registers to themselves.
 #[inline(never)]
+#[cfg_attr(target_os = "none", optimize(speed))]
 fn conv2d_stationary(
     g: &ConvGeom,
     op: &Op,
@@ -484,6 +487,7 @@ fn conv2d_stationary(
 
 /// CONV_2D over int16 columns: see `conv2d`. A short patch takes short scratch (zeroing
 /// 2.8 KiB would cost a small layer more than its products).
+#[cfg_attr(target_os = "none", optimize(speed))]
 fn conv2d_columns(
     g: &ConvGeom,
     op: &Op,
@@ -503,6 +507,7 @@ fn conv2d_columns(
 /// `conv2d_columns` with scratch for patches up to `N` values.
 // Out of line: each path's loops get the registers to themselves.
 #[inline(never)]
+#[cfg_attr(target_os = "none", optimize(speed))]
 fn columns_with<const N: usize>(
     g: &ConvGeom,
     op: &Op,
@@ -571,6 +576,7 @@ fn columns_with<const N: usize>(
 /// `false` for rows longer than `MAX_ROW` or fewer than four units (the caller runs the
 /// portable kernel).
 #[allow(clippy::too_many_arguments)]
+#[cfg_attr(target_os = "none", optimize(speed))]
 pub fn fully_connected(
     op: &Op,
     batch: usize,
@@ -609,6 +615,7 @@ type FcArgs<'a> = (
 );
 
 /// `fully_connected` with a column of `WORDS` words (rows up to `2 * WORDS` values).
+#[cfg_attr(target_os = "none", optimize(speed))]
 fn fc_with<const WORDS: usize>(args: FcArgs<'_>) -> Result<bool, Error> {
     let (op, batch, depth, units, input, filter, params, output) = args;
     let mut col = [0u32; WORDS];
@@ -658,6 +665,7 @@ pub const MAX_STRIP: usize = 128;
 /// 3-word windows (no bounds checks, no border cases). Returns `false` (nothing written) for
 /// other layers.
 #[allow(clippy::too_many_arguments)]
+#[cfg_attr(target_os = "none", optimize(speed))]
 fn rows3(
     g: &ConvGeom,
     op: &Op,
@@ -857,6 +865,7 @@ fn dw_taps9(win: &[u8], offs: &[u16; 9], wv: &[u32; 18], acc: [i32; 4]) -> Resul
 /// its taps at fixed offsets (a 3x3 filter's nine are a constant-length loop), a border
 /// pixel reads the zero point for the taps that overhang. Returns `false` for other layers
 /// (the caller runs the portable kernel).
+#[cfg_attr(target_os = "none", optimize(speed))]
 pub fn depthwise_conv2d(
     g: &ConvGeom,
     op: &Op,

@@ -10,6 +10,7 @@ use crate::kernels::pool::window;
 /// MAX_POOL_2D over words of four channels. Returns `false` (nothing written) unless the
 /// channels are a multiple of four and the fused activation keeps the whole int8 range (the
 /// caller runs the portable kernel).
+#[cfg_attr(target_os = "none", optimize(speed))]
 pub fn max_pool(g: &PoolGeom, op: &Op, input: &[u8], output: &mut [u8]) -> Result<bool, Error> {
     let c_n = g.channels;
     if c_n == 0 || c_n % 4 != 0 || op.act_min > -128 || op.act_max < 127 {

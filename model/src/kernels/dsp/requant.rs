@@ -159,6 +159,7 @@ pub struct Quad {
 }
 
 impl Quad {
+    #[cfg_attr(target_os = "none", optimize(speed))]
     pub fn new(qs: [Channel; 4], op: &Op) -> Self {
         let full = op.act_min <= -128 && op.act_max >= 127;
         Quad {
@@ -169,6 +170,7 @@ impl Quad {
 
     /// The whole short path's parameters for the asm walk (`simd::pointwise_short`), when
     /// these four channels take it.
+    #[cfg_attr(target_os = "none", optimize(speed))]
     pub fn short_quad(&self, bias: [i32; 4], op: &Op) -> Option<ShortQuad> {
         self.short.then(|| ShortQuad {
             bias,

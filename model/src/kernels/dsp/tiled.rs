@@ -23,6 +23,7 @@ const PADDED_BYTES: usize = 512;
 
 /// The input with the zero point around it, as far as the filter reaches, in `buf`:
 /// returns its width, or `None` when it does not fit.
+#[cfg_attr(target_os = "none", optimize(speed))]
 fn pad_input(g: &ConvGeom, zp: u8, input: &[u8], buf: &mut [u8]) -> Result<Option<usize>, Error> {
     let c = g.in_c;
     let reach = |o: usize, s: usize, k: usize, d: usize| (o - 1) * s + (k - 1) * d + 1;
@@ -53,6 +54,7 @@ fn pad_input(g: &ConvGeom, zp: u8, input: &[u8], buf: &mut [u8]) -> Result<Optio
 /// zero padded to `kp` bytes. Rows of a filter one pixel wide are a few bytes each: they are
 /// copied as whole words, each row's spill overwritten by the next row and the last one's by
 /// the pad (or by the next patch, gathered after this one), so `tile` needs 3 bytes of slack.
+#[cfg_attr(target_os = "none", optimize(speed))]
 fn gather_padded(
     g: &ConvGeom,
     padded: &[u8],
@@ -109,6 +111,7 @@ fn gather_padded(
 /// this path does not take: the caller tries the next.
 // Out of line: the loops get the registers to themselves.
 #[inline(never)]
+#[cfg_attr(target_os = "none", optimize(speed))]
 pub fn conv2d_tiled(
     g: &ConvGeom,
     op: &Op,
