@@ -36,11 +36,21 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for Pragmas {
 }
 
 /// Opens the pool for `url` (`sqlite://PATH` or a file path; `postgres://...`) and migrates.
+///
+/// A PostgreSQL URL goes to libpq as it is, so its connection parameters apply: `sslmode`
+/// (`require`, `verify-ca`, `verify-full`), `sslrootcert` (a CA file, or `system`),
+/// `sslcert`/`sslkey`, `options`, `connect_timeout`... Errors name the URL without its password.
 pub fn open(url: &str) -> anyhow::Result<DbPool> {
     let url = url.strip_prefix("sqlite://").unwrap_or(url).to_owned();
     if url.starts_with("postgres") {
         // AnyConnection hides PostgreSQL's own error; try once directly for a clear message.
-        PgConnection::establish(&url).map_err(|e| anyhow::anyhow!("PostgreSQL at {url}: {e}"))?;
+        PgConnection::establish(&url).map_err(|e| {
+            anyhow::anyhow!(
+                "PostgreSQL at {}: {}",
+                redacted(&url),
+                e.to_string().trim_end()
+            )
+        })?;
     }
     let manager = ConnectionManager::<AnyConnection>::new(url);
     let pool = Pool::builder()
@@ -54,6 +64,44 @@ pub fn open(url: &str) -> anyhow::Result<DbPool> {
     }
     .map_err(|e| anyhow::anyhow!("migrations: {e}"))?;
     Ok(pool)
+}
+
+/// `url` fit for a log line or an error: the password of a `postgres://user:password@host` URL
+/// and the values of its `password` and `sslpassword` parameters replaced by `***`. Anything
+/// else (a SQLite path) is returned as it is.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // The authority ends at the path or the query; the user information at its last '@'.
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _))
+                        if key.eq_ignore_ascii_case("password")
+                            || key.eq_ignore_ascii_case("sslpassword") =>
+                    {
+                        format!("{key}=***")
+                    }
+                    _ => param.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// Runs `f` in a write transaction. On SQLite it begins `IMMEDIATE`: a deferred transaction

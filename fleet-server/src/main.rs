@@ -132,7 +132,10 @@ fn main() -> Result<()> {
             let config = common.config(None)?;
             std::fs::create_dir_all(config.data())?;
             fleet_server::db::open(&config.database_url())?;
-            println!("migrations applied to {}", config.database_url());
+            println!(
+                "migrations applied to {}",
+                fleet_server::db::redacted(&config.database_url())
+            );
             Ok(())
         }
         Command::Demo { common, devices } => {

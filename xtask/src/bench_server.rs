@@ -17,6 +17,7 @@ pub fn measure(pg: &str, full: bool) -> Result<()> {
 
 pub fn run(args: &[String]) -> Result<()> {
     let full = args.iter().any(|a| a == "--full");
+    crate::install::ensure("build libraries", crate::install::BUILD)?;
     let pg = crate::postgres::start()?;
     let measured = measure(&pg, full);
     crate::postgres::stop();

@@ -11,6 +11,7 @@ pub fn run(_args: &[String]) -> Result<()> {
     let root = root();
     // Everything the later steps run, installed when missing and checked now, so a missing tool
     // stops the run here with its name rather than in a build half an hour in.
+    crate::install::ensure("build libraries", crate::install::BUILD)?;
     crate::install::ensure("firmware toolchain", crate::install::FIRMWARE)?;
     crate::install::ensure("browser", crate::install::BROWSER)?;
     crate::install::ensure("system tools", crate::install::SYSTEM)?;

@@ -36,6 +36,15 @@ pub const FIRMWARE: &[Tool] = &[
     tool("arm-none-eabi-nm", "binutils-arm-none-eabi"),
 ];
 
+/// What the workspace's own build links besides Rust crates: Debian's OpenSSL (headers,
+/// `libssl.so`, `openssl.pc`), which the bundled libpq of the fleet server uses for
+/// PostgreSQL's `sslmode`, found through pkg-config (openssl-sys's build script). Without it the
+/// build stops deep in openssl-sys; checked here, it stops at once with the package's name.
+pub const BUILD: &[Tool] = &[
+    tool("/usr/include/openssl/ssl.h", "libssl-dev"),
+    tool("pkg-config", "pkgconf"),
+];
+
 /// Debian's headless Chromium and its WebDriver, for the dashboard's tests.
 pub const BROWSER: &[Tool] = &[
     tool("chromium", "chromium"),
