@@ -134,6 +134,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Session<'f, F> {
             update: self.agent.progress(),
             validation: self.agent.last_validation(),
             runtime_abi: Some(identity.runtime_abi),
+            wait_ms: None,
             counters: Counters {
                 boots: self.boots,
                 inferences: self.inferences,
@@ -179,6 +180,14 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Session<'f, F> {
                     self.waiting = None;
                 }
                 self.agent.delivered(seq)
+            }
+            // A gateway's long-poll saw a command for this device: fetch it with a check-in
+            // now (after any report or chunk in flight). A check-in in flight brings it anyway.
+            ServerFrame::CheckInNow => {
+                if !self.waiting.is_some_and(|(w, _)| w == Waiting::CheckIn) {
+                    self.next_check_in_ms = now_ms;
+                }
+                Ok(())
             }
         }
     }

@@ -74,6 +74,7 @@ fn enrol(pool: &fleet_server::db::DbPool, n: usize) -> Vec<(String, Vec<u8>)> {
                         reverts: 0,
                     },
                     runtime_abi: Some(2),
+                    wait_ms: None,
                 };
                 Ok::<_, diesel::result::Error>((credential, protocol::to_vec(&c)))
             })

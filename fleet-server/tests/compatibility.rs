@@ -42,6 +42,7 @@ fn check_in_without_abi(base: &str, id: &str, credential: &str) {
         validation: None,
         counters: Counters::default(),
         runtime_abi: None,
+        wait_ms: None,
     };
     let resp = reqwest::blocking::Client::new()
         .post(format!("{base}/api/device/checkin"))

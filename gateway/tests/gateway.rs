@@ -279,6 +279,7 @@ fn check_in(id: &str) -> Vec<u8> {
         validation: None,
         counters: Counters::default(),
         runtime_abi: None,
+        wait_ms: None,
     }))
 }
 

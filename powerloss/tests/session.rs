@@ -310,3 +310,34 @@ fn revert_and_reboot_commands() {
     let actions = run(&mut s, &flash, &mut server, &mut now, 50, |_| false);
     assert_eq!(actions, vec![Next::Reboot]);
 }
+
+#[test]
+fn check_in_now_brings_the_check_in_forward_and_never_doubles_one_in_flight() {
+    let flash = new_flash();
+    let mut s = session(&flash);
+    let mut server = Server::new(None);
+    let mut now = 0;
+    // Idle: the server said 300 s.
+    run(&mut s, &flash, &mut server, &mut now, 5, |sv| sv.check_ins == 1);
+    let idle_until = s.next_wake_ms();
+    assert_eq!(idle_until, now + 300_000);
+    assert!(s.poll_transmit(now + 1_000).is_none(), "not due yet");
+    // A gateway's long-poll saw a command: the next check-in goes at once, not in 300 s.
+    s.handle(&ServerFrame::CheckInNow, now + 1_000).unwrap();
+    assert_eq!(s.next_wake_ms(), now + 1_000);
+    assert!(matches!(
+        s.poll_transmit(now + 1_000),
+        Some(Outgoing::CheckIn(_))
+    ));
+    // With that check-in in flight, a second wake changes nothing: its answer is awaited (one
+    // request at a time, so the command is not fetched, nor applied, twice).
+    s.handle(&ServerFrame::CheckInNow, now + 1_001).unwrap();
+    assert_eq!(s.next_wake_ms(), now + 1_000 + agent::TIMEOUT_MS);
+    assert!(s.poll_transmit(now + 1_002).is_none());
+    s.handle(
+        &ServerFrame::Command(Command::Idle { poll_after_s: 300 }),
+        now + 1_010,
+    )
+    .unwrap();
+    assert_eq!(s.next_wake_ms(), now + 1_010 + 300_000);
+}

@@ -37,6 +37,7 @@ fn checkin() -> CheckIn<'static> {
             reverts: 1,
         },
         runtime_abi: Some(2),
+        wait_ms: Some(25_000),
     }
 }
 
@@ -158,6 +159,7 @@ fn frames_round_trip_on_a_serial_link() {
             data: b"payload",
         }),
         ServerFrame::ReportAck { seq: 1_000_000 },
+        ServerFrame::CheckInNow,
     ] {
         let n = f.encode(&mut buf).unwrap();
         assert_eq!(ServerFrame::decode(&buf[..n]).unwrap(), f);
@@ -165,6 +167,37 @@ fn frames_round_trip_on_a_serial_link() {
     // A server frame is not a device frame.
     let n = ServerFrame::ReportAck { seq: 1 }.encode(&mut buf).unwrap();
     assert!(DeviceFrame::decode(&buf[..n]).is_err());
+}
+
+#[test]
+fn the_long_poll_wait_is_optional_and_a_wake_frame_tolerates_later_fields() {
+    // Revision 1.2's key 9: present round-trips, absent reads as None (a device before 1.2).
+    let waiting = to_vec(&checkin());
+    assert_eq!(decode::<CheckIn>(&waiting).unwrap().wait_ms, Some(25_000));
+    let plain = to_vec(&CheckIn {
+        wait_ms: None,
+        ..checkin()
+    });
+    assert_eq!(decode::<CheckIn>(&plain).unwrap().wait_ms, None);
+    // The wait is the check-in's last field: the same bytes plus `9: 25000`, one field more.
+    assert_eq!(waiting[0], plain[0] + 1);
+    assert_eq!(&waiting[1..plain.len()], &plain[1..]);
+    assert_eq!(&waiting[plain.len()..], &[0x09, 0x19, 0x61, 0xa8]);
+    // Check in now: `[3, {}]`; a later revision's optional field in its map is skipped.
+    let mut buf = [0u8; 8];
+    let n = ServerFrame::CheckInNow.encode(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &[0x82, 0x03, 0xa0]);
+    assert_eq!(
+        ServerFrame::decode(&[0x82, 0x03, 0xa1, 0x01, 0x02]).unwrap(),
+        ServerFrame::CheckInNow
+    );
+    assert!(ServerFrame::decode(&[0x82, 0x03, 0xa1, 0x20, 0x02]).is_err());
+    assert!(ServerFrame::decode(&[0x82, 0x03]).is_err());
+    assert!(ServerFrame::decode(&[0x82, 0x04, 0xa0]).is_err());
+    assert_eq!(
+        ServerFrame::CheckInNow.encode(&mut [0u8; 2]),
+        Err(Error::BufferTooSmall)
+    );
 }
 
 #[test]

@@ -119,5 +119,6 @@ pub fn idle_check_in(device: &str, firmware: artifact::Version) -> protocol::Che
         validation: None,
         counters: protocol::Counters::default(),
         runtime_abi: Some(2),
+        wait_ms: None,
     }
 }

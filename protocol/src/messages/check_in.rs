@@ -137,6 +137,11 @@ pub struct CheckIn<'a> {
     /// The model-runtime ABI the running firmware provides (key 8, added in revision 1.1;
     /// optional both ways, so the version stays 1: a server reads its absence as unknown).
     pub runtime_abi: Option<u32>,
+    /// Long-poll (key 9, revision 1.2; optional both ways): the longest, in milliseconds, the
+    /// sender will wait for the answer. A server may hold the check-in until there is a
+    /// command for the device or this passes (bounded by its own poll interval and maximum),
+    /// then answers what a check-in answers. Absent: answered at once, as before 1.2.
+    pub wait_ms: Option<u32>,
 }
 
 impl<'a> Message<'a> for CheckIn<'a> {
@@ -145,6 +150,7 @@ impl<'a> Message<'a> for CheckIn<'a> {
             + u64::from(self.update.is_some())
             + u64::from(self.validation.is_some())
             + u64::from(self.runtime_abi.is_some())
+            + u64::from(self.wait_ms.is_some())
     }
 
     fn encode_fields<W: Write>(&self, e: &mut Encoder<W>) -> Result<(), EncodeError<W>> {
@@ -186,6 +192,9 @@ impl<'a> Message<'a> for CheckIn<'a> {
             .u32(c.reverts)?;
         if let Some(abi) = self.runtime_abi {
             e.u8(8)?.u32(abi)?;
+        }
+        if let Some(wait) = self.wait_ms {
+            e.u8(9)?.u32(wait)?;
         }
         Ok(())
     }
@@ -276,6 +285,7 @@ impl<'a> Message<'a> for CheckIn<'a> {
                 })?;
             }
             8 => self.runtime_abi = Some(uint(d)?),
+            9 => self.wait_ms = Some(uint(d)?),
             _ => skip_value(d)?,
         }
         Ok(())
@@ -295,6 +305,7 @@ impl<'a> Message<'a> for CheckIn<'a> {
             validation: None,
             counters: Counters::default(),
             runtime_abi: None,
+            wait_ms: None,
         }
     }
 

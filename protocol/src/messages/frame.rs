@@ -77,6 +77,11 @@ pub enum ServerFrame<'a> {
     ReportAck {
         seq: u32,
     },
+    /// Check in now (kind 3, revision 1.2; serial links only): a gateway's long-poll for the
+    /// device came back with a command. The device's own check-in fetches it, so a command
+    /// only ever arrives as a check-in's answer and is never applied twice. A device before
+    /// 1.2 cannot decode the frame, drops it and keeps polling.
+    CheckInNow,
 }
 
 impl<'a> DeviceFrame<'a> {
@@ -113,6 +118,11 @@ impl<'a> ServerFrame<'a> {
                 e.u32(*seq).map_err(|_| Error::BufferTooSmall)?;
                 Ok(e.into_writer().position())
             }),
+            // An empty map: room for fields a later revision may add.
+            ServerFrame::CheckInNow => frame(3, buf, &mut |b| {
+                *b.first_mut().ok_or(Error::BufferTooSmall)? = 0xa0;
+                Ok(1)
+            }),
         }
     }
 
@@ -122,6 +132,13 @@ impl<'a> ServerFrame<'a> {
             0 => ServerFrame::Command(decode_from(&mut d)?),
             1 => ServerFrame::Chunk(decode_from(&mut d)?),
             2 => ServerFrame::ReportAck { seq: uint(&mut d)? },
+            3 => {
+                let mut map = artifact::cbor::MapReader::begin(&mut d)?;
+                while map.next_key(&mut d)?.is_some() {
+                    skip_value(&mut d)?;
+                }
+                ServerFrame::CheckInNow
+            }
             _ => return Err(artifact::Error::WrongDocument.into()),
         };
         artifact::cbor::finish(&d)?;
