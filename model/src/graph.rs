@@ -118,7 +118,10 @@ pub struct Model<'a> {
     pub output: usize,
     /// Arena offset of every activation tensor (unused for constants).
     pub offsets: [usize; MAX_TENSORS],
-    /// Bytes of arena the model needs: activations, then per-channel parameters.
+    /// Where the DSP kernels' scratch starts (after the parameters): the largest any
+    /// operator takes (`kernels::dsp::scratch_bytes`), shared since operators run in turn.
+    pub scratch_offset: usize,
+    /// Bytes of arena the model needs: activations, per-channel parameters, scratch.
     pub arena_size: usize,
 }
 
@@ -243,6 +246,7 @@ impl<'a> Model<'a> {
             input,
             output,
             offsets: [0; MAX_TENSORS],
+            scratch_offset: 0,
             arena_size: 0,
         };
         model.plan()?;
@@ -323,7 +327,14 @@ impl<'a> Model<'a> {
             op.params_offset = end;
             end = align(end.checked_add(op.param_bytes()).ok_or(Error::TooLarge)?)?;
         }
-        self.arena_size = end;
+        self.scratch_offset = end;
+        let scratch = self
+            .ops
+            .iter()
+            .map(crate::kernels::dsp::scratch_bytes)
+            .max()
+            .unwrap_or(0);
+        self.arena_size = align(end.checked_add(scratch).ok_or(Error::TooLarge)?)?;
         Ok(())
     }
 

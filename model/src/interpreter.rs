@@ -175,6 +175,10 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         // runs; split the arena around the output so inputs can be borrowed beside it, and the
         // parameters (after every activation) read-only.
         let (acts, params) = self.arena.split_at_mut(pa.min(self.arena.len()));
+        let (params, scratch) = params
+            .split_at_mut_checked(model.scratch_offset.saturating_sub(pa))
+            .ok_or(Error::OutOfBounds)?;
+        let scratch = &mut kernels::dsp::Scratch::new(scratch);
         let params: &[u8] = params.get(..pb - pa).ok_or(Error::OutOfBounds)?;
         let (lo, rest) = acts.split_at_mut_checked(oa).ok_or(Error::OutOfBounds)?;
         let (output, hi) = rest
@@ -208,13 +212,17 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         let dsp = self.kernels == kernels::Kernels::Dsp;
         match op.kind {
             OpKind::Conv2d(g) => {
-                if dsp && kernels::dsp::conv2d(&g, op, input, weights, params, output)? {
+                if dsp && kernels::dsp::conv2d(&g, op, input, weights, params, output, scratch)? {
                     return Ok(());
                 }
                 kernels::conv::conv2d(&g, op, input, weights, bias, params, output)
             }
             OpKind::DepthwiseConv2d(g) => {
-                if dsp && kernels::dsp::depthwise_conv2d(&g, op, input, weights, params, output)? {
+                if dsp
+                    && kernels::dsp::depthwise_conv2d(
+                        &g, op, input, weights, params, output, scratch,
+                    )?
+                {
                     return Ok(());
                 }
                 kernels::conv::depthwise_conv2d(&g, op, input, weights, bias, params, output)
@@ -226,7 +234,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             } => {
                 if dsp
                     && kernels::dsp::fully_connected(
-                        op, batch, depth, units, input, weights, params, output,
+                        op, batch, depth, units, input, weights, params, output, scratch,
                     )?
                 {
                     return Ok(());

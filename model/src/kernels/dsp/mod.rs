@@ -20,13 +20,14 @@
 //!
 //! Requantization is `quant::multiply_by_quantized_multiplier`'s arithmetic in fewer
 //! instructions (checked against it). Layers outside the bounds below (or with a zero point
-//! outside int8) run the portable kernels. Stack scratch, the largest of one call: 2.8 KiB
-//! (`MAX_PATCH`, CONV_2D columns), 2.3 KiB (`MAX_STATIONARY`, 1x1), 2 KiB (`MAX_ROW`,
-//! FULLY_CONNECTED), 2.5 KiB (`MAX_STRIP` and `MAX_TAPS`, depthwise); arena: 4 more bytes per
-//! output channel (the folded bias in each channel record).
+//! outside int8) run the portable kernels. Working buffers (widened weights and columns,
+//! gathered patches, strips) come from the arena's scratch (`scratch.rs`), sized for the
+//! model when it is planned: no stack arrays to zero per call, and no RAM beyond the arena.
+//! The arena also holds 4 more bytes per output channel (the folded bias in each record).
 
 pub mod pool;
 mod requant;
+mod scratch;
 mod simd;
 #[cfg(test)]
 mod tests;
@@ -37,15 +38,16 @@ use crate::Error;
 use crate::graph::{CHANNEL_PARAM_BYTES, ConvGeom, Op};
 use requant::{Channel, Quad, record, requant, requant_single};
 pub use requant::{folded_bias, write_record};
+pub use scratch::{Scratch, scratch_bytes};
 use simd::{dot4_stationary, pointwise_short, smlabb, smlad, smlatt, sxtb16, sxtb16_ror8};
 
 /// Largest CONV_2D patch (filter height x width x input channels, e.g. 3x3x64) taken here.
-/// Stack scratch: two int16 columns (4 bytes per value) and one int8 patch, 2.8 KiB.
+/// Scratch: two int16 columns (4 bytes per value) and one int8 patch, up to 2.8 KiB.
 pub const MAX_PATCH: usize = 576;
-/// Longest FULLY_CONNECTED input row taken here. Stack scratch: one int16 column, 2 KiB.
+/// Longest FULLY_CONNECTED input row taken here. Scratch: one int16 column, up to 2 KiB.
 pub const MAX_ROW: usize = 1024;
 /// Most input channels of a 1x1 CONV_2D whose four rows of weights are widened and kept
-/// (2.3 KiB of stack); more take the column path.
+/// (up to 2.3 KiB of scratch); more take the column path.
 pub const MAX_STATIONARY: usize = 288;
 /// Largest depthwise filter (height x width) taken here.
 pub const MAX_TAPS: usize = 64;
@@ -336,15 +338,16 @@ pub fn conv2d(
     filter: &[u8],
     params: &[u8],
     output: &mut [u8],
+    scratch: &mut Scratch<'_>,
 ) -> Result<bool, Error> {
     let pointwise = g.k_h == 1 && g.k_w == 1 && g.pad_h == 0 && g.pad_w == 0;
     if pointwise && g.in_c <= MAX_STATIONARY {
-        return conv2d_stationary(g, op, input, filter, params, output);
+        return conv2d_stationary(g, op, input, filter, params, output, scratch);
     }
-    if tiled::conv2d_tiled(g, op, input, filter, params, output)? {
+    if tiled::conv2d_tiled(g, op, input, filter, params, output, scratch)? {
         return Ok(true);
     }
-    conv2d_columns(g, op, input, filter, params, output)
+    conv2d_columns(g, op, input, filter, params, output, scratch)
 }
 
 /// Four weight rows widened and interleaved: for each 4 values, `(w0,w2) (w1,w3)` of row 0,
@@ -432,14 +435,14 @@ fn conv2d_stationary(
     filter: &[u8],
     params: &[u8],
     output: &mut [u8],
+    scratch: &mut Scratch<'_>,
 ) -> Result<bool, Error> {
     let k = g.in_c;
     let pointwise = g.k_h == 1 && g.k_w == 1 && g.pad_h == 0 && g.pad_w == 0;
     if !pointwise || k > MAX_STATIONARY || k == 0 || g.out_c == 0 {
         return Ok(false);
     }
-    let mut wbuf = [0u32; 2 * MAX_STATIONARY];
-    let wbuf = wbuf.get_mut(..k / 4 * 8).ok_or(Error::OutOfBounds)?;
+    let wbuf = scratch.words(k / 4 * 8)?;
     let oc_n = g.out_c;
     for oc in (0..oc_n).step_by(4) {
         // Past the last channel the last one is computed again (written again, same value).
@@ -485,8 +488,9 @@ fn conv2d_stationary(
     Ok(true)
 }
 
-/// CONV_2D over int16 columns: see `conv2d`. A short patch takes short scratch (zeroing
-/// 2.8 KiB would cost a small layer more than its products).
+/// CONV_2D over int16 columns: see `conv2d`.
+// Out of line: each path's loops get the registers to themselves.
+#[inline(never)]
 #[cfg_attr(target_os = "none", optimize(speed))]
 fn conv2d_columns(
     g: &ConvGeom,
@@ -495,39 +499,19 @@ fn conv2d_columns(
     filter: &[u8],
     params: &[u8],
     output: &mut [u8],
-) -> Result<bool, Error> {
-    let k = g.k_h * g.k_w * g.in_c;
-    if k <= 128 {
-        columns_with::<128>(g, op, input, filter, params, output)
-    } else {
-        columns_with::<MAX_PATCH>(g, op, input, filter, params, output)
-    }
-}
-
-/// `conv2d_columns` with scratch for patches up to `N` values.
-// Out of line: each path's loops get the registers to themselves.
-#[inline(never)]
-#[cfg_attr(target_os = "none", optimize(speed))]
-fn columns_with<const N: usize>(
-    g: &ConvGeom,
-    op: &Op,
-    input: &[u8],
-    filter: &[u8],
-    params: &[u8],
-    output: &mut [u8],
+    scratch: &mut Scratch<'_>,
 ) -> Result<bool, Error> {
     let k = g.k_h * g.k_w * g.in_c;
     let Some(zp) = zero_point(op) else {
         return Ok(false);
     };
-    if k > N || k == 0 {
+    if k > MAX_PATCH || k == 0 {
         return Ok(false);
     }
     let pointwise = g.k_h == 1 && g.k_w == 1 && g.pad_h == 0 && g.pad_w == 0;
-    let mut cols = [0u32; N];
-    let mut patch = [0u8; N];
+    let cols = scratch.words(k / 4 * 4)?;
+    let patch = scratch.bytes(k)?;
     let mut tail = [[0i32; 3]; 2];
-    let cols = cols.get_mut(..k / 4 * 4).ok_or(Error::OutOfBounds)?;
     let pixels = g.out_h * g.out_w;
     let oc_n = g.out_c;
     for p in (0..pixels).step_by(2) {
@@ -539,9 +523,8 @@ fn columns_with<const N: usize>(
                 let at = (oy * g.stride_h * g.in_w + ox * g.stride_w) * g.in_c;
                 input.get(at..at + k).ok_or(Error::OutOfBounds)?
             } else {
-                let patch = patch.get_mut(..k).ok_or(Error::OutOfBounds)?;
                 gather(g, oy, ox, zp, input, patch)?;
-                patch
+                &*patch
             };
             let [t0, t1] = &mut tail;
             if j == 0 {
@@ -586,41 +569,15 @@ pub fn fully_connected(
     filter: &[u8],
     params: &[u8],
     output: &mut [u8],
+    scratch: &mut Scratch<'_>,
 ) -> Result<bool, Error> {
     // Fewer than four units would fill a pass with repeats, and the column costs more than
     // it saves: the portable kernel is faster there.
-    if depth == 0 || units < 4 {
+    if depth == 0 || units < 4 || depth > MAX_ROW {
         return Ok(false);
     }
-    // A short row takes a short column: zeroing 2 KiB would cost more than its products.
-    let args = (op, batch, depth, units, input, filter, params, output);
-    if depth <= 64 {
-        fc_with::<32>(args)
-    } else if depth <= MAX_ROW {
-        fc_with::<{ MAX_ROW / 2 }>(args)
-    } else {
-        Ok(false)
-    }
-}
-
-type FcArgs<'a> = (
-    &'a Op,
-    usize,
-    usize,
-    usize,
-    &'a [u8],
-    &'a [u8],
-    &'a [u8],
-    &'a mut [u8],
-);
-
-/// `fully_connected` with a column of `WORDS` words (rows up to `2 * WORDS` values).
-#[cfg_attr(target_os = "none", optimize(speed))]
-fn fc_with<const WORDS: usize>(args: FcArgs<'_>) -> Result<bool, Error> {
-    let (op, batch, depth, units, input, filter, params, output) = args;
-    let mut col = [0u32; WORDS];
+    let col = scratch.words(depth / 4 * 2)?;
     let mut tail = [0i32; 3];
-    let col = col.get_mut(..depth / 4 * 2).ok_or(Error::OutOfBounds)?;
     let rq = |a, q| requant_single(a, q, op);
     for n in 0..batch {
         let x = input
@@ -656,7 +613,7 @@ fn dw_taps(win: &[u8], offs: &[u16], wv: &[u32], acc: [i32; 4]) -> Result<[i32; 
 }
 
 /// Longest padded input row (`(output width - 1) * stride + 3`) the 3x3 depthwise row path
-/// takes: its three rows of words and a row of the zero point are 2 KiB of stack.
+/// takes: its three rows of words and a row of the zero point are up to 2 KiB of scratch.
 pub const MAX_STRIP: usize = 128;
 
 /// Four channels of a 3x3 depthwise layer of stride 1 or 2 across, a row of outputs at a time: the
@@ -676,7 +633,7 @@ fn rows3(
     bias: [i32; 4],
     qs: [Channel; 4],
     output: &mut [u8],
-    strip: &mut [[u32; MAX_STRIP]; 4],
+    strip: &mut [u32],
     lanes: usize,
 ) -> Result<bool, Error> {
     let c_n = g.out_c;
@@ -719,8 +676,12 @@ fn rows3(
         return Ok(false);
     }
     let quad = Quad::new(qs, op);
-    let [s0, s1, s2, pad] = strip;
-    let pad = pad.get_mut(..len).ok_or(Error::OutOfBounds)?;
+    let mut rows = strip.chunks_exact_mut(len);
+    let (Some(s0), Some(s1), Some(s2), Some(pad)) =
+        (rows.next(), rows.next(), rows.next(), rows.next())
+    else {
+        return Err(Error::OutOfBounds);
+    };
     pad.fill(zpw);
     let pad: &[u32] = pad;
     // Input row y lives in ring slot y % 3 (any three consecutive rows take three slots),
@@ -873,6 +834,7 @@ pub fn depthwise_conv2d(
     filter: &[u8],
     params: &[u8],
     output: &mut [u8],
+    scratch: &mut Scratch<'_>,
 ) -> Result<bool, Error> {
     let n_taps = g.k_h * g.k_w;
     let Some(zp) = zero_point(op) else {
@@ -898,25 +860,30 @@ pub fn depthwise_conv2d(
             .checked_sub(pad)
             .is_some_and(|i| i + (k - 1) * dilation < size)
     };
-    let mut wv = [0u32; 2 * MAX_TAPS];
-    let mut strip = [[0u32; MAX_STRIP]; 4];
+    let wv = scratch.words(2 * n_taps)?;
+    let strip_len = scratch::strip_len(g);
+    let strip: &mut [u32] = if n_taps == 9 && strip_len <= MAX_STRIP {
+        scratch.words(4 * strip_len)?
+    } else {
+        &mut []
+    };
     let mut c = 0;
     while c + 4 <= c_n {
-        for (t, w) in wv.chunks_exact_mut(2).take(n_taps).enumerate() {
+        for (t, w) in wv.chunks_exact_mut(2).enumerate() {
             let at = t * c_n + c;
             let x = word(filter.get(at..at + 4).ok_or(Error::OutOfBounds)?);
             if let [e, o] = w {
                 (*e, *o) = (sxtb16(x), sxtb16_ror8(x));
             }
         }
-        let wv = wv.get(..2 * n_taps).ok_or(Error::OutOfBounds)?;
+        let wv: &[u32] = wv;
         let mut bias = [0i32; 4];
         let mut qs = [Channel::default(); 4];
         for (j, (q, b)) in qs.iter_mut().zip(bias.iter_mut()).enumerate() {
             (*q, *b) = record(params, c + j)?;
         }
         if let Ok(w9) = <&[u32; 18]>::try_from(wv) {
-            if rows3(g, op, c, zpw, input, w9, bias, qs, output, &mut strip, 4)? {
+            if rows3(g, op, c, zpw, input, w9, bias, qs, output, strip, 4)? {
                 c += 4;
                 continue;
             }
@@ -988,11 +955,7 @@ pub fn depthwise_conv2d(
         for (j, (q, b)) in qs.iter_mut().zip(bias.iter_mut()).enumerate().take(lanes) {
             (*q, *b) = record(params, c + j)?;
         }
-        if n_taps == 9
-            && rows3(
-                g, op, c, zpw, input, &w9, bias, qs, output, &mut strip, lanes,
-            )?
-        {
+        if n_taps == 9 && rows3(g, op, c, zpw, input, &w9, bias, qs, output, strip, lanes)? {
             return Ok(true);
         }
     }

@@ -49,6 +49,12 @@ fn op(kind: OpKind, channels: usize, rng: &mut Rng) -> Op {
     }
 }
 
+/// Scratch as the planner sizes it for `op`, holding garbage (what the last operator left)
+/// and one byte more, so that `&buf[1..]` starts off a word boundary as an arena's may.
+fn scratch(op: &Op, rng: &mut Rng) -> Vec<u8> {
+    rng.bytes(scratch_bytes(op) + 1)
+}
+
 /// Channel records as `Interpreter::new` writes them, for random scales: mostly a converter's
 /// (a right shift: the short requantization paths), now and then one of 0.5 or more (the
 /// reference paths).
@@ -141,7 +147,9 @@ fn conv2d_matches_the_portable_kernel_on_random_layers() {
         let n = g.out_h * g.out_w * g.out_c;
         let (mut want, mut got) = (vec![0u8; n], vec![0u8; n]);
         conv::conv2d(&g, &op, &input, &filter, Some(&bias), &params, &mut want).unwrap();
-        if conv2d(&g, &op, &input, &filter, &params, &mut got).unwrap() {
+        let mut s = scratch(&op, &mut rng);
+        let s = &mut Scratch::new(&mut s[1..]);
+        if conv2d(&g, &op, &input, &filter, &params, &mut got, s).unwrap() {
             assert_eq!(got, want, "{g:?} zero point {}", -op.input_offset);
         } else {
             assert!(k > MAX_PATCH, "{g:?} refused");
@@ -184,7 +192,9 @@ fn depthwise_matches_the_portable_kernel_on_random_layers() {
         let n = g.out_h * g.out_w * g.out_c;
         let (mut want, mut got) = (vec![0u8; n], vec![0u8; n]);
         conv::depthwise_conv2d(&g, &op, &input, &filter, Some(&bias), &params, &mut want).unwrap();
-        assert!(depthwise_conv2d(&g, &op, &input, &filter, &params, &mut got).unwrap());
+        let mut s = scratch(&op, &mut rng);
+        let s = &mut Scratch::new(&mut s[1..]);
+        assert!(depthwise_conv2d(&g, &op, &input, &filter, &params, &mut got, s).unwrap());
         assert_eq!(got, want, "{g:?} zero point {}", -op.input_offset);
     }
 }
@@ -219,7 +229,13 @@ fn fully_connected_matches_the_portable_kernel_on_random_layers() {
             &mut want,
         )
         .unwrap();
-        if fully_connected(&op, batch, depth, units, &input, &filter, &params, &mut got).unwrap() {
+        let mut s = scratch(&op, &mut rng);
+        let s = &mut Scratch::new(&mut s[1..]);
+        if fully_connected(
+            &op, batch, depth, units, &input, &filter, &params, &mut got, s,
+        )
+        .unwrap()
+        {
             assert_eq!(got, want, "depth {depth} units {units} batch {batch}");
         } else {
             assert!(depth > MAX_ROW || units < 4);

@@ -6,6 +6,7 @@
 //! row copies, no border tests.
 
 use super::requant::Quad;
+use super::scratch::Scratch;
 use super::simd::pointwise_short;
 use super::{Channel, block_stationary, gather, record, rows4, widen_rows, zero_point};
 use crate::Error;
@@ -14,12 +15,37 @@ use crate::graph::{ConvGeom, Op};
 /// Longest patch (filter height x width x input channels) taken here.
 pub const MAX_TILED_PATCH: usize = 144;
 /// Bytes of gathered patches per tile: `TILE_BYTES / k` pixels at a time (`k` rounded up
-/// to a multiple of four). Stack scratch:
-/// these, the widened weights of four channels (`8 * MAX_TILED_PATCH` bytes) and a padded
-/// input (`PADDED_BYTES`), 2.8 KiB.
+/// to a multiple of four). Scratch: these (as many as the layer has pixels), the widened
+/// weights of four channels (8 bytes per group of four values) and the padded input.
 const TILE_BYTES: usize = 1152;
-/// Largest zero-point-padded input copied whole (more stack scratch: 0.5 KiB).
+/// Largest zero-point-padded input copied whole.
 const PADDED_BYTES: usize = 512;
+
+/// The padded input's bytes (0 when it is over `PADDED_BYTES` and patches are gathered from
+/// the input itself).
+fn padded_bytes(g: &ConvGeom) -> usize {
+    let reach =
+        |o: usize, s: usize, k: usize, d: usize| (o.max(1) - 1) * s + (k.max(1) - 1) * d + 1;
+    let ph = reach(g.out_h, g.stride_h, g.k_h, g.dilation_h);
+    let pw = reach(g.out_w, g.stride_w, g.k_w, g.dilation_w);
+    let n = ph * pw * g.in_c;
+    if n <= PADDED_BYTES { n } else { 0 }
+}
+
+/// Patches in one tile: as many as fit `TILE_BYTES`, at most the layer's pixels.
+fn tile_pixels(g: &ConvGeom, kp: usize) -> usize {
+    (TILE_BYTES / kp).min(g.out_h * g.out_w).max(1)
+}
+
+/// Scratch bytes `conv2d_tiled` takes for layer `g` (0 when it does not take the layer).
+pub fn scratch_bytes(g: &ConvGeom) -> usize {
+    let k = g.k_h * g.k_w * g.in_c;
+    if k == 0 || k > MAX_TILED_PATCH {
+        return 0;
+    }
+    let kp = k.next_multiple_of(4);
+    padded_bytes(g) + tile_pixels(g, kp) * kp + 4 + 4 * (kp / 4 * 8) + 3
+}
 
 /// The input with the zero point around it, as far as the filter reaches, in `buf`:
 /// returns its width, or `None` when it does not fit.
@@ -29,8 +55,11 @@ fn pad_input(g: &ConvGeom, zp: u8, input: &[u8], buf: &mut [u8]) -> Result<Optio
     let reach = |o: usize, s: usize, k: usize, d: usize| (o - 1) * s + (k - 1) * d + 1;
     let ph = reach(g.out_h, g.stride_h, g.k_h, g.dilation_h);
     let pw = reach(g.out_w, g.stride_w, g.k_w, g.dilation_w);
-    let Some(buf) = buf.get_mut(..ph * pw * c) else {
+    if buf.is_empty() {
         return Ok(None);
+    }
+    let Some(buf) = buf.get_mut(..ph * pw * c) else {
+        return Err(Error::OutOfBounds);
     };
     buf.fill(zp);
     // The input's columns that land inside: x in pad_w..pad_w + in_w, clipped to pw.
@@ -50,10 +79,10 @@ fn pad_input(g: &ConvGeom, zp: u8, input: &[u8], buf: &mut [u8]) -> Result<Optio
     Ok(Some(pw))
 }
 
-/// Pixel (oy, ox)'s patch out of the padded input (`pw` pixels wide) into `tile` at `at`,
-/// zero padded to `kp` bytes. Rows of a filter one pixel wide are a few bytes each: they are
-/// copied as whole words, each row's spill overwritten by the next row and the last one's by
-/// the pad (or by the next patch, gathered after this one), so `tile` needs 3 bytes of slack.
+/// Pixel (oy, ox)'s patch out of the padded input (`pw` pixels wide) into `tile` at `at`.
+/// Rows of a filter one pixel wide are a few bytes each: they are copied as whole words, each
+/// row's spill overwritten by the next row and the last one's left in the patch's pad (or
+/// overwritten by the next patch), so `tile` needs 3 bytes of slack.
 #[cfg_attr(target_os = "none", optimize(speed))]
 fn gather_padded(
     g: &ConvGeom,
@@ -61,7 +90,7 @@ fn gather_padded(
     pw: usize,
     (oy, ox): (usize, usize),
     tile: &mut [u8],
-    (at, k, kp): (usize, usize, usize),
+    at: usize,
 ) -> Result<(), Error> {
     let c = g.in_c;
     let run = g.k_w * c;
@@ -94,16 +123,6 @@ fn gather_padded(
             d.copy_from_slice(padded.get(src..src + c).ok_or(Error::OutOfBounds)?);
         }
     }
-    // The pad (at most 3 bytes, inside the patch's last word) back to zeros.
-    if k < kp {
-        let last = tile
-            .get_mut(at + kp - 4..at + kp)
-            .ok_or(Error::OutOfBounds)?;
-        let keep = k + 4 - kp;
-        let mut word = [0u8; 4];
-        word[..keep].copy_from_slice(last.get(..keep).ok_or(Error::OutOfBounds)?);
-        last.copy_from_slice(&word);
-    }
     Ok(())
 }
 
@@ -119,6 +138,7 @@ pub fn conv2d_tiled(
     filter: &[u8],
     params: &[u8],
     output: &mut [u8],
+    scratch: &mut Scratch<'_>,
 ) -> Result<bool, Error> {
     let k = g.k_h * g.k_w * g.in_c;
     let Some(zp) = zero_point(op) else {
@@ -129,24 +149,24 @@ pub fn conv2d_tiled(
     }
     let oc_n = g.out_c;
     let pixels = g.out_h * g.out_w;
-    // Patches (and weight rows) are padded with zeros to whole groups of four, so every
-    // product is in the inner loop and a tile can be walked whole (`pointwise_short`).
+    // Patches are padded to whole groups of four, so every product is in the inner loop and
+    // a tile can be walked whole (`pointwise_short`). What a pad holds (a spill, or what the
+    // last operator left in scratch) adds nothing: the weights are widened with zeros there.
     let kp = k.next_multiple_of(4);
-    let tile = TILE_BYTES / kp;
-    let mut buf = [0u8; PADDED_BYTES];
-    let pw = pad_input(g, zp, input, &mut buf)?;
-    let padded: &[u8] = &buf;
+    let tile = tile_pixels(g, kp);
+    let buf = scratch.bytes(padded_bytes(g))?;
+    let pw = pad_input(g, zp, input, buf)?;
+    let padded: &[u8] = buf;
     // Slack for the word copies of `gather_padded`.
-    let mut patches = [0u8; TILE_BYTES + 4];
-    let mut wbuf = [0u32; 2 * MAX_TILED_PATCH];
-    let wbuf = wbuf.get_mut(..kp / 4 * 8).ok_or(Error::OutOfBounds)?;
+    let patches = scratch.bytes(tile * kp + 4)?;
+    let wbuf = scratch.words(kp / 4 * 8)?;
     for first in (0..pixels).step_by(tile) {
         let n = tile.min(pixels - first);
         for j in 0..n {
             let px = first + j;
             let (oy, ox) = (px / g.out_w, px % g.out_w);
             match pw {
-                Some(pw) => gather_padded(g, padded, pw, (oy, ox), &mut patches, (j * kp, k, kp))?,
+                Some(pw) => gather_padded(g, padded, pw, (oy, ox), patches, j * kp)?,
                 None => {
                     let patch = patches
                         .get_mut(j * kp..j * kp + k)
