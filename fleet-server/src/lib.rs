@@ -31,5 +31,6 @@ pub mod server;
 pub mod store;
 pub mod throttle;
 pub mod tls;
+pub mod waiters;
 
 pub use api::{AppState, configure};

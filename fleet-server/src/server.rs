@@ -162,12 +162,14 @@ pub fn prepare(config: Config, root: TrustRoot) -> Result<Prepared> {
         auth::new_token().map_err(|e| anyhow::anyhow!("{e}"))?
     );
     let checkins = Arc::new(crate::checkins::Checkins::default());
+    let waiters = Arc::new(crate::waiters::Waiters::default());
     crate::checkins::spawn_flusher(pool.clone(), checkins.clone(), Duration::from_millis(250))?;
     rollout::engine::spawn(
         pool.clone(),
         owner,
         Duration::from_millis(config.tick_ms.unwrap_or(1000)),
         checkins.clone(),
+        waiters.clone(),
     )?;
     Ok(Prepared {
         state: AppState {
@@ -179,6 +181,7 @@ pub fn prepare(config: Config, root: TrustRoot) -> Result<Prepared> {
             credentials: Arc::default(),
             poll_s: config.poll_seconds.unwrap_or(60),
             throttle: Arc::default(),
+            waiters,
             max_upload: config.max_upload_bytes(),
             read_timeout: config.read_timeout(),
         },

@@ -138,25 +138,61 @@ fn frame(f: &ServerFrame<'_>, room: usize) -> Result<HttpResponse, ApiError> {
         .body(buf))
 }
 
+/// A check-in: noted, then answered with the device's command. A long-poll one
+/// (`wait_ms`) that would be answered idle waits instead, without a thread or a database
+/// connection, until a change wakes its device (`waiters.rs`) and it has a command, or its wait
+/// passes (bounded by the poll interval and `MAX_WAIT_MS`); then it answers exactly what a
+/// check-in answers at that moment.
 pub async fn check_in(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let state = state.into_inner();
-    let poll_s = state.poll_s;
     let (device, body) = authenticated_body(&state, &req, payload).await?;
-    let answer = blocking(move || {
-        let c: protocol::CheckIn = protocol::decode(&body)?;
-        if c.device_id != device {
+    // Registered before the first decision: a change committed while it is made still wakes.
+    let watch = state.waiters.watch(&device);
+    let mut woken = std::pin::pin!(watch.notify().notified());
+    woken.as_mut().enable();
+    let (s, d, b) = (state.clone(), device.clone(), body.clone());
+    let (mut answer, wait_ms) = blocking(move || {
+        let c: protocol::CheckIn = protocol::decode(&b)?;
+        if c.device_id != d {
             return Err(ApiError::Forbidden);
         }
-        let mut conn = state.pool.get()?;
-        state.checkins.record(&c);
-        Metrics::add(&state.metrics.checkins, 1);
-        Ok(rollouts::command_for(&mut conn, &device, &c)?)
+        s.checkins.record(&c);
+        Metrics::add(&s.metrics.checkins, 1);
+        let mut conn = s.pool.get()?;
+        Ok((rollouts::command_for(&mut conn, &d, &c)?, c.wait_ms))
     })
     .await?;
+    let wait_ms = wait_ms
+        .unwrap_or(0)
+        .min(state.poll_s.saturating_mul(1_000))
+        .min(crate::waiters::MAX_WAIT_MS);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms.into());
+    while answer.is_none() && wait_ms > 0 {
+        let passed = tokio::time::timeout_at(deadline, woken.as_mut())
+            .await
+            .is_err();
+        woken.set(watch.notify().notified());
+        woken.as_mut().enable();
+        let (s, d, b) = (state.clone(), device.clone(), body.clone());
+        answer = blocking(move || {
+            let c: protocol::CheckIn = protocol::decode(&b)?;
+            let mut conn = s.pool.get()?;
+            Ok(rollouts::command_for(&mut conn, &d, &c)?)
+        })
+        .await?;
+        if passed {
+            break;
+        }
+    }
+    command_frame(answer, state.poll_s)
+}
+
+/// The server frame of a device's command (`None`: idle until the next poll).
+fn command_frame(answer: Option<DeviceCommand>, poll_s: u32) -> Result<HttpResponse, ApiError> {
     match answer {
         Some(DeviceCommand::Revert(component)) => {
             frame(&ServerFrame::Command(Command::Revert { component }), 64)
@@ -292,6 +328,10 @@ pub async fn report(
             }
             Ok::<_, ApiError>(new)
         })?;
+        if new {
+            // What it changed (a confirmation after a halt sends the device back) is committed.
+            state.waiters.wake([r.device_id]);
+        }
         Metrics::add(
             if new {
                 &state.metrics.reports

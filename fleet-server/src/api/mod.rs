@@ -30,6 +30,8 @@ pub struct AppState {
     pub max_upload: u64,
     /// How long a client may leave its body unsent before it is cut off.
     pub read_timeout: std::time::Duration,
+    /// Long-poll check-ins waiting for a command, by device.
+    pub waiters: Arc<crate::waiters::Waiters>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -6,6 +6,7 @@ use super::{AppState, blocking};
 use crate::auth::{self, Principal, Role};
 use crate::error::ApiError;
 use crate::rollout::lifecycle::{self, Action};
+use crate::rollout::records;
 use crate::rollout::request::NewRollout;
 use crate::rollout::view as rollout_view;
 use crate::{audit, store};
@@ -395,6 +396,7 @@ pub async fn create_rollout(
     let who = authorize(&state, &req, Role::Operator).await?;
     let new = body.into_inner();
     let checkins = state.checkins.clone();
+    let waiters = state.waiters.clone();
     let view = act(
         state,
         who,
@@ -404,6 +406,8 @@ pub async fn create_rollout(
             // The plan records what each device runs now: write the latest check-ins first.
             checkins.flush(conn)?;
             let (id, compatibility) = lifecycle::create(conn, &new, &who.name)?;
+            // Its first stage is committed: its devices waiting in long-poll hear it now.
+            records::wake_devices(conn, &waiters, id)?;
             let detail = format!(
                 "rollout {id}: artifact {} stages {}",
                 new.artifact_id,
@@ -458,8 +462,11 @@ pub async fn rollout_action(
         Action::Abort => "rollout.abort",
         Action::Rollback => "rollout.rollback",
     };
+    let waiters = state.waiters.clone();
     let view = act(state, who, audited, id.to_string(), move |conn, who| {
         lifecycle::operator_action(conn, id, action, &who.name)?;
+        // A rollback sends devices back now (the other waiters decide again and go on waiting).
+        records::wake_devices(conn, &waiters, id)?;
         Ok((rollout_view::view(conn, id, true)?, String::new()))
     })
     .await?;

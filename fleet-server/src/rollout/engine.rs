@@ -80,6 +80,7 @@ pub fn spawn(
     owner: String,
     every: Duration,
     checkins: std::sync::Arc<crate::checkins::Checkins>,
+    waiters: std::sync::Arc<crate::waiters::Waiters>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("rollout-engine".into())
@@ -89,7 +90,15 @@ pub fn spawn(
                     Ok(mut c) => checkins
                         .flush(&mut c)
                         .map_err(|e| e.to_string())
-                        .and_then(|_| tick(&mut c, &owner).map_err(|e| e.to_string())),
+                        .and_then(|_| tick(&mut c, &owner).map_err(|e| e.to_string()))
+                        .and_then(|applied| {
+                            // Committed: a stage start or a halt's send-back reaches the
+                            // devices waiting in long-poll now, not at their next poll.
+                            applied.iter().try_for_each(|(id, _)| {
+                                records::wake_devices(&mut c, &waiters, *id)
+                                    .map_err(|e| e.to_string())
+                            })
+                        }),
                     Err(e) => Err(e.to_string()),
                 };
                 if let Err(e) = outcome {

@@ -144,6 +144,24 @@ pub fn devices(conn: &mut AnyConnection, rollout: i64) -> QueryResult<Vec<Device
         .load(conn)
 }
 
+/// Wakes the long-poll check-ins of a rollout's devices, after a change to it is committed
+/// (each decides its command again; those without a new one go on waiting).
+pub fn wake_devices(
+    conn: &mut AnyConnection,
+    waiters: &crate::waiters::Waiters,
+    rollout: i64,
+) -> QueryResult<()> {
+    if waiters.waiting() == 0 {
+        return Ok(());
+    }
+    let ids: Vec<String> = rollout_devices::table
+        .filter(rollout_devices::rollout_id.eq(rollout))
+        .select(rollout_devices::device_id)
+        .load(conn)?;
+    waiters.wake(ids.iter().map(String::as_str));
+    Ok(())
+}
+
 /// Moves a device to `to` if it is in a state `to` may be reached from; returns whether it
 /// moved. `finished` also stamps when it finished.
 pub fn set_device_state(

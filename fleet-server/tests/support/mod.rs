@@ -49,6 +49,12 @@ pub struct Server {
 /// Starts a server with the test trust root, devices polling every second and the rollout
 /// engine passing every 200 ms.
 pub fn start(backend: Backend) -> Server {
+    start_polling(backend, 1)
+}
+
+/// `start`, with idle devices told to poll every `poll_seconds` (which also bounds a
+/// long-poll check-in's wait).
+pub fn start_polling(backend: Backend, poll_seconds: u32) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let url = match backend {
         Backend::Postgres => postgres_schema(),
@@ -58,7 +64,7 @@ pub fn start(backend: Backend) -> Server {
         listen: Some("127.0.0.1:0".into()),
         data: Some(dir.path().to_owned()),
         database_url: Some(url.clone()),
-        poll_seconds: Some(1),
+        poll_seconds: Some(poll_seconds),
         tick_ms: Some(200),
         workers: Some(2),
         ..Config::default()
