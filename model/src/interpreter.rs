@@ -32,6 +32,19 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 kernels::activation::build_lut(op.kind == OpKind::Tanh, tin, tout, lut)?;
                 continue;
             }
+            if let OpKind::Softmax {
+                input_multiplier,
+                input_left_shift,
+                diff_min,
+                ..
+            } = op.kind
+            {
+                let table = arena
+                    .get_mut(op.params_offset..op.params_offset + op.param_bytes())
+                    .ok_or(Error::OutOfBounds)?;
+                kernels::softmax::build_table(input_multiplier, input_left_shift, diff_min, table)?;
+                continue;
+            }
             let (Some(w), true) = (op.weights, op.channels > 0) else {
                 continue;
             };
@@ -254,21 +267,9 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 output.copy_from_slice(input);
                 Ok(())
             }
-            OpKind::Softmax {
-                rows,
-                depth,
-                input_multiplier,
-                input_left_shift,
-                diff_min,
-            } => kernels::softmax::softmax(
-                rows,
-                depth,
-                input_multiplier,
-                input_left_shift,
-                diff_min,
-                input,
-                output,
-            ),
+            OpKind::Softmax { rows, depth, .. } => {
+                kernels::softmax::softmax(rows, depth, params, input, output)
+            }
             OpKind::Add(p) | OpKind::Sub(p) => kernels::elementwise::add_sub(
                 op,
                 &p,

@@ -90,19 +90,20 @@ fn arena_plan_reuses_memory_across_lifetimes() {
         .map(|t| t.len)
         .sum();
     let per_channel = model::graph::CHANNEL_PARAM_BYTES;
-    let params: usize = model.ops.iter().map(|o| o.channels * per_channel).sum();
+    let params: usize = model.ops.iter().map(|o| o.param_bytes()).sum();
     // All activations together are 1 316 bytes; the plan needs only the peak pair, the two
     // 8x8x8 tensors around the depthwise convolution, then 42 channels of parameters
-    // (multiplier, shift, folded bias, short requantization path), then the DSP kernels'
-    // scratch, as much as the largest call takes: the last CONV_2D's tile of four 3x3x8
+    // (multiplier, shift, folded bias, short requantization path) and the softmax's table of
+    // exponentials (256 words), then the DSP kernels' scratch, as much as the largest call takes: the last CONV_2D's tile of four 3x3x8
     // patches and 4 bytes of slack (292), its input padded (128), four channels' weights
     // widened (576) and a word's alignment (3).
     assert_eq!(activations, 1_316);
     assert_eq!(model.scratch_offset - params, 1_024);
-    assert_eq!(params, 42 * 16);
+    assert_eq!(params, 42 * per_channel + model::kernels::softmax::TABLE_BYTES);
+    assert_eq!(per_channel, 16);
     assert_eq!(model.arena_size - model.scratch_offset, 1_000); // 999, aligned
     let scratch = model.ops.iter().map(model::kernels::dsp::scratch_bytes);
-    assert_eq!(scratch.collect::<Vec<_>>(), [971, 238, 0, 999, 0, 35, 0]);
+    assert_eq!(scratch.collect::<Vec<_>>(), [971, 398, 0, 999, 0, 35, 0]);
 }
 
 #[test]

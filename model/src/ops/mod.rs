@@ -252,6 +252,8 @@ impl Op {
     pub fn param_bytes(&self) -> usize {
         let lut = if self.kind.has_lut() {
             crate::graph::LUT_BYTES
+        } else if matches!(self.kind, OpKind::Softmax { .. }) {
+            crate::kernels::softmax::TABLE_BYTES
         } else {
             0
         };

@@ -39,7 +39,9 @@ use crate::graph::{CHANNEL_PARAM_BYTES, ConvGeom, Op};
 use requant::{Channel, Quad, record, requant, requant_single};
 pub use requant::{folded_bias, write_record};
 pub use scratch::{Scratch, scratch_bytes};
-use simd::{dot4_stationary, pointwise_short, smlabb, smlad, smlatt, sxtb16, sxtb16_ror8};
+use simd::{
+    depthwise3_short, dot4_stationary, pointwise_short, smlabb, smlad, smlatt, sxtb16, sxtb16_ror8,
+};
 
 /// Largest CONV_2D patch (filter height x width x input channels, e.g. 3x3x64) taken here.
 /// Scratch: two int16 columns (4 bytes per value) and one int8 patch, up to 2.8 KiB.
@@ -613,14 +615,16 @@ fn dw_taps(win: &[u8], offs: &[u16], wv: &[u32], acc: [i32; 4]) -> Result<[i32; 
 }
 
 /// Longest padded input row (`(output width - 1) * stride + 3`) the 3x3 depthwise row path
-/// takes: its three rows of words and a row of the zero point are up to 2 KiB of scratch.
+/// takes: its three rows of widened words and a row of the zero point are up to 4 KiB of
+/// scratch.
 pub const MAX_STRIP: usize = 128;
 
 /// Four channels of a 3x3 depthwise layer of stride 1 or 2 across, a row of outputs at a time: the
-/// three input rows under it are copied (once each) as words of four channels into a ring of
-/// rows in `strip`, the zero point where the filter overhangs, so every output reads its nine taps from three
-/// 3-word windows (no bounds checks, no border cases). Returns `false` (nothing written) for
-/// other layers.
+/// three input rows under it are copied (once each, widened: two words per pixel) into a ring
+/// of rows in `strip`, the zero point where the filter overhangs, so every output reads its
+/// nine taps from three 6-word windows (no bounds checks, no border cases, no widening per
+/// tap), one asm walk per row when the four channels take the short requantization.
+/// Returns `false` (nothing written) for other layers.
 #[allow(clippy::too_many_arguments)]
 #[cfg_attr(target_os = "none", optimize(speed))]
 fn rows3(
@@ -676,13 +680,17 @@ fn rows3(
         return Ok(false);
     }
     let quad = Quad::new(qs, op);
+    let whole = quad.short_quad(bias, op).filter(|_| lanes == 4);
+    // Rows hold each input word widened: two words per pixel.
+    let len = 2 * len;
+    let zpw = [sxtb16(zpw), sxtb16_ror8(zpw)];
     let mut rows = strip.chunks_exact_mut(len);
     let (Some(s0), Some(s1), Some(s2), Some(pad)) =
         (rows.next(), rows.next(), rows.next(), rows.next())
     else {
         return Err(Error::OutOfBounds);
     };
-    pad.fill(zpw);
+    fill_pairs(pad, zpw);
     let pad: &[u32] = pad;
     // Input row y lives in ring slot y % 3 (any three consecutive rows take three slots),
     // filled when first needed: with stride 1 each output row fills one new row, not three.
@@ -704,22 +712,22 @@ fn rows3(
             // The input row's pixels land at columns pad_w.. of the strip, the zero point
             // around them.
             let (left, rest) = row
-                .split_at_mut_checked(g.pad_w.min(len))
+                .split_at_mut_checked((2 * g.pad_w).min(len))
                 .ok_or(Error::OutOfBounds)?;
-            left.fill(zpw);
+            fill_pairs(left, zpw);
             let at = y * in_step.0 + c;
-            let inside = g.in_w.min(rest.len());
+            let inside = (2 * g.in_w).min(rest.len());
             let (mid, right) = rest.split_at_mut(inside);
-            right.fill(zpw);
-            if lanes == 4 {
-                for (x, w) in mid.iter_mut().enumerate() {
-                    let p = at + x * in_step.1;
-                    *w = word(input.get(p..p + 4).ok_or(Error::OutOfBounds)?);
-                }
-            } else {
-                for (x, w) in mid.iter_mut().enumerate() {
-                    let p = at + x * in_step.1;
-                    *w = word_lanes(input.get(p..).ok_or(Error::OutOfBounds)?, lanes)?;
+            fill_pairs(right, zpw);
+            for (x, w) in mid.chunks_exact_mut(2).enumerate() {
+                let p = at + x * in_step.1;
+                let v = if lanes == 4 {
+                    word(input.get(p..p + 4).ok_or(Error::OutOfBounds)?)
+                } else {
+                    word_lanes(input.get(p..).ok_or(Error::OutOfBounds)?, lanes)?
+                };
+                if let [e, o] = w {
+                    (*e, *o) = (sxtb16(v), sxtb16_ror8(v));
                 }
             }
         }
@@ -734,39 +742,36 @@ fn rows3(
         };
         let (r0, r1, r2) = (pick(ys[0])?, pick(ys[1])?, pick(ys[2])?);
         let row = oy * out_step.0 + c;
-        if g.stride_w == 1 {
-            // Sliding windows: no bounds checks.
-            let windows = r0.windows(3).zip(r1.windows(3)).zip(r2.windows(3));
-            for (ox, ((a, b), d)) in windows.enumerate() {
-                let (Ok(a), Ok(b), Ok(d)) = (a.try_into(), b.try_into(), d.try_into()) else {
-                    return Err(Error::OutOfBounds);
-                };
-                let acc = dw_pixel(a, b, d, wv, bias);
-                store(output, row + ox * out_step.1, lanes, acc, &quad, op)?;
+        if let (Some(q), Some(out)) = (&whole, output.get_mut(row..)) {
+            let walk = (r0, r1, r2, g.stride_w, out_step.1, g.out_w);
+            if depthwise3_short([walk.0, walk.1, walk.2], wv, q, walk.3, out, walk.4, walk.5)
+                .is_some()
+            {
+                continue;
             }
-        } else {
-            for ox in 0..g.out_w {
-                let j = ox * g.stride_w;
-                let (Some(a), Some(b), Some(d)) = (three(r0, j), three(r1, j), three(r2, j)) else {
-                    return Err(Error::OutOfBounds);
-                };
-                let acc = dw_pixel(a, b, d, wv, bias);
-                store(output, row + ox * out_step.1, lanes, acc, &quad, op)?;
-            }
+        }
+        for ox in 0..g.out_w {
+            let j = 2 * ox * g.stride_w;
+            let (Some(a), Some(b), Some(d)) = (six(r0, j), six(r1, j), six(r2, j)) else {
+                return Err(Error::OutOfBounds);
+            };
+            let acc = dw_pixel(a, b, d, wv, bias);
+            store(output, row + ox * out_step.1, lanes, acc, &quad, op)?;
         }
     }
     Ok(true)
 }
 
-/// Four channels' nine taps of one output: input words `a`, `b`, `d` (filter rows 0-2)
-/// against the widened weights.
+/// Four channels' nine taps of one output: widened input words `a`, `b`, `d` (filter rows
+/// 0-2, two words per pixel) against the widened weights.
 #[inline(always)]
-fn dw_pixel(a: &[u32; 3], b: &[u32; 3], d: &[u32; 3], wv: &[u32; 18], acc: [i32; 4]) -> [i32; 4] {
-    let xs = [a[0], a[1], a[2], b[0], b[1], b[2], d[0], d[1], d[2]];
+fn dw_pixel(a: &[u32; 6], b: &[u32; 6], d: &[u32; 6], wv: &[u32; 18], acc: [i32; 4]) -> [i32; 4] {
+    let xs = [a, b, d];
     let [mut a0, mut a1, mut a2, mut a3] = acc;
     for t in 0..9 {
-        let (x, we, wo) = (xs[t], wv[2 * t], wv[2 * t + 1]);
-        let (xe, xo) = (sxtb16(x), sxtb16_ror8(x));
+        let x = xs[t / 3];
+        let (xe, xo) = (x[2 * (t % 3)], x[2 * (t % 3) + 1]);
+        let (we, wo) = (wv[2 * t], wv[2 * t + 1]);
         a0 = smlabb(we, xe, a0);
         a2 = smlatt(we, xe, a2);
         a1 = smlabb(wo, xo, a1);
@@ -797,10 +802,18 @@ fn store(
     Ok(())
 }
 
-/// The three words of `r` from `j`.
+/// The six words (three widened pixels) of `r` from `j`.
 #[inline(always)]
-fn three(r: &[u32], j: usize) -> Option<&[u32; 3]> {
-    r.get(j..j + 3).and_then(|w| w.try_into().ok())
+fn six(r: &[u32], j: usize) -> Option<&[u32; 6]> {
+    r.get(j..j + 6).and_then(|w| w.try_into().ok())
+}
+
+/// `row` filled with the widened word pair `w`.
+#[inline(always)]
+fn fill_pairs(row: &mut [u32], w: [u32; 2]) {
+    for p in row.chunks_exact_mut(2) {
+        p.copy_from_slice(&w);
+    }
 }
 
 /// `dw_taps` for a 3x3 filter: a constant-length loop the compiler unrolls, its offsets and
@@ -863,7 +876,7 @@ pub fn depthwise_conv2d(
     let wv = scratch.words(2 * n_taps)?;
     let strip_len = scratch::strip_len(g);
     let strip: &mut [u32] = if n_taps == 9 && strip_len <= MAX_STRIP {
-        scratch.words(4 * strip_len)?
+        scratch.words(8 * strip_len)?
     } else {
         &mut []
     };

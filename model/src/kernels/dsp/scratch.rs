@@ -59,9 +59,10 @@ pub fn scratch_bytes(op: &Op) -> usize {
                 return 0;
             }
             let strip = if taps == 9 { strip_len(&g) } else { 0 };
+            // Four strip rows of widened words, two per pixel.
             words(2 * taps)
                 + if strip <= MAX_STRIP {
-                    words(4 * strip)
+                    words(8 * strip)
                 } else {
                     0
                 }

@@ -426,6 +426,226 @@ pub fn pointwise_short(
     }
 }
 
+/// The asm's view of one `depthwise3_short` call: `ShortQuad`, the nine taps' widened
+/// weights, and the walk's steps, pointer and count.
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+#[repr(C)]
+struct Depthwise3Job {
+    q: ShortQuad,
+    w: [u32; 18],
+    step: u32,
+    out_step: u32,
+    out: *mut u8,
+    pixels: u32,
+}
+
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(Depthwise3Job, w) == 68);
+    assert!(offset_of!(Depthwise3Job, step) == 140);
+    assert!(offset_of!(Depthwise3Job, out_step) == 144);
+    assert!(offset_of!(Depthwise3Job, out) == 148);
+    assert!(offset_of!(Depthwise3Job, pixels) == 152);
+};
+
+/// Four channels of a 3x3 depthwise layer along a row of `pixels` outputs, whole: `rows` are
+/// the three input rows under it, widened (two words per input pixel: channels `(0, 2)` and
+/// `(1, 3)` as 16-bit lanes, the zero point where the filter overhangs), output p's window
+/// starting at pixel `p * stride`; `w` the nine taps' weights widened the same way. Each
+/// output is requantized by the short path and written to `out[p * out_step..][..4]`. `None`
+/// (nothing written) unless every slice is long enough. On the M4 one asm block walks the row:
+/// the weights are read at fixed offsets, no register is spilled.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn depthwise3_short(
+    rows: [&[u32]; 3],
+    w: &[u32; 18],
+    q: &ShortQuad,
+    stride: usize,
+    out: &mut [u8],
+    out_step: usize,
+    pixels: usize,
+) -> Option<()> {
+    let reach = 2 * ((pixels.checked_sub(1)?).checked_mul(stride)? + 3);
+    let fits = stride > 0
+        && out_step >= 4
+        && rows.iter().all(|r| r.len() >= reach)
+        && out.len() >= (pixels - 1).checked_mul(out_step)?.checked_add(4)?;
+    if !fits {
+        return None;
+    }
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    {
+        let mut job = Depthwise3Job {
+            q: *q,
+            w: *w,
+            step: u32::try_from(8 * stride).ok()?,
+            out_step: u32::try_from(out_step).ok()?,
+            out: out.as_mut_ptr(),
+            pixels: u32::try_from(pixels).ok()?,
+        };
+        // SAFETY: by `fits`, output p reads words `2 * p * stride..` + 6 of each row (aligned
+        // double-word loads) and writes four bytes at `out + p * out_step`, all within the
+        // slices; it reads and updates `job`, which it alone holds, through `jp`.
+        #[allow(unsafe_code)]
+        unsafe {
+            core::arch::asm!(
+                "1:",
+                "ldrd {a0}, {a1}, [{jp}, #0]",
+                "ldrd {a2}, {a3}, [{jp}, #8]",
+                "ldrd {xe}, {xo}, [{p0}, #0]",
+                "ldrd {e}, {o}, [{jp}, #68]",
+                "smlabb {a0}, {e}, {xe}, {a0}",
+                "smlatt {a2}, {e}, {xe}, {a2}",
+                "smlabb {a1}, {o}, {xo}, {a1}",
+                "smlatt {a3}, {o}, {xo}, {a3}",
+                "ldrd {xe}, {xo}, [{p0}, #8]",
+                "ldrd {e}, {o}, [{jp}, #76]",
+                "smlabb {a0}, {e}, {xe}, {a0}",
+                "smlatt {a2}, {e}, {xe}, {a2}",
+                "smlabb {a1}, {o}, {xo}, {a1}",
+                "smlatt {a3}, {o}, {xo}, {a3}",
+                "ldrd {xe}, {xo}, [{p0}, #16]",
+                "ldrd {e}, {o}, [{jp}, #84]",
+                "smlabb {a0}, {e}, {xe}, {a0}",
+                "smlatt {a2}, {e}, {xe}, {a2}",
+                "smlabb {a1}, {o}, {xo}, {a1}",
+                "smlatt {a3}, {o}, {xo}, {a3}",
+                "ldrd {xe}, {xo}, [{p1}, #0]",
+                "ldrd {e}, {o}, [{jp}, #92]",
+                "smlabb {a0}, {e}, {xe}, {a0}",
+                "smlatt {a2}, {e}, {xe}, {a2}",
+                "smlabb {a1}, {o}, {xo}, {a1}",
+                "smlatt {a3}, {o}, {xo}, {a3}",
+                "ldrd {xe}, {xo}, [{p1}, #8]",
+                "ldrd {e}, {o}, [{jp}, #100]",
+                "smlabb {a0}, {e}, {xe}, {a0}",
+                "smlatt {a2}, {e}, {xe}, {a2}",
+                "smlabb {a1}, {o}, {xo}, {a1}",
+                "smlatt {a3}, {o}, {xo}, {a3}",
+                "ldrd {xe}, {xo}, [{p1}, #16]",
+                "ldrd {e}, {o}, [{jp}, #108]",
+                "smlabb {a0}, {e}, {xe}, {a0}",
+                "smlatt {a2}, {e}, {xe}, {a2}",
+                "smlabb {a1}, {o}, {xo}, {a1}",
+                "smlatt {a3}, {o}, {xo}, {a3}",
+                "ldrd {xe}, {xo}, [{p2}, #0]",
+                "ldrd {e}, {o}, [{jp}, #116]",
+                "smlabb {a0}, {e}, {xe}, {a0}",
+                "smlatt {a2}, {e}, {xe}, {a2}",
+                "smlabb {a1}, {o}, {xo}, {a1}",
+                "smlatt {a3}, {o}, {xo}, {a3}",
+                "ldrd {xe}, {xo}, [{p2}, #8]",
+                "ldrd {e}, {o}, [{jp}, #124]",
+                "smlabb {a0}, {e}, {xe}, {a0}",
+                "smlatt {a2}, {e}, {xe}, {a2}",
+                "smlabb {a1}, {o}, {xo}, {a1}",
+                "smlatt {a3}, {o}, {xo}, {a3}",
+                "ldrd {xe}, {xo}, [{p2}, #16]",
+                "ldrd {e}, {o}, [{jp}, #132]",
+                "smlabb {a0}, {e}, {xe}, {a0}",
+                "smlatt {a2}, {e}, {xe}, {a2}",
+                "smlabb {a1}, {o}, {xo}, {a1}",
+                "smlatt {a3}, {o}, {xo}, {a3}",
+                // Requantize as `pointwise_short` does.
+                "ldr {xe}, [{jp}, #64]",
+                "ldr {e}, [{jp}, #16]",
+                "lsl {a0}, {a0}, #1",
+                "smmulr {a0}, {a0}, {e}",
+                "ldr {o}, [{jp}, #32]",
+                "add {o}, {o}, {a0}",
+                "add {a0}, {o}, {a0}, asr #31",
+                "ldr {e}, [{jp}, #48]",
+                "asr {a0}, {a0}, {e}",
+                "add {a0}, {a0}, {xe}",
+                "ssat {a0}, #8, {a0}",
+                "ldr {e}, [{jp}, #20]",
+                "lsl {a1}, {a1}, #1",
+                "smmulr {a1}, {a1}, {e}",
+                "ldr {o}, [{jp}, #36]",
+                "add {o}, {o}, {a1}",
+                "add {a1}, {o}, {a1}, asr #31",
+                "ldr {e}, [{jp}, #52]",
+                "asr {a1}, {a1}, {e}",
+                "add {a1}, {a1}, {xe}",
+                "ssat {a1}, #8, {a1}",
+                "ldr {e}, [{jp}, #24]",
+                "lsl {a2}, {a2}, #1",
+                "smmulr {a2}, {a2}, {e}",
+                "ldr {o}, [{jp}, #40]",
+                "add {o}, {o}, {a2}",
+                "add {a2}, {o}, {a2}, asr #31",
+                "ldr {e}, [{jp}, #56]",
+                "asr {a2}, {a2}, {e}",
+                "add {a2}, {a2}, {xe}",
+                "ssat {a2}, #8, {a2}",
+                "ldr {e}, [{jp}, #28]",
+                "lsl {a3}, {a3}, #1",
+                "smmulr {a3}, {a3}, {e}",
+                "ldr {o}, [{jp}, #44]",
+                "add {o}, {o}, {a3}",
+                "add {a3}, {o}, {a3}, asr #31",
+                "ldr {e}, [{jp}, #60]",
+                "asr {a3}, {a3}, {e}",
+                "add {a3}, {a3}, {xe}",
+                "ssat {a3}, #8, {a3}",
+                "ldr {e}, [{jp}, #148]",
+                "strb {a0}, [{e}]",
+                "strb {a1}, [{e}, #1]",
+                "strb {a2}, [{e}, #2]",
+                "strb {a3}, [{e}, #3]",
+                "ldr {o}, [{jp}, #144]",
+                "add {e}, {e}, {o}",
+                "str {e}, [{jp}, #148]",
+                "ldr {e}, [{jp}, #140]",
+                "add {p0}, {p0}, {e}",
+                "add {p1}, {p1}, {e}",
+                "add {p2}, {p2}, {e}",
+                "ldr {e}, [{jp}, #152]",
+                "subs {e}, {e}, #1",
+                "str {e}, [{jp}, #152]",
+                "bne 1b",
+                jp = in(reg) &mut job as *mut Depthwise3Job,
+                p0 = inout(reg) rows[0].as_ptr() => _,
+                p1 = inout(reg) rows[1].as_ptr() => _,
+                p2 = inout(reg) rows[2].as_ptr() => _,
+                xe = out(reg) _,
+                xo = out(reg) _,
+                e = out(reg) _,
+                o = out(reg) _,
+                a0 = out(reg) _,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+                a3 = out(reg) _,
+                options(nostack),
+            );
+        }
+        Some(())
+    }
+    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    {
+        for p in 0..pixels {
+            let at = 2 * p * stride;
+            let mut acc = q.bias;
+            for (t, wt) in w.chunks_exact(2).enumerate() {
+                let x = rows[t / 3].get(at + 2 * (t % 3)..at + 2 * (t % 3) + 2)?;
+                acc[0] = smlabb(wt[0], x[0], acc[0]);
+                acc[2] = smlatt(wt[0], x[0], acc[2]);
+                acc[1] = smlabb(wt[1], x[1], acc[1]);
+                acc[3] = smlatt(wt[1], x[1], acc[3]);
+            }
+            let o = out.get_mut(p * out_step..p * out_step + 4)?;
+            for (j, (o, a)) in o.iter_mut().zip(acc).enumerate() {
+                let h = smmulr(a << 1, q.multiplier[j]);
+                let v = (h + (h >> 31) + q.round[j]) >> q.short[j];
+                *o = (v + q.offset).clamp(-128, 127) as i8 as u8;
+            }
+        }
+        Some(())
+    }
+}
+
 /// The signed maximum of each of the four int8 lanes of `a` and `b` (SSUB8 sets a GE flag
 /// per lane where `a >= b`, SEL takes those lanes from `a`): one asm block, so nothing runs
 /// between the two that could change the flags.
