@@ -6,6 +6,13 @@
 //! table and writes target/bench/server.json: {"runs":[{"backend","devices","checkins_per_s",
 //! "p50_ms","p99_ms","tls_checkins_per_s","tls_p50_ms","tls_p99_ms"}]}.
 //!
+//! Then long-poll (protocol 1.2): a server process (SQLite) with 10 000 check-ins waiting at
+//! once, each on its own connection; its resident memory before and while they wait, and the
+//! time from a rollout to all of them until each is answered with the release. Fields
+//! `longpoll_waiting`, `longpoll_rss_before_bytes`, `longpoll_rss_bytes`,
+//! `longpoll_bytes_per_waiter`, `longpoll_create_ms`, `longpoll_wake_p50_ms`,
+//! `longpoll_wake_p99_ms`, `longpoll_wake_max_ms` beside `runs`.
+//!
 //! `cargo bench -p fleet-server --bench checkin [-- --seconds N]`; PostgreSQL runs when
 //! FLEET_TEST_DATABASE_URL is set (`cargo xtask bench-server` starts one).
 
@@ -213,6 +220,229 @@ fn measure(
     }
 }
 
+/// How many long-poll check-ins wait at once.
+const WAITERS: usize = 10_000;
+
+struct LongPoll {
+    waiting: usize,
+    rss_before: u64,
+    rss: u64,
+    create_ms: f64,
+    wake_p50_ms: f64,
+    wake_p99_ms: f64,
+    wake_max_ms: f64,
+}
+
+/// Resident bytes of a process (`VmRSS` of /proc/PID/status).
+fn rss_bytes(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// The open-file limit of this process, which the server inherits: each waiter is a socket on
+/// both sides.
+fn open_files_limit() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn long_poll() -> LongPoll {
+    let limit = open_files_limit();
+    assert!(
+        limit >= WAITERS as u64 + 1_000,
+        "{WAITERS} waiting check-ins need {} open files per process, the limit is {limit} (ulimit -n)",
+        WAITERS + 1_000
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        dir.path().join("root.cbor"),
+        testkit::keys::signed_trust_root(),
+    )
+    .unwrap();
+    let url = data.join("fleet.db").display().to_string();
+    let fleet = Arc::new(enrol(&fleet_server::db::open(&url).unwrap(), WAITERS));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-server"))
+        .args(["serve", "--root"])
+        .arg(dir.path().join("root.cbor"))
+        .arg("--data")
+        .arg(&data)
+        .args(["--database-url", &url])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--workers", "2"])
+        .args(["--poll-seconds", "300", "--tick-ms", "200"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let _server = Child(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let until = Instant::now() + Duration::from_secs(30);
+    while reqwest::blocking::get(format!("{base}/healthz"))
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < until, "server did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let token = std::fs::read_to_string(data.join("operator-token")).unwrap();
+    let op = fleet_sim::operator::Operator::new(&base, token.trim());
+    let bundle = fleet_sim::release::model_bundle(
+        &fleet_sim::fixtures::GOOD,
+        "digits",
+        Version::new(1, 1, 0),
+        2,
+        "mps2-an386",
+        fleet_sim::release::LENIENT,
+        &[testkit::keys::signing_key()],
+    )
+    .unwrap();
+    let release = op.upload(bundle).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let checkin = format!("{base}/api/device/checkin");
+    rt.block_on(async {
+        // Every device checked in once without waiting (its credential is cached), so what
+        // grows next is what waiting costs.
+        let client = reqwest::Client::new();
+        for chunk in fleet.chunks(CONNECTIONS) {
+            let sends: Vec<_> = chunk
+                .iter()
+                .map(|(credential, body)| {
+                    client
+                        .post(&checkin)
+                        .bearer_auth(credential)
+                        .body(body.clone())
+                        .send()
+                })
+                .collect();
+            for s in sends {
+                assert_eq!(s.await.unwrap().status(), 200);
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_before = rss_bytes(pid);
+    let (waiting, rss, create_ms, mut wakes) = rt.block_on(async {
+        // One connection per waiter (no pooling: each is a device's, or a gateway's for it).
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(200))
+            .build()
+            .unwrap();
+        let mut tasks = Vec::with_capacity(WAITERS);
+        for (i, (credential, body)) in fleet.iter().enumerate() {
+            let mut c: CheckIn = protocol::decode(body).unwrap();
+            c.wait_ms = Some(120_000);
+            let req = client
+                .post(&checkin)
+                .bearer_auth(credential)
+                .body(protocol::to_vec(&c));
+            tasks.push(tokio::spawn(async move {
+                let resp = req.send().await.unwrap();
+                assert_eq!(resp.status(), 200);
+                let answer = resp.bytes().await.unwrap();
+                let updated = matches!(
+                    protocol::ServerFrame::decode(&answer),
+                    Ok(protocol::ServerFrame::Command(
+                        protocol::Command::Update { .. }
+                    ))
+                );
+                (Instant::now(), updated)
+            }));
+            // Paced under the listen backlog.
+            if i % 500 == 499 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let metrics = format!("{base}/metrics");
+        let token = token.trim().to_owned();
+        let until = Instant::now() + Duration::from_secs(120);
+        let mut waiting = 0;
+        while Instant::now() < until {
+            let text = client
+                .get(&metrics)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            waiting = text
+                .lines()
+                .find_map(|l| l.strip_prefix("fleet_longpoll_waiting "))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            if waiting >= WAITERS {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rss = rss_bytes(pid);
+        // A rollout to every waiting device at once: each answered with the release.
+        let started = Instant::now();
+        let spec = serde_json::json!({"artifact_id": release, "stages": ["100%"]});
+        let created = client
+            .post(format!("{base}/api/rollouts"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(spec.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        let create_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let mut wakes = Vec::with_capacity(WAITERS);
+        for t in tasks {
+            let (at, updated) = t.await.unwrap();
+            assert!(updated, "a waiter answered without the release");
+            wakes.push((at - started).as_secs_f64() * 1000.0);
+        }
+        (waiting, rss, create_ms, wakes)
+    });
+    wakes.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| wakes[((wakes.len() as f64 * p) as usize).min(wakes.len() - 1)];
+    LongPoll {
+        waiting,
+        rss_before,
+        rss,
+        create_ms,
+        wake_p50_ms: pct(0.50),
+        wake_p99_ms: pct(0.99),
+        wake_max_ms: wakes[wakes.len() - 1],
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let seconds = args
@@ -220,9 +450,11 @@ fn main() {
         .position(|a| a == "--seconds")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(5);
+    // Only the long-poll figures, printed (server.json is written by a whole run only).
+    let longpoll_only = args.iter().any(|a| a == "--longpoll-only");
     let pg = std::env::var("FLEET_TEST_DATABASE_URL").ok();
     let mut runs = Vec::new();
-    for devices in [1_000, 10_000] {
+    for devices in [1_000, 10_000].into_iter().filter(|_| !longpoll_only) {
         let dir = tempfile::tempdir().unwrap();
         let url = dir.path().join("fleet.db").display().to_string();
         runs.push(run("sqlite", url, devices, seconds));
@@ -230,6 +462,21 @@ fn main() {
             Some(base) => runs.push(run("postgres", postgres_schema(base), devices, seconds)),
             None => eprintln!("FLEET_TEST_DATABASE_URL not set: PostgreSQL not measured"),
         }
+    }
+    let lp = long_poll();
+    let per_waiter = lp.rss.saturating_sub(lp.rss_before) / lp.waiting.max(1) as u64;
+    println!(
+        "long-poll: {} check-ins waiting; server resident {:.1} MB before, {:.1} MB while they wait ({per_waiter} bytes each); a rollout to all: created in {:.0} ms, answered p50 {:.0} ms, p99 {:.0} ms, last {:.0} ms",
+        lp.waiting,
+        lp.rss_before as f64 / 1e6,
+        lp.rss as f64 / 1e6,
+        lp.create_ms,
+        lp.wake_p50_ms,
+        lp.wake_p99_ms,
+        lp.wake_max_ms
+    );
+    if longpoll_only {
+        return;
     }
     println!(
         "{:<10} {:>8} {:>14} {:>8} {:>8} {:>14} {:>8} {:>8}",
@@ -270,6 +517,14 @@ fn main() {
             "tls_p50_ms": ms(r.tls.p50_ms),
             "tls_p99_ms": ms(r.tls.p99_ms),
         })).collect::<Vec<_>>(),
+        "longpoll_waiting": lp.waiting,
+        "longpoll_rss_before_bytes": lp.rss_before,
+        "longpoll_rss_bytes": lp.rss,
+        "longpoll_bytes_per_waiter": per_waiter,
+        "longpoll_create_ms": ms(lp.create_ms),
+        "longpoll_wake_p50_ms": ms(lp.wake_p50_ms),
+        "longpoll_wake_p99_ms": ms(lp.wake_p99_ms),
+        "longpoll_wake_max_ms": ms(lp.wake_max_ms),
     });
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&out).unwrap();

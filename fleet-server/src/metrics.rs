@@ -25,7 +25,12 @@ impl Metrics {
     }
 
     /// The exposition text, with gauges from the database.
-    pub fn render(&self, conn: &mut AnyConnection, now_ms: i64) -> Result<String, ApiError> {
+    pub fn render(
+        &self,
+        conn: &mut AnyConnection,
+        now_ms: i64,
+        waiters: &crate::waiters::Waiters,
+    ) -> Result<String, ApiError> {
         let mut out = String::new();
         let counters = [
             (
@@ -86,6 +91,12 @@ impl Metrics {
                 .get_result(conn)?;
             let _ = writeln!(out, "fleet_rollouts{{state=\"{state}\"}} {n}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP fleet_longpoll_waiting Long-poll check-ins waiting for a command now.\n# TYPE fleet_longpoll_waiting gauge\nfleet_longpoll_waiting {}\n# HELP fleet_longpoll_wakes_total Waiting check-ins woken by a change for their device.\n# TYPE fleet_longpoll_wakes_total counter\nfleet_longpoll_wakes_total {}",
+            waiters.waiting(),
+            waiters.woken()
+        );
         Ok(out)
     }
 }

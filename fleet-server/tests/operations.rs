@@ -69,6 +69,7 @@ fn health_and_metrics() {
         "fleet_device_auth_failures_total 1",
         "fleet_checkins_total 0",
         "fleet_rollouts{state=\"running\"} 0",
+        "fleet_longpoll_waiting 0",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
     }

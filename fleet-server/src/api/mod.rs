@@ -201,7 +201,9 @@ async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, crate::erro
     let state = state.into_inner();
     let text = blocking(move || {
         let mut conn = state.pool.get()?;
-        state.metrics.render(&mut conn, crate::store::now_ms())
+        state
+            .metrics
+            .render(&mut conn, crate::store::now_ms(), &state.waiters)
     })
     .await?;
     Ok(HttpResponse::Ok()
