@@ -99,7 +99,10 @@ fn arena_plan_reuses_memory_across_lifetimes() {
     // widened (576) and a word's alignment (3).
     assert_eq!(activations, 1_316);
     assert_eq!(model.scratch_offset - params, 1_024);
-    assert_eq!(params, 42 * per_channel + model::kernels::softmax::TABLE_BYTES);
+    assert_eq!(
+        params,
+        42 * per_channel + model::kernels::softmax::TABLE_BYTES
+    );
     assert_eq!(per_channel, 16);
     assert_eq!(model.arena_size - model.scratch_offset, 1_000); // 999, aligned
     let scratch = model.ops.iter().map(model::kernels::dsp::scratch_bytes);

@@ -80,10 +80,11 @@ fn pad_input(g: &ConvGeom, zp: u8, input: &[u8], buf: &mut [u8]) -> Result<Optio
 }
 
 /// Pixel (oy, ox)'s patch out of the padded input (`pw` pixels wide) into `tile` at `at`.
-/// Rows of a filter one pixel wide are a few bytes each: they are copied as whole words, each
-/// row's spill overwritten by the next row and the last one's left in the patch's pad (or
-/// overwritten by the next patch), so `tile` needs 3 bytes of slack.
-#[cfg_attr(target_os = "none", optimize(speed))]
+/// Without horizontal dilation a filter row is one run of bytes; a short run (a filter one
+/// pixel wide, a first layer's one input channel) is copied as whole words, each row's spill
+/// overwritten by the next row and the last one's left in the patch's pad (or overwritten by
+/// the next patch), so `tile` needs 3 bytes of slack.
+#[inline(always)]
 fn gather_padded(
     g: &ConvGeom,
     padded: &[u8],
@@ -94,36 +95,56 @@ fn gather_padded(
 ) -> Result<(), Error> {
     let c = g.in_c;
     let run = g.k_w * c;
-    let words = run.div_ceil(4) * 4;
+    let src = (oy * g.stride_h * pw + ox * g.stride_w) * c;
+    let step = g.dilation_h * pw * c;
+    if g.dilation_w == 1 {
+        let (Some(s), Some(d)) = (padded.get(src..), tile.get_mut(at..)) else {
+            return Err(Error::OutOfBounds);
+        };
+        // The words of the last rows may reach past the padded input's end: those patches
+        // take the exact copy.
+        let words = match run.div_ceil(4) {
+            1 => copy_rows::<4>(s, step, g.k_h, d, run),
+            2 => copy_rows::<8>(s, step, g.k_h, d, run),
+            _ => None,
+        };
+        let exact = || {
+            (0..g.k_h).try_for_each(|ky| {
+                let s = s.get(ky * step..ky * step + run)?;
+                d.get_mut(ky * run..ky * run + run)?.copy_from_slice(s);
+                Some(())
+            })
+        };
+        return words.or_else(exact).ok_or(Error::OutOfBounds);
+    }
     for ky in 0..g.k_h {
-        let src = ((oy * g.stride_h + ky * g.dilation_h) * pw + ox * g.stride_w) * c;
-        let dst = at + ky * run;
-        if g.dilation_w == 1 {
-            if let (Some(s), Some(d)) =
-                (padded.get(src..src + words), tile.get_mut(dst..dst + words))
-            {
-                // Fixed-size copies are loads and stores; a longer run is worth a memcpy
-                // call (LLVM makes any copy loop one).
-                if let (Ok(d), Ok(s)) = (<&mut [u8; 4]>::try_from(&mut *d), <&[u8; 4]>::try_from(s))
-                {
-                    *d = *s;
-                } else if let (Ok(d), Ok(s)) =
-                    (<&mut [u8; 8]>::try_from(&mut *d), <&[u8; 8]>::try_from(s))
-                {
-                    *d = *s;
-                } else {
-                    d.copy_from_slice(s);
-                }
-                continue;
-            }
-        }
-        let d = tile.get_mut(dst..dst + run).ok_or(Error::OutOfBounds)?;
+        let d = tile
+            .get_mut(at + ky * run..at + ky * run + run)
+            .ok_or(Error::OutOfBounds)?;
         for (kx, d) in d.chunks_exact_mut(c).enumerate() {
-            let src = src + kx * g.dilation_w * c;
-            d.copy_from_slice(padded.get(src..src + c).ok_or(Error::OutOfBounds)?);
+            let s = src + ky * step + kx * g.dilation_w * c;
+            d.copy_from_slice(padded.get(s..s + c).ok_or(Error::OutOfBounds)?);
         }
     }
     Ok(())
+}
+
+/// `rows` rows of `N` bytes, `step` apart in `src`, to `run` apart in `dst`: fixed-size
+/// copies are a load and a store each, not a library call.
+#[inline(always)]
+fn copy_rows<const N: usize>(
+    src: &[u8],
+    step: usize,
+    rows: usize,
+    dst: &mut [u8],
+    run: usize,
+) -> Option<()> {
+    for r in 0..rows {
+        let s: &[u8; N] = src.get(r * step..r * step + N)?.try_into().ok()?;
+        let d: &mut [u8; N] = dst.get_mut(r * run..r * run + N)?.try_into().ok()?;
+        *d = *s;
+    }
+    Some(())
 }
 
 /// CONV_2D over tiles of gathered patches. Returns `false` (nothing written) for a layer
@@ -162,9 +183,11 @@ pub fn conv2d_tiled(
     let wbuf = scratch.words(kp / 4 * 8)?;
     for first in (0..pixels).step_by(tile) {
         let n = tile.min(pixels - first);
+        let (mut oy, mut ox) = (first / g.out_w, first % g.out_w);
         for j in 0..n {
-            let px = first + j;
-            let (oy, ox) = (px / g.out_w, px % g.out_w);
+            if ox == g.out_w {
+                (oy, ox) = (oy + 1, 0);
+            }
             match pw {
                 Some(pw) => gather_padded(g, padded, pw, (oy, ox), patches, j * kp)?,
                 None => {
@@ -174,6 +197,7 @@ pub fn conv2d_tiled(
                     gather(g, oy, ox, zp, input, patch)?
                 }
             }
+            ox += 1;
         }
         let patches = patches.get(..n * kp).ok_or(Error::OutOfBounds)?;
         let out = output
