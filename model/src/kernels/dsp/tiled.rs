@@ -129,6 +129,36 @@ fn gather_padded(
     Ok(())
 }
 
+/// `count` patches of pixels side by side in output row `oy` from column `ox`, when their
+/// filter rows are copied as 4- or 8-byte words (as `gather_padded` does): one loop over
+/// the patches with fixed strides, no per-patch setup. `None` (possibly part written) where
+/// a word would reach past the padded input: the caller gathers those patches one by one.
+#[inline(always)]
+fn gather_run(
+    g: &ConvGeom,
+    padded: &[u8],
+    pw: usize,
+    (oy, ox): (usize, usize),
+    tile: &mut [u8],
+    (at, kp, count): (usize, usize, usize),
+) -> Option<()> {
+    let c = g.in_c;
+    let run = g.k_w * c;
+    let src = (oy * g.stride_h * pw + ox * g.stride_w) * c;
+    let step = g.dilation_h * pw * c;
+    let next = g.stride_w * c;
+    let (s, d) = (padded.get(src..)?, tile.get_mut(at..)?);
+    match (g.dilation_w, run.div_ceil(4)) {
+        (1, 1) => (0..count).try_for_each(|p| {
+            copy_rows::<4>(s.get(p * next..)?, step, g.k_h, d.get_mut(p * kp..)?, run)
+        }),
+        (1, 2) => (0..count).try_for_each(|p| {
+            copy_rows::<8>(s.get(p * next..)?, step, g.k_h, d.get_mut(p * kp..)?, run)
+        }),
+        _ => None,
+    }
+}
+
 /// `rows` rows of `N` bytes, `step` apart in `src`, to `run` apart in `dst`: fixed-size
 /// copies are a load and a store each, not a library call.
 #[inline(always)]
@@ -184,9 +214,19 @@ pub fn conv2d_tiled(
     for first in (0..pixels).step_by(tile) {
         let n = tile.min(pixels - first);
         let (mut oy, mut ox) = (first / g.out_w, first % g.out_w);
-        for j in 0..n {
+        let mut j = 0;
+        while j < n {
             if ox == g.out_w {
                 (oy, ox) = (oy + 1, 0);
+            }
+            // The rest of this output row's patches in one run where it can.
+            let count = (g.out_w - ox).min(n - j);
+            if let Some(pw) = pw {
+                let run = (j * kp, kp, count);
+                if gather_run(g, padded, pw, (oy, ox), patches, run).is_some() {
+                    (j, ox) = (j + count, ox + count);
+                    continue;
+                }
             }
             match pw {
                 Some(pw) => gather_padded(g, padded, pw, (oy, ox), patches, j * kp)?,
@@ -197,7 +237,7 @@ pub fn conv2d_tiled(
                     gather(g, oy, ox, zp, input, patch)?
                 }
             }
-            ox += 1;
+            (j, ox) = (j + 1, ox + 1);
         }
         let patches = patches.get(..n * kp).ok_or(Error::OutOfBounds)?;
         let out = output
