@@ -12,6 +12,7 @@ pub fn run(args: &[String]) -> Result<()> {
     if build.is_empty() {
         crate::firmware::build()?;
     }
+    crate::install::ensure("build libraries", crate::install::BUILD)?;
     let mut bins = cargo();
     bins.args([
         "build",
