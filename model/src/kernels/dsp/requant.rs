@@ -149,6 +149,9 @@ pub fn requant(acc: i32, ch: Channel, op: &Op) -> u8 {
     finish(v, op)
 }
 
+/// Largest short-path shift whose rounding term can carry the output offset (`short_quad`).
+const MAX_FOLDED_SHORT: u32 = 21;
+
 /// Four channels' requantization (double rounding), decided once for a pass over many
 /// pixels: when all four records have a short path and the layer clamps to the whole int8
 /// range, outputs take it without any per-output test.
@@ -168,16 +171,21 @@ impl Quad {
         }
     }
 
-    /// The whole short path's parameters for the asm walk (`simd::pointwise_short`), when
-    /// these four channels take it.
+    /// The whole short path's parameters for the asm walks (`simd::pointwise_short`,
+    /// `simd::depthwise3_short`), when these four channels take it. The output offset is
+    /// folded into the rounding term, `(x >> s) + k == (x + (k << s)) >> s`, which is exact
+    /// while the sum stays in range: `|h| < 2^30` (the short path's bound), the rounding term
+    /// below 2^29 and `|offset| << short` below 2^29, so for shifts up to `MAX_FOLDED_SHORT`.
     #[cfg_attr(target_os = "none", optimize(speed))]
     pub fn short_quad(&self, bias: [i32; 4], op: &Op) -> Option<ShortQuad> {
-        self.short.then(|| ShortQuad {
+        let folds = (-128..=128).contains(&op.output_offset)
+            && self.qs.iter().all(|q| q.short <= MAX_FOLDED_SHORT);
+        (self.short && folds).then(|| ShortQuad {
             bias,
-            multiplier: self.qs.map(|q| q.multiplier),
-            round: self.qs.map(|q| q.round),
+            scale: self
+                .qs
+                .map(|q| [q.multiplier, q.round + (op.output_offset << q.short)]),
             short: self.qs.map(|q| q.short),
-            offset: op.output_offset,
         })
     }
 

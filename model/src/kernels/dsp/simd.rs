@@ -231,17 +231,26 @@ pub fn dot4_stationary(x: &[u8], w: &[u32], acc: [i32; 4]) -> [i32; 4] {
     }
 }
 
-/// What `pointwise_short` needs of four output channels besides the activations: their
-/// folded biases and short-path requantization (the module doc of `requant`), and the output
-/// offset. The asm reads it at fixed offsets: keep the layout.
+/// What the asm walks need of four output channels besides the activations: their folded
+/// biases and short-path requantization (the module doc of `requant`), each channel's
+/// multiplier beside its rounding term with the output offset folded in (one LDRD), so an
+/// output is `(h + (h < 0 ? -1 : 0) + round) >> short` saturated, `h = SMMULR(2 acc, m)`.
+/// The asm reads it at fixed offsets: keep the layout.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ShortQuad {
     pub bias: [i32; 4],
-    pub multiplier: [i32; 4],
-    pub round: [i32; 4],
+    /// `(multiplier, 2^(short - 1) + (output offset << short))` per channel.
+    pub scale: [[i32; 2]; 4],
     pub short: [u32; 4],
-    pub offset: i32,
+}
+
+/// Channel `j`'s output of accumulator `a`, as the asm computes it.
+#[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+fn short_output(q: &ShortQuad, j: usize, a: i32) -> u8 {
+    let [m, round] = q.scale[j];
+    let h = smmulr(a << 1, m);
+    ((h + (h >> 31) + round) >> q.short[j]).clamp(-128, 127) as i8 as u8
 }
 
 /// The asm's view of one call: `ShortQuad` and the walk's pointers and counts.
@@ -260,15 +269,13 @@ struct PointwiseJob {
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
 const _: () = {
     use core::mem::offset_of;
-    assert!(offset_of!(ShortQuad, multiplier) == 16);
-    assert!(offset_of!(ShortQuad, round) == 32);
+    assert!(offset_of!(ShortQuad, scale) == 16);
     assert!(offset_of!(ShortQuad, short) == 48);
-    assert!(offset_of!(ShortQuad, offset) == 64);
-    assert!(offset_of!(PointwiseJob, w) == 68);
-    assert!(offset_of!(PointwiseJob, groups) == 72);
-    assert!(offset_of!(PointwiseJob, out_step) == 76);
-    assert!(offset_of!(PointwiseJob, out) == 80);
-    assert!(offset_of!(PointwiseJob, pixels) == 84);
+    assert!(offset_of!(PointwiseJob, w) == 64);
+    assert!(offset_of!(PointwiseJob, groups) == 68);
+    assert!(offset_of!(PointwiseJob, out_step) == 72);
+    assert!(offset_of!(PointwiseJob, out) == 76);
+    assert!(offset_of!(PointwiseJob, pixels) == 80);
 };
 
 /// Four output channels of a 1x1 CONV_2D at `pixels` consecutive pixels, whole: for pixel
@@ -316,8 +323,8 @@ pub fn pointwise_short(
         unsafe {
             core::arch::asm!(
                 "1:",
-                "ldr {wp}, [{jp}, #68]",
-                "ldr {n}, [{jp}, #72]",
+                "ldr {wp}, [{jp}, #64]",
+                "ldr {n}, [{jp}, #68]",
                 "ldrd {a0}, {a1}, [{jp}, #0]",
                 "ldrd {a2}, {a3}, [{jp}, #8]",
                 "2:",
@@ -338,60 +345,50 @@ pub fn pointwise_short(
                 "smlad {a3}, {o}, {v}, {a3}",
                 "subs {n}, {n}, #1",
                 "bne 2b",
-                // Requantize: h = SMMULR(2 acc, m); (h + (h < 0 ? -1 : 0) + round) >> short;
-                // plus the offset, saturated to int8.
-                "ldr {v}, [{jp}, #64]",
-                "ldr {e}, [{jp}, #16]",
+                // Requantize (`ShortQuad`).
+                "ldrd {e}, {o}, [{jp}, #16]",
                 "lsl {a0}, {a0}, #1",
                 "smmulr {a0}, {a0}, {e}",
-                "ldr {o}, [{jp}, #32]",
                 "add {o}, {o}, {a0}",
                 "add {a0}, {o}, {a0}, asr #31",
                 "ldr {e}, [{jp}, #48]",
                 "asr {a0}, {a0}, {e}",
-                "add {a0}, {a0}, {v}",
                 "ssat {a0}, #8, {a0}",
-                "ldr {e}, [{jp}, #20]",
+                "ldrd {e}, {o}, [{jp}, #24]",
                 "lsl {a1}, {a1}, #1",
                 "smmulr {a1}, {a1}, {e}",
-                "ldr {o}, [{jp}, #36]",
                 "add {o}, {o}, {a1}",
                 "add {a1}, {o}, {a1}, asr #31",
                 "ldr {e}, [{jp}, #52]",
                 "asr {a1}, {a1}, {e}",
-                "add {a1}, {a1}, {v}",
                 "ssat {a1}, #8, {a1}",
-                "ldr {e}, [{jp}, #24]",
+                "ldrd {e}, {o}, [{jp}, #32]",
                 "lsl {a2}, {a2}, #1",
                 "smmulr {a2}, {a2}, {e}",
-                "ldr {o}, [{jp}, #40]",
                 "add {o}, {o}, {a2}",
                 "add {a2}, {o}, {a2}, asr #31",
                 "ldr {e}, [{jp}, #56]",
                 "asr {a2}, {a2}, {e}",
-                "add {a2}, {a2}, {v}",
                 "ssat {a2}, #8, {a2}",
-                "ldr {e}, [{jp}, #28]",
+                "ldrd {e}, {o}, [{jp}, #40]",
                 "lsl {a3}, {a3}, #1",
                 "smmulr {a3}, {a3}, {e}",
-                "ldr {o}, [{jp}, #44]",
                 "add {o}, {o}, {a3}",
                 "add {a3}, {o}, {a3}, asr #31",
                 "ldr {e}, [{jp}, #60]",
                 "asr {a3}, {a3}, {e}",
-                "add {a3}, {a3}, {v}",
                 "ssat {a3}, #8, {a3}",
-                "ldr {e}, [{jp}, #80]",
+                "ldr {e}, [{jp}, #76]",
                 "strb {a0}, [{e}]",
                 "strb {a1}, [{e}, #1]",
                 "strb {a2}, [{e}, #2]",
                 "strb {a3}, [{e}, #3]",
-                "ldr {o}, [{jp}, #76]",
+                "ldr {o}, [{jp}, #72]",
                 "add {e}, {e}, {o}",
-                "str {e}, [{jp}, #80]",
-                "ldr {e}, [{jp}, #84]",
+                "str {e}, [{jp}, #76]",
+                "ldr {e}, [{jp}, #80]",
                 "subs {e}, {e}, #1",
-                "str {e}, [{jp}, #84]",
+                "str {e}, [{jp}, #80]",
                 "bne 1b",
                 jp = in(reg) &mut job as *mut PointwiseJob,
                 xp = inout(reg) x.as_ptr() => _,
@@ -417,9 +414,7 @@ pub fn pointwise_short(
             let acc = dot4_stationary(px, w, q.bias);
             let o = out.get_mut(p * out_step..p * out_step + 4)?;
             for (j, (o, a)) in o.iter_mut().zip(acc).enumerate() {
-                let h = smmulr(a << 1, q.multiplier[j]);
-                let v = (h + (h >> 31) + q.round[j]) >> q.short[j];
-                *o = (v + q.offset).clamp(-128, 127) as i8 as u8;
+                *o = short_output(q, j, a);
             }
         }
         Some(())
@@ -442,11 +437,11 @@ struct Depthwise3Job {
 #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
 const _: () = {
     use core::mem::offset_of;
-    assert!(offset_of!(Depthwise3Job, w) == 68);
-    assert!(offset_of!(Depthwise3Job, step) == 140);
-    assert!(offset_of!(Depthwise3Job, out_step) == 144);
-    assert!(offset_of!(Depthwise3Job, out) == 148);
-    assert!(offset_of!(Depthwise3Job, pixels) == 152);
+    assert!(offset_of!(Depthwise3Job, w) == 64);
+    assert!(offset_of!(Depthwise3Job, step) == 136);
+    assert!(offset_of!(Depthwise3Job, out_step) == 140);
+    assert!(offset_of!(Depthwise3Job, out) == 144);
+    assert!(offset_of!(Depthwise3Job, pixels) == 148);
 };
 
 /// Four channels of a 3x3 depthwise layer along a row of `pixels` outputs, whole: `rows` are
@@ -495,116 +490,107 @@ pub fn depthwise3_short(
                 "ldrd {a0}, {a1}, [{jp}, #0]",
                 "ldrd {a2}, {a3}, [{jp}, #8]",
                 "ldrd {xe}, {xo}, [{p0}, #0]",
-                "ldrd {e}, {o}, [{jp}, #68]",
+                "ldrd {e}, {o}, [{jp}, #64]",
                 "smlabb {a0}, {e}, {xe}, {a0}",
                 "smlatt {a2}, {e}, {xe}, {a2}",
                 "smlabb {a1}, {o}, {xo}, {a1}",
                 "smlatt {a3}, {o}, {xo}, {a3}",
                 "ldrd {xe}, {xo}, [{p0}, #8]",
-                "ldrd {e}, {o}, [{jp}, #76]",
+                "ldrd {e}, {o}, [{jp}, #72]",
                 "smlabb {a0}, {e}, {xe}, {a0}",
                 "smlatt {a2}, {e}, {xe}, {a2}",
                 "smlabb {a1}, {o}, {xo}, {a1}",
                 "smlatt {a3}, {o}, {xo}, {a3}",
                 "ldrd {xe}, {xo}, [{p0}, #16]",
-                "ldrd {e}, {o}, [{jp}, #84]",
+                "ldrd {e}, {o}, [{jp}, #80]",
                 "smlabb {a0}, {e}, {xe}, {a0}",
                 "smlatt {a2}, {e}, {xe}, {a2}",
                 "smlabb {a1}, {o}, {xo}, {a1}",
                 "smlatt {a3}, {o}, {xo}, {a3}",
                 "ldrd {xe}, {xo}, [{p1}, #0]",
-                "ldrd {e}, {o}, [{jp}, #92]",
+                "ldrd {e}, {o}, [{jp}, #88]",
                 "smlabb {a0}, {e}, {xe}, {a0}",
                 "smlatt {a2}, {e}, {xe}, {a2}",
                 "smlabb {a1}, {o}, {xo}, {a1}",
                 "smlatt {a3}, {o}, {xo}, {a3}",
                 "ldrd {xe}, {xo}, [{p1}, #8]",
-                "ldrd {e}, {o}, [{jp}, #100]",
+                "ldrd {e}, {o}, [{jp}, #96]",
                 "smlabb {a0}, {e}, {xe}, {a0}",
                 "smlatt {a2}, {e}, {xe}, {a2}",
                 "smlabb {a1}, {o}, {xo}, {a1}",
                 "smlatt {a3}, {o}, {xo}, {a3}",
                 "ldrd {xe}, {xo}, [{p1}, #16]",
-                "ldrd {e}, {o}, [{jp}, #108]",
+                "ldrd {e}, {o}, [{jp}, #104]",
                 "smlabb {a0}, {e}, {xe}, {a0}",
                 "smlatt {a2}, {e}, {xe}, {a2}",
                 "smlabb {a1}, {o}, {xo}, {a1}",
                 "smlatt {a3}, {o}, {xo}, {a3}",
                 "ldrd {xe}, {xo}, [{p2}, #0]",
-                "ldrd {e}, {o}, [{jp}, #116]",
+                "ldrd {e}, {o}, [{jp}, #112]",
                 "smlabb {a0}, {e}, {xe}, {a0}",
                 "smlatt {a2}, {e}, {xe}, {a2}",
                 "smlabb {a1}, {o}, {xo}, {a1}",
                 "smlatt {a3}, {o}, {xo}, {a3}",
                 "ldrd {xe}, {xo}, [{p2}, #8]",
-                "ldrd {e}, {o}, [{jp}, #124]",
+                "ldrd {e}, {o}, [{jp}, #120]",
                 "smlabb {a0}, {e}, {xe}, {a0}",
                 "smlatt {a2}, {e}, {xe}, {a2}",
                 "smlabb {a1}, {o}, {xo}, {a1}",
                 "smlatt {a3}, {o}, {xo}, {a3}",
                 "ldrd {xe}, {xo}, [{p2}, #16]",
-                "ldrd {e}, {o}, [{jp}, #132]",
+                "ldrd {e}, {o}, [{jp}, #128]",
                 "smlabb {a0}, {e}, {xe}, {a0}",
                 "smlatt {a2}, {e}, {xe}, {a2}",
                 "smlabb {a1}, {o}, {xo}, {a1}",
                 "smlatt {a3}, {o}, {xo}, {a3}",
                 // Requantize as `pointwise_short` does.
-                "ldr {xe}, [{jp}, #64]",
-                "ldr {e}, [{jp}, #16]",
+                "ldrd {e}, {o}, [{jp}, #16]",
                 "lsl {a0}, {a0}, #1",
                 "smmulr {a0}, {a0}, {e}",
-                "ldr {o}, [{jp}, #32]",
                 "add {o}, {o}, {a0}",
                 "add {a0}, {o}, {a0}, asr #31",
                 "ldr {e}, [{jp}, #48]",
                 "asr {a0}, {a0}, {e}",
-                "add {a0}, {a0}, {xe}",
                 "ssat {a0}, #8, {a0}",
-                "ldr {e}, [{jp}, #20]",
+                "ldrd {e}, {o}, [{jp}, #24]",
                 "lsl {a1}, {a1}, #1",
                 "smmulr {a1}, {a1}, {e}",
-                "ldr {o}, [{jp}, #36]",
                 "add {o}, {o}, {a1}",
                 "add {a1}, {o}, {a1}, asr #31",
                 "ldr {e}, [{jp}, #52]",
                 "asr {a1}, {a1}, {e}",
-                "add {a1}, {a1}, {xe}",
                 "ssat {a1}, #8, {a1}",
-                "ldr {e}, [{jp}, #24]",
+                "ldrd {e}, {o}, [{jp}, #32]",
                 "lsl {a2}, {a2}, #1",
                 "smmulr {a2}, {a2}, {e}",
-                "ldr {o}, [{jp}, #40]",
                 "add {o}, {o}, {a2}",
                 "add {a2}, {o}, {a2}, asr #31",
                 "ldr {e}, [{jp}, #56]",
                 "asr {a2}, {a2}, {e}",
-                "add {a2}, {a2}, {xe}",
                 "ssat {a2}, #8, {a2}",
-                "ldr {e}, [{jp}, #28]",
+                "ldrd {e}, {o}, [{jp}, #40]",
                 "lsl {a3}, {a3}, #1",
                 "smmulr {a3}, {a3}, {e}",
-                "ldr {o}, [{jp}, #44]",
                 "add {o}, {o}, {a3}",
                 "add {a3}, {o}, {a3}, asr #31",
                 "ldr {e}, [{jp}, #60]",
                 "asr {a3}, {a3}, {e}",
-                "add {a3}, {a3}, {xe}",
                 "ssat {a3}, #8, {a3}",
-                "ldr {e}, [{jp}, #148]",
+                "ldr {e}, [{jp}, #144]",
                 "strb {a0}, [{e}]",
                 "strb {a1}, [{e}, #1]",
                 "strb {a2}, [{e}, #2]",
                 "strb {a3}, [{e}, #3]",
-                "ldr {o}, [{jp}, #144]",
+                "ldr {o}, [{jp}, #140]",
                 "add {e}, {e}, {o}",
-                "str {e}, [{jp}, #148]",
-                "ldr {e}, [{jp}, #140]",
+                "str {e}, [{jp}, #144]",
+                "ldr {e}, [{jp}, #136]",
                 "add {p0}, {p0}, {e}",
                 "add {p1}, {p1}, {e}",
                 "add {p2}, {p2}, {e}",
-                "ldr {e}, [{jp}, #152]",
+                "ldr {e}, [{jp}, #148]",
                 "subs {e}, {e}, #1",
-                "str {e}, [{jp}, #152]",
+                "str {e}, [{jp}, #148]",
                 "bne 1b",
                 jp = in(reg) &mut job as *mut Depthwise3Job,
                 p0 = inout(reg) rows[0].as_ptr() => _,
@@ -637,9 +623,7 @@ pub fn depthwise3_short(
             }
             let o = out.get_mut(p * out_step..p * out_step + 4)?;
             for (j, (o, a)) in o.iter_mut().zip(acc).enumerate() {
-                let h = smmulr(a << 1, q.multiplier[j]);
-                let v = (h + (h >> 31) + q.round[j]) >> q.short[j];
-                *o = (v + q.offset).clamp(-128, 127) as i8 as u8;
+                *o = short_output(q, j, a);
             }
         }
         Some(())
