@@ -352,26 +352,29 @@ pub fn conv2d(
     conv2d_columns(g, op, input, filter, params, output, scratch)
 }
 
-/// Four weight rows widened and interleaved: for each 4 values, `(w0,w2) (w1,w3)` of row 0,
-/// then of rows 1, 2 and 3 (eight words); a last partial group as if zeros completed it.
+/// Four weight rows (of one length) widened and interleaved: for each 4 values, `(w0,w2)
+/// (w1,w3)` of row 0, then of rows 1, 2 and 3 (eight words); a last partial group as if
+/// zeros completed it. A group's four rows at once: four loads, eight SXTB16, four stores.
 #[inline(always)]
 fn widen_rows(w: [&[u8]; 4], buf: &mut [u32]) {
-    for (r, row) in w.iter().enumerate() {
-        let full = row.chunks_exact(4);
-        let rest = full.remainder();
-        let mut groups = buf.chunks_exact_mut(8);
-        // `full` first: zip asks it first, so the group after the last full one is not
-        // taken and dropped.
-        for (x, g) in full.zip(&mut groups) {
-            let x = word(x);
-            if let Some([e, o]) = g.get_mut(2 * r..2 * r + 2) {
+    let [r0, r1, r2, r3] = w.map(|r| r.chunks_exact(4));
+    let rests = [r0.remainder(), r1.remainder(), r2.remainder(), r3.remainder()];
+    let mut groups = buf.chunks_exact_mut(8);
+    // The rows first: zip asks them first, so the group after the last full one is not
+    // taken and dropped.
+    for ((((a, b), c), d), g) in r0.zip(r1).zip(r2).zip(r3).zip(&mut groups) {
+        let xs = [word(a), word(b), word(c), word(d)];
+        for (p, x) in g.chunks_exact_mut(2).zip(xs) {
+            if let [e, o] = p {
                 (*e, *o) = (sxtb16(x), sxtb16_ror8(x));
             }
         }
-        // A last partial group is widened with zeros above (when `buf` has room for it).
-        if let (Some(g), false) = (groups.next(), rest.is_empty()) {
+    }
+    // A last partial group is widened with zeros above (when `buf` has room for it).
+    if let (Some(g), false) = (groups.next(), rests[0].is_empty()) {
+        for (p, rest) in g.chunks_exact_mut(2).zip(rests) {
             let x = word_lanes(rest, rest.len()).unwrap_or(0);
-            if let Some([e, o]) = g.get_mut(2 * r..2 * r + 2) {
+            if let [e, o] = p {
                 (*e, *o) = (sxtb16(x), sxtb16_ror8(x));
             }
         }
