@@ -56,6 +56,9 @@ pub struct Config {
     /// The gateway's client certificate chain and its key (PEM), presented to the server
     /// (mTLS): the server maps it to this gateway, which may then speak for its devices.
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// How long each idle board's long-poll check-in may wait at the server (protocol 1.2;
+    /// the server bounds it by its poll interval); zero: boards poll on their own only.
+    pub long_poll: Duration,
 }
 
 impl Config {
@@ -69,6 +72,7 @@ impl Config {
             request_timeout: Duration::from_secs(8),
             ca_file: None,
             client_cert: None,
+            long_poll: Duration::from_secs(30),
         }
     }
 
@@ -86,6 +90,7 @@ pub(crate) struct Shared {
     pub(crate) cache: cache::Cache,
     pub(crate) spool: Arc<spool::Spool>,
     pub(crate) stats: Arc<stats::Counters>,
+    pub(crate) long_poll: Duration,
 }
 
 /// A running gateway (its own thread and tokio runtime). Dropping it shuts it down.
@@ -148,6 +153,7 @@ pub fn spawn(config: Config) -> anyhow::Result<Handle> {
         cache: cache::Cache::new(cache_dir),
         spool,
         stats: stats.clone(),
+        long_poll: config.long_poll,
     });
     let listener = match &config.listen {
         Some(addr) => {

@@ -3,14 +3,23 @@
 //! turned into a call on the server, the cache or the spool, and answered with the frame the
 //! device expects, or with nothing when there is no answer to give (the device asks again
 //! after its own timeout).
+//!
+//! Push: while a board idles (its last check-in was answered idle), the link keeps a long-poll
+//! check-in open at the server on its behalf (its last check-in with `wait_ms`, protocol 1.2).
+//! When that comes back with a command the board is sent `CheckInNow`, and its own check-in
+//! fetches the command: commands reach a board only as answers to its check-ins, so none is
+//! applied twice. Any frame from the board ends the long-poll; the next idle answer opens one.
 
 use crate::cache::Miss;
 use crate::spool::{Flush, Stored};
-use crate::upstream::Answer;
+use crate::upstream::{Answer, Upstream};
 use crate::{Shared, log};
 use protocol::link::{Deframer, MAX_ENCODED};
 use protocol::{Chunk, ChunkRequest, Command, DeviceFrame, ServerFrame};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 /// Who is at the other end, from its Hello.
 #[derive(Debug, Clone)]
@@ -49,8 +58,20 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let mut deframer = Box::new(Deframer::<MAX_ENCODED>::new());
     let mut device: Option<Device> = None;
     let mut buf = vec![0u8; 1024];
+    let (wake_tx, mut wake) = mpsc::channel::<()>(1);
+    let mut long_poll: Option<LongPoll> = None;
     loop {
-        let n = stream.read(&mut buf).await?;
+        let n = tokio::select! {
+            n = stream.read(&mut buf) => n?,
+            Some(()) = wake.recv() => {
+                drop(long_poll.take());
+                shared.stats.add(|s| s.pushes += 1);
+                if let Some(frame) = encode(&ServerFrame::CheckInNow, 8) {
+                    send(stream, &frame).await?;
+                }
+                continue;
+            }
+        };
         if n == 0 {
             return Ok("end of stream");
         }
@@ -64,14 +85,79 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     continue;
                 }
             };
-            let (flow, answer) = handle(&frame, &mut device, shared).await;
+            // The board speaks: what it says now is newer than the long-poll's check-in, and a
+            // wake still queued from it is stale.
+            drop(long_poll.take());
+            while wake.try_recv().is_ok() {}
+            let mut idle = None;
+            let (flow, answer) = handle(&frame, &mut device, shared, &mut idle).await;
             if let Some(answer) = answer {
                 send(stream, &answer).await?;
+            }
+            if let (Some(body), Some(dev)) = (idle, &device) {
+                long_poll = Some(LongPoll::start(
+                    shared.upstream.clone(),
+                    dev.clone(),
+                    body,
+                    shared.long_poll,
+                    wake_tx.clone(),
+                ));
             }
             if let Flow::Close(why) = flow {
                 return Ok(why);
             }
         }
+    }
+}
+
+/// The long-poll check-in open on an idle board's behalf; aborted when dropped.
+struct LongPoll(tokio::task::JoinHandle<()>);
+
+impl Drop for LongPoll {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl LongPoll {
+    /// Waits at the server with `body` (the board's check-in, with the wait in it) until an
+    /// answer other than idle comes, then says so on `wake`. An idle answer opens the next wait.
+    fn start(
+        upstream: Arc<Upstream>,
+        dev: Device,
+        body: Vec<u8>,
+        wait: Duration,
+        wake: mpsc::Sender<()>,
+    ) -> LongPoll {
+        LongPoll(tokio::spawn(async move {
+            loop {
+                let sent = Instant::now();
+                match upstream
+                    .check_in_waiting(&dev.credential, body.clone(), wait)
+                    .await
+                {
+                    Answer::Ok(answer) => match ServerFrame::decode(&answer) {
+                        Ok(ServerFrame::Command(Command::Idle { .. })) => {
+                            // Idle at once: a server before 1.2 (or one polling every instant)
+                            // does not hold check-ins; the board's own polls will do.
+                            if sent.elapsed() < Duration::from_millis(500) {
+                                log::info("long_poll_unsupported", &[("device", dev.id.clone())]);
+                                return;
+                            }
+                        }
+                        Ok(ServerFrame::Command(_)) => {
+                            let _ = wake.send(()).await;
+                            return;
+                        }
+                        _ => return,
+                    },
+                    // The server is away: try again later (the board polls meanwhile).
+                    Answer::Unavailable(_) => tokio::time::sleep(Duration::from_secs(5)).await,
+                    // Refused: the board's own check-in will hear why.
+                    _ => return,
+                }
+            }
+        }))
     }
 }
 
@@ -98,10 +184,12 @@ fn encode(frame: &ServerFrame<'_>, room: usize) -> Option<Vec<u8>> {
 }
 
 /// Handles one frame; returns what to do next and the frame to answer with, if any.
+/// A check-in answered idle leaves in `idle` the body of the long-poll to open for it.
 async fn handle(
     bytes: &[u8],
     device: &mut Option<Device>,
     shared: &Shared,
+    idle: &mut Option<Vec<u8>>,
 ) -> (Flow, Option<Vec<u8>>) {
     let frame = match DeviceFrame::decode(bytes) {
         Ok(f) => f,
@@ -144,7 +232,23 @@ async fn handle(
         return (Flow::Continue, None);
     }
     match frame {
-        DeviceFrame::CheckIn(c) => check_in(dev, protocol::to_vec(&c), shared).await,
+        DeviceFrame::CheckIn(c) => {
+            let (flow, answer) = check_in(dev, protocol::to_vec(&c), shared).await;
+            let idled = answer.as_deref().is_some_and(|a| {
+                matches!(
+                    ServerFrame::decode(a),
+                    Ok(ServerFrame::Command(Command::Idle { .. }))
+                )
+            });
+            let wait_ms = u32::try_from(shared.long_poll.as_millis()).unwrap_or(u32::MAX);
+            if idled && wait_ms > 0 {
+                *idle = Some(protocol::to_vec(&protocol::CheckIn {
+                    wait_ms: Some(wait_ms),
+                    ..c
+                }));
+            }
+            (flow, answer)
+        }
         DeviceFrame::ChunkRequest(r) => chunk(dev, r, shared).await,
         DeviceFrame::Report(r) => report(dev, r.seq, protocol::to_vec(&r), shared).await,
         DeviceFrame::Hello(_) => (Flow::Continue, None),

@@ -45,6 +45,9 @@ struct Cli {
     /// Timeout of a request to the server, in seconds.
     #[arg(long, env = "FLEET_GATEWAY_TIMEOUT_S", default_value_t = 8)]
     timeout_s: u64,
+    /// How long an idle board's long-poll check-in may wait at the server, in seconds (0: off).
+    #[arg(long, env = "FLEET_GATEWAY_LONG_POLL_S", default_value_t = 30)]
+    long_poll_s: u64,
 }
 
 fn main() -> ExitCode {
@@ -77,6 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     config.listen = cli.listen;
     config.serial = cli.serial;
     config.request_timeout = std::time::Duration::from_secs(cli.timeout_s.max(1));
+    config.long_poll = std::time::Duration::from_secs(cli.long_poll_s);
     config.ca_file = cli.ca_file;
     config.client_cert = cli.client_cert.zip(cli.client_key);
     let gw = gateway::spawn(config)?;

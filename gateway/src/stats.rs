@@ -40,6 +40,8 @@ pub struct Stats {
     pub reports_rejected: u64,
     /// Whole-release downloads from the server into the cache.
     pub artifact_fetches: u64,
+    /// Boards told to check in now (`CheckInNow`) because their long-poll brought a command.
+    pub pushes: u64,
 }
 
 /// The live counters, shared by every task.

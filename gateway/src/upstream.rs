@@ -86,6 +86,23 @@ impl Upstream {
         Self::send(request).await
     }
 
+    /// POSTs a long-poll check-in, which the server may hold up to `wait`.
+    pub(crate) async fn check_in_waiting(
+        &self,
+        credential: &str,
+        body: Vec<u8>,
+        wait: Duration,
+    ) -> Answer {
+        let request = self
+            .client
+            .post(format!("{}/api/device/checkin", self.base))
+            .bearer_auth(credential)
+            .header("content-type", "application/cbor")
+            .timeout(wait + self.timeout)
+            .body(body);
+        Self::send(request).await
+    }
+
     /// GETs the whole payload of `release`.
     pub(crate) async fn artifact(&self, release: u64, credential: &str) -> Answer {
         let request = self

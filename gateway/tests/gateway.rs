@@ -1,7 +1,8 @@
 //! The gateway against a real fleet server in process, with test devices (the real agent
 //! session over a NOR flash model) on TCP links: a rollout through one gateway with one
 //! artifact download, a server outage with reports spooled and delivered once, a gateway
-//! restart on the same state directory, and hostile or broken input on links.
+//! restart on the same state directory, hostile or broken input on links, and push: a
+//! rollout reaching idle boards through their long-poll at once, not at their next poll.
 
 mod support;
 
@@ -70,6 +71,60 @@ fn a_gateway_without_its_certificate_cannot_speak_for_bound_devices() {
     drop(device);
     let st = gw.shutdown();
     assert_eq!(st.checkins_forwarded, 0, "{st:?}");
+}
+
+/// The server's count of long-poll check-ins waiting now.
+fn waiting_at_server(s: &support::Server) -> u64 {
+    let metrics = s.op.get("/metrics").unwrap();
+    metrics
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("fleet_longpoll_waiting "))
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn idle_boards_hear_of_a_rollout_at_once_through_the_gateways_long_poll() {
+    // Idle devices are told to poll every 10 minutes: only push can bring the release sooner.
+    let s = support::server_polling(600);
+    let data = tempfile::tempdir().unwrap();
+    let gw = support::gateway(&s.base, data.path(), "127.0.0.1:0");
+    let ids = ["gw-p-01", "gw-p-02"];
+    let devices: Vec<Device> = ids
+        .iter()
+        .map(|id| Device::start(id, &support::enroll(&s, id), gw.addr().unwrap()))
+        .collect();
+    // Each checked in once, was answered idle, and the gateway now waits at the server for it.
+    wait_for("two long-polls waiting", LONG, || {
+        waiting_at_server(&s) == 2
+    });
+    let forwarded = gw.stats().checkins_forwarded;
+    assert_eq!(forwarded, 2, "{:?}", gw.stats());
+    let (release, _) = support::upload_good(&s);
+    let started = Instant::now();
+    let rollout = support::rollout(&s, release);
+    wait_for("both boards given the release", LONG, || {
+        devices.iter().all(|d| d.status().updates >= 1)
+    });
+    let reached = started.elapsed();
+    eprintln!("rollout created to both boards given the release: {reached:?}");
+    assert!(reached < Duration::from_secs(2), "{reached:?}");
+    let v = s.op.wait_rollout(rollout, LONG).unwrap();
+    assert_eq!(v["state"], "completed", "{v:#}");
+    wait_for("devices done", LONG, || {
+        devices.iter().all(|d| d.status().done(VERSION))
+    });
+    let st = gw.stats();
+    // One CheckInNow each: the command came as the answer to the board's own check-in.
+    assert_eq!(st.pushes, 2, "{st:?}");
+    assert!(devices.iter().all(|d| d.status().updates == 1));
+    // Idle again after the update: the gateway waits for them again.
+    wait_for("long-polls open again", LONG, || waiting_at_server(&s) == 2);
+    drop(devices);
+    // The links closed: their long-polls are given up (the server answers them at their end).
+    drop(gw);
 }
 
 fn rollout_once(s: &support::Server, gw: gateway::Handle, data: tempfile::TempDir) {

@@ -48,21 +48,27 @@ pub const GATEWAY: &str = "gw-1.line";
 
 /// A server with the test trust root, devices polling every second, the engine every 200 ms.
 pub fn server() -> Server {
-    start(false)
+    start(false, 1)
+}
+
+/// A plain HTTP server whose idle devices poll every `poll_seconds` (which also bounds how
+/// long a long-poll check-in waits there).
+pub fn server_polling(poll_seconds: u32) -> Server {
+    start(false, poll_seconds)
 }
 
 /// The same over HTTPS, verifying gateways' client certificates (CAs made for the test).
 pub fn tls_server() -> Server {
-    start(true)
+    start(true, 1)
 }
 
-fn start(tls: bool) -> Server {
+fn start(tls: bool, poll_seconds: u32) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let mut config = fleet_server::server::Config {
         listen: Some("127.0.0.1:0".into()),
         data: Some(dir.path().to_owned()),
         database_url: Some(dir.path().join("fleet.db").display().to_string()),
-        poll_seconds: Some(1),
+        poll_seconds: Some(poll_seconds),
         tick_ms: Some(200),
         workers: Some(2),
         ..Default::default()
