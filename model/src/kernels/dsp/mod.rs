@@ -358,7 +358,12 @@ pub fn conv2d(
 #[inline(always)]
 fn widen_rows(w: [&[u8]; 4], buf: &mut [u32]) {
     let [r0, r1, r2, r3] = w.map(|r| r.chunks_exact(4));
-    let rests = [r0.remainder(), r1.remainder(), r2.remainder(), r3.remainder()];
+    let rests = [
+        r0.remainder(),
+        r1.remainder(),
+        r2.remainder(),
+        r3.remainder(),
+    ];
     let mut groups = buf.chunks_exact_mut(8);
     // The rows first: zip asks them first, so the group after the last full one is not
     // taken and dropped.

@@ -630,6 +630,212 @@ pub fn depthwise3_short(
     }
 }
 
+/// The asm's view of one `window3_short` call.
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+#[repr(C)]
+struct WindowJob {
+    q: ShortQuad,
+    w: *const u32,
+    out_step: u32,
+    out: *mut u8,
+    pixels: u32,
+    step: u32,
+}
+
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(WindowJob, w) == 64);
+    assert!(offset_of!(WindowJob, out_step) == 68);
+    assert!(offset_of!(WindowJob, out) == 72);
+    assert!(offset_of!(WindowJob, pixels) == 76);
+    assert!(offset_of!(WindowJob, step) == 80);
+};
+
+/// Four output channels of a CONV_2D with three filter rows of at most four bytes each, at
+/// `pixels` outputs along a row, whole: output p's filter rows are the words at
+/// `x[p * step + r * row..][..4]` for r < 3 (a padded input read in place, no patch
+/// gathered), against four weight rows laid out one filter row per group of four (zeros
+/// after each row's bytes, so a word's bytes past the row add nothing) and widened as
+/// `widen_rows` does (24 words). Requantized by the short path and written to
+/// `out[p * out_step..][..4]`. `None` (nothing written) unless every slice is long enough.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn window3_short(
+    x: &[u8],
+    row: usize,
+    step: usize,
+    w: &[u32],
+    q: &ShortQuad,
+    out: &mut [u8],
+    out_step: usize,
+    pixels: usize,
+) -> Option<()> {
+    let last = pixels.checked_sub(1)?;
+    let fits = out_step >= 4
+        && w.len() >= 24
+        && x.len()
+            >= last
+                .checked_mul(step)?
+                .checked_add(row.checked_mul(2)?)?
+                .checked_add(4)?
+        && out.len() >= last.checked_mul(out_step)?.checked_add(4)?;
+    if !fits {
+        return None;
+    }
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    {
+        let mut job = WindowJob {
+            q: *q,
+            w: w.as_ptr(),
+            out_step: u32::try_from(out_step).ok()?,
+            out: out.as_mut_ptr(),
+            pixels: u32::try_from(pixels).ok()?,
+            step: u32::try_from(step).ok()?,
+        };
+        // SAFETY: by `fits`, output p reads the words at `x + p * step + r * row` for r < 3
+        // (unaligned word loads, which the M4 allows) and 24 words of `w` (aligned, for
+        // LDRD), and writes four bytes at `out + p * out_step`, all within the slices; it
+        // reads and updates `job`, which it alone holds, through `jp`.
+        #[allow(unsafe_code)]
+        unsafe {
+            core::arch::asm!(
+                "1:",
+                "ldr {wp}, [{jp}, #64]",
+                "ldrd {a0}, {a1}, [{jp}, #0]",
+                "ldrd {a2}, {a3}, [{jp}, #8]",
+                "ldr {v}, [{xp}]",
+                "sxtb16 {xe}, {v}",
+                "sxtb16 {v}, {v}, ror #8",
+                "ldrd {e}, {o}, [{wp}], #8",
+                "smlad {a0}, {e}, {xe}, {a0}",
+                "smlad {a0}, {o}, {v}, {a0}",
+                "ldrd {e}, {o}, [{wp}], #8",
+                "smlad {a1}, {e}, {xe}, {a1}",
+                "smlad {a1}, {o}, {v}, {a1}",
+                "ldrd {e}, {o}, [{wp}], #8",
+                "smlad {a2}, {e}, {xe}, {a2}",
+                "smlad {a2}, {o}, {v}, {a2}",
+                "ldrd {e}, {o}, [{wp}], #8",
+                "smlad {a3}, {e}, {xe}, {a3}",
+                "smlad {a3}, {o}, {v}, {a3}",
+                "ldr {v}, [{xp}, {rs}]",
+                "sxtb16 {xe}, {v}",
+                "sxtb16 {v}, {v}, ror #8",
+                "ldrd {e}, {o}, [{wp}], #8",
+                "smlad {a0}, {e}, {xe}, {a0}",
+                "smlad {a0}, {o}, {v}, {a0}",
+                "ldrd {e}, {o}, [{wp}], #8",
+                "smlad {a1}, {e}, {xe}, {a1}",
+                "smlad {a1}, {o}, {v}, {a1}",
+                "ldrd {e}, {o}, [{wp}], #8",
+                "smlad {a2}, {e}, {xe}, {a2}",
+                "smlad {a2}, {o}, {v}, {a2}",
+                "ldrd {e}, {o}, [{wp}], #8",
+                "smlad {a3}, {e}, {xe}, {a3}",
+                "smlad {a3}, {o}, {v}, {a3}",
+                "ldr {v}, [{xp}, {rs}, lsl #1]",
+                "sxtb16 {xe}, {v}",
+                "sxtb16 {v}, {v}, ror #8",
+                "ldrd {e}, {o}, [{wp}], #8",
+                "smlad {a0}, {e}, {xe}, {a0}",
+                "smlad {a0}, {o}, {v}, {a0}",
+                "ldrd {e}, {o}, [{wp}], #8",
+                "smlad {a1}, {e}, {xe}, {a1}",
+                "smlad {a1}, {o}, {v}, {a1}",
+                "ldrd {e}, {o}, [{wp}], #8",
+                "smlad {a2}, {e}, {xe}, {a2}",
+                "smlad {a2}, {o}, {v}, {a2}",
+                "ldrd {e}, {o}, [{wp}], #8",
+                "smlad {a3}, {e}, {xe}, {a3}",
+                "smlad {a3}, {o}, {v}, {a3}",
+                // Requantize (`ShortQuad`).
+                "ldrd {e}, {o}, [{jp}, #16]",
+                "lsl {a0}, {a0}, #1",
+                "smmulr {a0}, {a0}, {e}",
+                "add {o}, {o}, {a0}",
+                "add {a0}, {o}, {a0}, asr #31",
+                "ldr {e}, [{jp}, #48]",
+                "asr {a0}, {a0}, {e}",
+                "ssat {a0}, #8, {a0}",
+                "ldrd {e}, {o}, [{jp}, #24]",
+                "lsl {a1}, {a1}, #1",
+                "smmulr {a1}, {a1}, {e}",
+                "add {o}, {o}, {a1}",
+                "add {a1}, {o}, {a1}, asr #31",
+                "ldr {e}, [{jp}, #52]",
+                "asr {a1}, {a1}, {e}",
+                "ssat {a1}, #8, {a1}",
+                "ldrd {e}, {o}, [{jp}, #32]",
+                "lsl {a2}, {a2}, #1",
+                "smmulr {a2}, {a2}, {e}",
+                "add {o}, {o}, {a2}",
+                "add {a2}, {o}, {a2}, asr #31",
+                "ldr {e}, [{jp}, #56]",
+                "asr {a2}, {a2}, {e}",
+                "ssat {a2}, #8, {a2}",
+                "ldrd {e}, {o}, [{jp}, #40]",
+                "lsl {a3}, {a3}, #1",
+                "smmulr {a3}, {a3}, {e}",
+                "add {o}, {o}, {a3}",
+                "add {a3}, {o}, {a3}, asr #31",
+                "ldr {e}, [{jp}, #60]",
+                "asr {a3}, {a3}, {e}",
+                "ssat {a3}, #8, {a3}",
+                "ldr {e}, [{jp}, #72]",
+                "strb {a0}, [{e}]",
+                "strb {a1}, [{e}, #1]",
+                "strb {a2}, [{e}, #2]",
+                "strb {a3}, [{e}, #3]",
+                "ldr {o}, [{jp}, #68]",
+                "add {e}, {e}, {o}",
+                "str {e}, [{jp}, #72]",
+                "ldr {e}, [{jp}, #80]",
+                "add {xp}, {xp}, {e}",
+                "ldr {e}, [{jp}, #76]",
+                "subs {e}, {e}, #1",
+                "str {e}, [{jp}, #76]",
+                "bne 1b",
+                jp = in(reg) &mut job as *mut WindowJob,
+                xp = inout(reg) x.as_ptr() => _,
+                rs = in(reg) row,
+                wp = out(reg) _,
+                v = out(reg) _,
+                xe = out(reg) _,
+                e = out(reg) _,
+                o = out(reg) _,
+                a0 = out(reg) _,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+                a3 = out(reg) _,
+                options(nostack),
+            );
+        }
+        Some(())
+    }
+    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    {
+        for p in 0..pixels {
+            let mut acc = q.bias;
+            for r in 0..3 {
+                let at = p * step + r * row;
+                let b = x.get(at..at + 4)?;
+                let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                let (xe, xo) = (sxtb16(v), sxtb16_ror8(v));
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let g = w.get(8 * r + 2 * j..8 * r + 2 * j + 2)?;
+                    *a = smlad(g[1], xo, smlad(g[0], xe, *a));
+                }
+            }
+            let o = out.get_mut(p * out_step..p * out_step + 4)?;
+            for (j, (o, a)) in o.iter_mut().zip(acc).enumerate() {
+                *o = short_output(q, j, a);
+            }
+        }
+        Some(())
+    }
+}
+
 /// The signed maximum of each of the four int8 lanes of `a` and `b` (SSUB8 sets a GE flag
 /// per lane where `a >= b`, SEL takes those lanes from `a`): one asm block, so nothing runs
 /// between the two that could change the flags.

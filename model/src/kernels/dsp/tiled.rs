@@ -7,7 +7,7 @@
 
 use super::requant::Quad;
 use super::scratch::Scratch;
-use super::simd::pointwise_short;
+use super::simd::{pointwise_short, window3_short};
 use super::{Channel, block_stationary, gather, record, rows4, widen_rows, zero_point};
 use crate::Error;
 use crate::graph::{ConvGeom, Op};
@@ -44,7 +44,17 @@ pub fn scratch_bytes(g: &ConvGeom) -> usize {
         return 0;
     }
     let kp = k.next_multiple_of(4);
-    padded_bytes(g) + tile_pixels(g, kp) * kp + 4 + 4 * (kp / 4 * 8) + 3
+    padded_bytes(g) + PADDED_SLACK + tile_pixels(g, kp) * kp + 4 + 4 * wbuf_words(kp) + 3
+}
+
+/// Bytes after the padded input that `window3_short`'s word loads may reach (they hold
+/// anything: those bytes meet zero weights).
+const PADDED_SLACK: usize = 4;
+
+/// Words of widened weights for four channels: the patch's groups, or the three of the
+/// window path.
+fn wbuf_words(kp: usize) -> usize {
+    (kp / 4 * 8).max(24)
 }
 
 /// The input with the zero point around it, as far as the filter reaches, in `buf`:
@@ -177,6 +187,81 @@ fn copy_rows<const N: usize>(
     Some(())
 }
 
+/// CONV_2D with three filter rows of at most four bytes (a first layer's 3x3 over one input
+/// channel, a 3x1 over up to four): each output's rows are read as words of the padded input
+/// in place (`window3_short`), no patch gathered; the weights are laid out one filter row
+/// per group of four, zeros after the row's bytes. Returns `false` (nothing written) for
+/// other layers.
+fn conv2d_windows(
+    g: &ConvGeom,
+    op: &Op,
+    padded: &[u8],
+    pw: usize,
+    (filter, params, output): (&[u8], &[u8], &mut [u8]),
+    wbuf: &mut [u32],
+) -> Result<bool, Error> {
+    let c = g.in_c;
+    let run = g.k_w * c;
+    if g.k_h != 3 || g.dilation_w != 1 || run > 4 || run == 0 || g.out_c == 0 {
+        return Ok(false);
+    }
+    let k = 3 * run;
+    let (row, step, oc_n) = (g.dilation_h * pw * c, g.stride_w * c, g.out_c);
+    let wv = wbuf.get_mut(..24).ok_or(Error::OutOfBounds)?;
+    for oc in (0..oc_n).step_by(4) {
+        // Past the last channel the last one is computed again (written again, same value).
+        let rows = rows4(oc, oc_n);
+        let mut aligned = [[0u8; 12]; 4];
+        let mut bias = [0i32; 4];
+        let mut qs = [Channel::default(); 4];
+        for ((a, &r), (q, b)) in aligned
+            .iter_mut()
+            .zip(&rows)
+            .zip(qs.iter_mut().zip(&mut bias))
+        {
+            let w = filter.get(r * k..(r + 1) * k).ok_or(Error::OutOfBounds)?;
+            for (dst, src) in a.chunks_exact_mut(4).zip(w.chunks_exact(run)) {
+                dst.get_mut(..run)
+                    .ok_or(Error::OutOfBounds)?
+                    .copy_from_slice(src);
+            }
+            (*q, *b) = record(params, r)?;
+        }
+        widen_rows(aligned.each_ref().map(|a| &a[..]), wv);
+        let wv: &[u32] = wv;
+        let quad = Quad::new(qs, op);
+        let contiguous = rows[3] == oc + 3;
+        let whole = quad.short_quad(bias, op).filter(|_| contiguous);
+        for oy in 0..g.out_h {
+            let x = padded
+                .get(oy * g.stride_h * pw * c..)
+                .ok_or(Error::OutOfBounds)?;
+            let at = oy * g.out_w * oc_n;
+            if let (Some(q), Some(o)) = (&whole, output.get_mut(at + oc..)) {
+                if window3_short(x, row, step, wv, q, o, oc_n, g.out_w).is_some() {
+                    continue;
+                }
+            }
+            for ox in 0..g.out_w {
+                let mut win = [0u8; 12];
+                for (r, w) in win.chunks_exact_mut(4).enumerate() {
+                    let from = ox * step + r * row;
+                    let src = x.get(from..from + run).ok_or(Error::OutOfBounds)?;
+                    w.get_mut(..run)
+                        .ok_or(Error::OutOfBounds)?
+                        .copy_from_slice(src);
+                }
+                let v = quad.apply(block_stationary(&win, wv, [&[]; 4], bias), op);
+                let o = at + ox * oc_n;
+                for (&r, v) in rows.iter().zip(v) {
+                    *output.get_mut(o + r).ok_or(Error::OutOfBounds)? = v;
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// CONV_2D over tiles of gathered patches. Returns `false` (nothing written) for a layer
 /// this path does not take: the caller tries the next.
 // Out of line: the loops get the registers to themselves.
@@ -205,12 +290,24 @@ pub fn conv2d_tiled(
     // last operator left in scratch) adds nothing: the weights are widened with zeros there.
     let kp = k.next_multiple_of(4);
     let tile = tile_pixels(g, kp);
-    let buf = scratch.bytes(padded_bytes(g))?;
+    let padded_len = padded_bytes(g);
+    let buf = scratch.bytes(if padded_len > 0 {
+        padded_len + PADDED_SLACK
+    } else {
+        0
+    })?;
     let pw = pad_input(g, zp, input, buf)?;
     let padded: &[u8] = buf;
+    let wbuf = scratch.words(wbuf_words(kp))?;
+    if let Some(pw) = pw {
+        let layer = (filter, params, &mut *output);
+        if conv2d_windows(g, op, padded, pw, layer, wbuf)? {
+            return Ok(true);
+        }
+    }
+    let wbuf = wbuf.get_mut(..kp / 4 * 8).ok_or(Error::OutOfBounds)?;
     // Slack for the word copies of `gather_padded`.
     let patches = scratch.bytes(tile * kp + 4)?;
-    let wbuf = scratch.words(kp / 4 * 8)?;
     for first in (0..pixels).step_by(tile) {
         let n = tile.min(pixels - first);
         let (mut oy, mut ox) = (first / g.out_w, first % g.out_w);
