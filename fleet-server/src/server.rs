@@ -282,9 +282,12 @@ pub fn bind(
     let mut server = actix_web::HttpServer::new(move || app(state.clone()));
     // A client gets `read_timeout` for its request head (actix's own timer) and as much
     // between body pieces (`body`).
+    // A client that hangs up ends its request: a long-poll check-in given up by its gateway
+    // stops waiting then, not at its deadline (HTTP clients here never half-close).
     server = server
         .client_request_timeout(read_timeout)
-        .client_disconnect_timeout(Duration::from_secs(1));
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .h1_allow_half_closed(false);
     if let Some(w) = workers {
         server = server.workers(w);
     }

@@ -147,6 +147,8 @@ pub fn listen(
         let http = actix_http::HttpService::build()
             .client_request_timeout(read_timeout)
             .client_disconnect_timeout(Duration::from_secs(1))
+            // As on plain HTTP: a hang-up ends a waiting long-poll check-in.
+            .h1_allow_half_closed(false)
             .local_addr(addr)
             .on_connect_ext(|io: &TlsStream, ext: &mut actix_http::Extensions| {
                 if let Some(gateway) = PeerGateway::of(io.get_ref().1) {

@@ -320,3 +320,47 @@ fn a_halt_answers_the_waiting_canaries_with_the_order_to_go_back() {
         a.at - started
     );
 }
+
+/// The server's count of long-poll check-ins waiting now.
+fn waiting(base: &str) -> u64 {
+    reqwest::blocking::get(format!("{base}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("fleet_longpoll_waiting "))
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_check_in_whose_client_hangs_up_stops_waiting() {
+    use std::io::Write;
+    let s = support::start_polling(Backend::Sqlite, 30);
+    let op = Operator::new(&s.base, &s.token);
+    let (id, credential) = enroll(&op, 1).remove(0);
+    let mut c = support::idle_check_in(&id, Version::new(1, 0, 0));
+    c.wait_ms = Some(20_000);
+    let body = protocol::to_vec(&c);
+    let addr = s.base.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "POST /api/device/checkin HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {credential}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    conn.write_all(&body).unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    while waiting(&s.base) != 1 {
+        assert!(Instant::now() < until, "never waited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The gateway gave it up (its board spoke): the waiter goes, long before its 20 s.
+    drop(conn);
+    let hung_up = Instant::now();
+    while waiting(&s.base) != 0 {
+        assert!(hung_up.elapsed() < Duration::from_secs(2), "still waiting");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
