@@ -40,7 +40,8 @@ use requant::{Channel, Quad, record, requant, requant_single};
 pub use requant::{folded_bias, write_record};
 pub use scratch::{Scratch, scratch_bytes};
 use simd::{
-    depthwise3_short, dot4_stationary, pointwise_short, smlabb, smlad, smlatt, sxtb16, sxtb16_ror8,
+    depthwise3_short, dot4_rows, dot4_stationary, pointwise_short, smlabb, smlad, smlatt, sxtb16,
+    sxtb16_ror8,
 };
 
 /// Largest CONV_2D patch (filter height x width x input channels, e.g. 3x3x64) taken here.
@@ -105,12 +106,6 @@ fn widen(src: &[u8], col: &mut [u32], tail: &mut [i32; 3]) {
 fn block_1x4(col: &[u32], tail: &[i32; 3], w: [&[u8]; 4], acc: [i32; 4]) -> [i32; 4] {
     let [mut a0, mut a1, mut a2, mut a3] = acc;
     let [r0, r1, r2, r3] = w.map(|r| r.chunks_exact(4));
-    let tails = [
-        r0.remainder(),
-        r1.remainder(),
-        r2.remainder(),
-        r3.remainder(),
-    ];
     for ((((x, u0), u1), u2), u3) in col.chunks_exact(2).zip(r0).zip(r1).zip(r2).zip(r3) {
         if let [xe, xo] = *x {
             let u = word(u0);
@@ -123,8 +118,14 @@ fn block_1x4(col: &[u32], tail: &[i32; 3], w: [&[u8]; 4], acc: [i32; 4]) -> [i32
             a3 = smlad(sxtb16_ror8(u), xo, smlad(sxtb16(u), xe, a3));
         }
     }
-    let mut acc = [a0, a1, a2, a3];
-    for (a, t) in acc.iter_mut().zip(tails) {
+    tails_1x4(tail, w, [a0, a1, a2, a3])
+}
+
+/// The products of each row's last `len % 4` weights with `tail`, added to `acc`.
+#[inline(always)]
+fn tails_1x4(tail: &[i32; 3], w: [&[u8]; 4], mut acc: [i32; 4]) -> [i32; 4] {
+    for (a, r) in acc.iter_mut().zip(w) {
+        let t = r.get(r.len() / 4 * 4..).unwrap_or_default();
         for (&u, &x) in t.iter().zip(tail) {
             *a = a.wrapping_add(i32::from(u as i8) * x);
         }
@@ -176,7 +177,10 @@ fn column_times_rows(
         {
             (*q, *a) = record(r, 0)?;
         }
-        let acc = block_1x4(col, tail, [w0, w1, w2, w3], acc);
+        let acc = match dot4_rows(col, w4, len, acc) {
+            Some(acc) => tails_1x4(tail, [w0, w1, w2, w3], acc),
+            None => block_1x4(col, tail, [w0, w1, w2, w3], acc),
+        };
         for ((o, a), q) in o4.iter_mut().zip(acc).zip(qs) {
             *o = rq(a, q);
         }

@@ -836,6 +836,130 @@ pub fn window3_short(
     }
 }
 
+/// Four dot products of a widened column (`widen`: `(x0,x2) (x1,x3)` per 4 values) with the
+/// four int8 rows of `w`, `len` bytes each, side by side, over their first `len / 4 * 4`
+/// values, added to `acc`. On the M4 one asm block: per 4 values one double-word load of the
+/// column and, per row, one load, two SXTB16 and two SMLADs, two groups per iteration.
+#[inline(always)]
+pub fn dot4_rows(col: &[u32], w: &[u8], len: usize, acc: [i32; 4]) -> Option<[i32; 4]> {
+    let groups = len / 4;
+    let fits = col.len() >= 2 * groups && w.len() >= len.checked_mul(4)?;
+    if !fits {
+        return None;
+    }
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    {
+        let [mut a0, mut a1, mut a2, mut a3] = acc;
+        // SAFETY: by `fits`, the loop reads `2 * groups` words of `col` (aligned, for LDRD)
+        // and the first `4 * groups` bytes of each row `r` at `w + r * len` (unaligned word
+        // loads, which the M4 allows), all within the slices.
+        #[allow(unsafe_code)]
+        unsafe {
+            core::arch::asm!(
+                "lsrs {n}, {n}, #1",
+                "bcc 3f",
+                "ldrd {xe}, {xo}, [{cp}], #8",
+                "ldr {u}, [{wa}, {len}]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a1}, {t}, {xe}, {a1}",
+                "smlad {a1}, {u}, {xo}, {a1}",
+                "ldr {u}, [{wa}, {len}, lsl #1]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a2}, {t}, {xe}, {a2}",
+                "smlad {a2}, {u}, {xo}, {a2}",
+                "ldr {u}, [{wa}, {l3}]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a3}, {t}, {xe}, {a3}",
+                "smlad {a3}, {u}, {xo}, {a3}",
+                "ldr {u}, [{wa}], #4",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a0}, {t}, {xe}, {a0}",
+                "smlad {a0}, {u}, {xo}, {a0}",
+                "3:",
+                "cmp {n}, #0",
+                "beq 4f",
+                "2:",
+                "ldrd {xe}, {xo}, [{cp}], #8",
+                "ldr {u}, [{wa}, {len}]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a1}, {t}, {xe}, {a1}",
+                "smlad {a1}, {u}, {xo}, {a1}",
+                "ldr {u}, [{wa}, {len}, lsl #1]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a2}, {t}, {xe}, {a2}",
+                "smlad {a2}, {u}, {xo}, {a2}",
+                "ldr {u}, [{wa}, {l3}]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a3}, {t}, {xe}, {a3}",
+                "smlad {a3}, {u}, {xo}, {a3}",
+                "ldr {u}, [{wa}], #4",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a0}, {t}, {xe}, {a0}",
+                "smlad {a0}, {u}, {xo}, {a0}",
+                "ldrd {xe}, {xo}, [{cp}], #8",
+                "ldr {u}, [{wa}, {len}]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a1}, {t}, {xe}, {a1}",
+                "smlad {a1}, {u}, {xo}, {a1}",
+                "ldr {u}, [{wa}, {len}, lsl #1]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a2}, {t}, {xe}, {a2}",
+                "smlad {a2}, {u}, {xo}, {a2}",
+                "ldr {u}, [{wa}, {l3}]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a3}, {t}, {xe}, {a3}",
+                "smlad {a3}, {u}, {xo}, {a3}",
+                "ldr {u}, [{wa}], #4",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a0}, {t}, {xe}, {a0}",
+                "smlad {a0}, {u}, {xo}, {a0}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                "4:",
+                cp = inout(reg) col.as_ptr() => _,
+                wa = inout(reg) w.as_ptr() => _,
+                len = in(reg) len,
+                l3 = in(reg) 3 * len,
+                n = inout(reg) groups => _,
+                xe = out(reg) _,
+                xo = out(reg) _,
+                u = out(reg) _,
+                t = out(reg) _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                options(nostack, readonly),
+            );
+        }
+        Some([a0, a1, a2, a3])
+    }
+    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    {
+        let mut acc = acc;
+        for (r, a) in acc.iter_mut().enumerate() {
+            let row = w.get(r * len..r * len + groups * 4)?;
+            for (x, u) in col.chunks_exact(2).zip(row.chunks_exact(4)) {
+                let u = u32::from_le_bytes([u[0], u[1], u[2], u[3]]);
+                *a = smlad(sxtb16_ror8(u), x[1], smlad(sxtb16(u), x[0], *a));
+            }
+        }
+        Some(acc)
+    }
+}
+
 /// The signed maximum of each of the four int8 lanes of `a` and `b` (SSUB8 sets a GE flag
 /// per lane where `a >= b`, SEL takes those lanes from `a`): one asm block, so nothing runs
 /// between the two that could change the flags.
