@@ -40,8 +40,8 @@ use requant::{Channel, Quad, record, requant, requant_single};
 pub use requant::{folded_bias, write_record};
 pub use scratch::{Scratch, scratch_bytes};
 use simd::{
-    depthwise3_short, dot4_rows, dot4_stationary, pointwise_short, smlabb, smlad, smlatt, sxtb16,
-    sxtb16_ror8,
+    depthwise3_short, dot4_rows, dot4_stationary, fc_pass, pointwise_short, smlabb, smlad, smlatt,
+    sxtb16, sxtb16_ror8,
 };
 
 /// Largest CONV_2D patch (filter height x width x input channels, e.g. 3x3x64) taken here.
@@ -141,9 +141,10 @@ fn rows4(r: usize, n: usize) -> [usize; 4] {
     [r, (r + 1).min(last), (r + 2).min(last), (r + 3).min(last)]
 }
 
-/// Accumulates the column against output channels (rows of `len` weights) four at a time and
-/// writes the requantized bytes to `out` (one per channel). Each pass takes its four rows and
-/// records with one bounds check each.
+/// FULLY_CONNECTED's units: accumulates the column against output channels (rows of `len`
+/// weights) four at a time and writes the requantized bytes (single rounding) to `out` (one
+/// per channel); a pass of four short-path units is one asm block (`fc_pass`). Each other
+/// pass takes its four rows and records with one bounds check each.
 #[inline(always)]
 fn column_times_rows(
     col: &[u32],
@@ -152,8 +153,12 @@ fn column_times_rows(
     len: usize,
     params: &[u8],
     out: &mut [u8],
-    rq: impl Fn(i32, Channel) -> u8,
+    op: &Op,
 ) -> Result<(), Error> {
+    let rq = |a, q| requant_single(a, q, op);
+    // Units whose records have the short path take `fc_pass` whole when the layer clamps to
+    // the whole int8 range.
+    let whole = (op.act_min <= -128 && op.act_max >= 127).then_some(op.output_offset);
     let n = out.len();
     let filter = filter.get(..n * len).ok_or(Error::OutOfBounds)?;
     let params = params
@@ -165,6 +170,11 @@ fn column_times_rows(
         .zip(params.chunks_exact(4 * CHANNEL_PARAM_BYTES))
         .zip(out.chunks_exact_mut(4));
     for ((w4, p4), o4) in passes {
+        if let Some(offset) = whole {
+            if fc_pass(col, w4, len, p4, o4, offset).is_some() {
+                continue;
+            }
+        }
         let (w0, rest) = w4.split_at_checked(len).ok_or(Error::OutOfBounds)?;
         let (w1, rest) = rest.split_at_checked(len).ok_or(Error::OutOfBounds)?;
         let (w2, w3) = rest.split_at_checked(len).ok_or(Error::OutOfBounds)?;
@@ -592,7 +602,6 @@ pub fn fully_connected(
     }
     let col = scratch.words(depth / 4 * 2)?;
     let mut tail = [0i32; 3];
-    let rq = |a, q| requant_single(a, q, op);
     for n in 0..batch {
         let x = input
             .get(n * depth..(n + 1) * depth)
@@ -601,7 +610,7 @@ pub fn fully_connected(
             .get_mut(n * units..(n + 1) * units)
             .ok_or(Error::OutOfBounds)?;
         widen(x, col, &mut tail);
-        column_times_rows(col, &tail, filter, depth, params, out, rq)?;
+        column_times_rows(col, &tail, filter, depth, params, out, op)?;
     }
     Ok(true)
 }

@@ -960,6 +960,214 @@ pub fn dot4_rows(col: &[u32], w: &[u8], len: usize, acc: [i32; 4]) -> Option<[i3
     }
 }
 
+/// The asm's view of one `fc_pass` call.
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+#[repr(C)]
+struct FcJob {
+    records: *const u8,
+    out: *mut u8,
+    offset: i32,
+}
+
+/// Four FULLY_CONNECTED units whole: `dot4_rows` of the widened column with the four rows
+/// of `w` (`len` a multiple of 4) from the folded biases in `records` (the units' four
+/// 16-byte channel records: multiplier, shift, bias, short shift), each requantized by the
+/// single-rounding short path, `(SMMUL(acc, m) + 2^(short - 1)) >> short`, plus `offset`,
+/// saturated to int8, into `out[..4]`. `None` (nothing written) unless `len` is a multiple of
+/// 4, every record has a short path and every slice is long enough.
+#[inline(always)]
+pub fn fc_pass(
+    col: &[u32],
+    w: &[u8],
+    len: usize,
+    records: &[u8],
+    out: &mut [u8],
+    offset: i32,
+) -> Option<()> {
+    let groups = len / 4;
+    let short = |j: usize| {
+        let b = records.get(16 * j + 12..16 * j + 16)?;
+        Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let fits = len % 4 == 0
+        && col.len() >= 2 * groups
+        && w.len() >= len.checked_mul(4)?
+        && records.len() >= 64
+        && out.len() >= 4
+        && (0..4).all(|j| short(j).is_some_and(|s| (1..=30).contains(&s)));
+    if !fits {
+        return None;
+    }
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    {
+        let mut job = FcJob {
+            records: records.as_ptr(),
+            out: out.as_mut_ptr(),
+            offset,
+        };
+        // SAFETY: by `fits`, the loop reads what `dot4_rows` reads and the 64 bytes of
+        // `records` (word loads, unaligned allowed), and writes `out[..4]`; the job
+        // pointer is pushed and popped around the loop (one word of stack).
+        #[allow(unsafe_code)]
+        unsafe {
+            core::arch::asm!(
+                "ldr {u}, [{t}]",
+                "ldr {a0}, [{u}, #8]",
+                "ldr {a1}, [{u}, #24]",
+                "ldr {a2}, [{u}, #40]",
+                "ldr {a3}, [{u}, #56]",
+                // The job pointer waits on the stack while `t` serves the loop.
+                "push {{{t}}}",
+                "lsrs {n}, {n}, #1",
+                "bcc 3f",
+                "ldrd {xe}, {xo}, [{cp}], #8",
+                "ldr {u}, [{wa}, {len}]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a1}, {t}, {xe}, {a1}",
+                "smlad {a1}, {u}, {xo}, {a1}",
+                "ldr {u}, [{wa}, {len}, lsl #1]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a2}, {t}, {xe}, {a2}",
+                "smlad {a2}, {u}, {xo}, {a2}",
+                "ldr {u}, [{wa}, {l3}]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a3}, {t}, {xe}, {a3}",
+                "smlad {a3}, {u}, {xo}, {a3}",
+                "ldr {u}, [{wa}], #4",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a0}, {t}, {xe}, {a0}",
+                "smlad {a0}, {u}, {xo}, {a0}",
+                "3:",
+                "cmp {n}, #0",
+                "beq 4f",
+                "2:",
+                "ldrd {xe}, {xo}, [{cp}], #8",
+                "ldr {u}, [{wa}, {len}]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a1}, {t}, {xe}, {a1}",
+                "smlad {a1}, {u}, {xo}, {a1}",
+                "ldr {u}, [{wa}, {len}, lsl #1]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a2}, {t}, {xe}, {a2}",
+                "smlad {a2}, {u}, {xo}, {a2}",
+                "ldr {u}, [{wa}, {l3}]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a3}, {t}, {xe}, {a3}",
+                "smlad {a3}, {u}, {xo}, {a3}",
+                "ldr {u}, [{wa}], #4",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a0}, {t}, {xe}, {a0}",
+                "smlad {a0}, {u}, {xo}, {a0}",
+                "ldrd {xe}, {xo}, [{cp}], #8",
+                "ldr {u}, [{wa}, {len}]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a1}, {t}, {xe}, {a1}",
+                "smlad {a1}, {u}, {xo}, {a1}",
+                "ldr {u}, [{wa}, {len}, lsl #1]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a2}, {t}, {xe}, {a2}",
+                "smlad {a2}, {u}, {xo}, {a2}",
+                "ldr {u}, [{wa}, {l3}]",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a3}, {t}, {xe}, {a3}",
+                "smlad {a3}, {u}, {xo}, {a3}",
+                "ldr {u}, [{wa}], #4",
+                "sxtb16 {t}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "smlad {a0}, {t}, {xe}, {a0}",
+                "smlad {a0}, {u}, {xo}, {a0}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                "4:",
+                "pop {{{t}}}",
+                "ldr {u}, [{t}]",
+                "ldr {xo}, [{t}, #8]",
+                "mov {len}, #1",
+                "ldr {xe}, [{u}, #0]",
+                "smmul {a0}, {a0}, {xe}",
+                "ldr {xe}, [{u}, #12]",
+                "lsl {n}, {len}, {xe}",
+                "add {a0}, {a0}, {n}, lsr #1",
+                "asr {a0}, {a0}, {xe}",
+                "add {a0}, {a0}, {xo}",
+                "ssat {a0}, #8, {a0}",
+                "ldr {xe}, [{u}, #16]",
+                "smmul {a1}, {a1}, {xe}",
+                "ldr {xe}, [{u}, #28]",
+                "lsl {n}, {len}, {xe}",
+                "add {a1}, {a1}, {n}, lsr #1",
+                "asr {a1}, {a1}, {xe}",
+                "add {a1}, {a1}, {xo}",
+                "ssat {a1}, #8, {a1}",
+                "ldr {xe}, [{u}, #32]",
+                "smmul {a2}, {a2}, {xe}",
+                "ldr {xe}, [{u}, #44]",
+                "lsl {n}, {len}, {xe}",
+                "add {a2}, {a2}, {n}, lsr #1",
+                "asr {a2}, {a2}, {xe}",
+                "add {a2}, {a2}, {xo}",
+                "ssat {a2}, #8, {a2}",
+                "ldr {xe}, [{u}, #48]",
+                "smmul {a3}, {a3}, {xe}",
+                "ldr {xe}, [{u}, #60]",
+                "lsl {n}, {len}, {xe}",
+                "add {a3}, {a3}, {n}, lsr #1",
+                "asr {a3}, {a3}, {xe}",
+                "add {a3}, {a3}, {xo}",
+                "ssat {a3}, #8, {a3}",
+                "ldr {u}, [{t}, #4]",
+                "strb {a0}, [{u}]",
+                "strb {a1}, [{u}, #1]",
+                "strb {a2}, [{u}, #2]",
+                "strb {a3}, [{u}, #3]",
+                t = inout(reg) &mut job as *mut FcJob => _,
+                cp = inout(reg) col.as_ptr() => _,
+                wa = inout(reg) w.as_ptr() => _,
+                len = inout(reg) len => _,
+                l3 = in(reg) 3 * len,
+                n = inout(reg) groups => _,
+                xe = out(reg) _,
+                xo = out(reg) _,
+                u = out(reg) _,
+                a0 = out(reg) _,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+                a3 = out(reg) _,
+            );
+        }
+        Some(())
+    }
+    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    {
+        let word = |j: usize, i: usize| {
+            let b = records.get(16 * j + i..16 * j + i + 4)?;
+            Some(i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let mut bias = [0i32; 4];
+        for (j, b) in bias.iter_mut().enumerate() {
+            *b = word(j, 8)?;
+        }
+        let acc = dot4_rows(col, w, len, bias)?;
+        for (j, (o, a)) in out.iter_mut().zip(acc).enumerate() {
+            let s = short(j)?;
+            let v = (smmul(a, word(j, 0)?) + (1 << (s - 1))) >> s;
+            *o = (v + offset).clamp(-128, 127) as i8 as u8;
+        }
+        Some(())
+    }
+}
+
 /// The signed maximum of each of the four int8 lanes of `a` and `b` (SSUB8 sets a GE flag
 /// per lane where `a >= b`, SEL takes those lanes from `a`): one asm block, so nothing runs
 /// between the two that could change the flags.
