@@ -45,6 +45,13 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 kernels::softmax::build_table(input_multiplier, input_left_shift, diff_min, table)?;
                 continue;
             }
+            if let OpKind::Dequantize { scale } = op.kind {
+                let table = arena
+                    .get_mut(op.params_offset..op.params_offset + op.param_bytes())
+                    .ok_or(Error::OutOfBounds)?;
+                kernels::quantize::build_dequantize_table(op, scale, table)?;
+                continue;
+            }
             let (Some(w), true) = (op.weights, op.channels > 0) else {
                 continue;
             };
@@ -295,7 +302,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             OpKind::Requantize { multiplier, shift } => {
                 kernels::quantize::requantize(op, multiplier, shift, input, output)
             }
-            OpKind::Dequantize { scale } => kernels::quantize::dequantize(op, scale, input, output),
+            OpKind::Dequantize { .. } => kernels::quantize::dequantize(params, input, output),
             OpKind::Pad => kernels::shape::pad(op, tensor(op.input)?, second(1)?.0, input, output),
             OpKind::Mean {
                 h,

@@ -254,6 +254,8 @@ impl Op {
             crate::graph::LUT_BYTES
         } else if matches!(self.kind, OpKind::Softmax { .. }) {
             crate::kernels::softmax::TABLE_BYTES
+        } else if matches!(self.kind, OpKind::Dequantize { .. }) {
+            crate::kernels::quantize::DEQUANTIZE_TABLE_BYTES
         } else {
             0
         };
