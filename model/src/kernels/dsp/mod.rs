@@ -10,11 +10,13 @@
 //!
 //! Shapes, fastest first:
 //! - 1x1 CONV_2D: four channels' weights widened once and kept while all pixels pass;
+//! - short patches (`tiled.rs`): three filter rows of up to four bytes read in place from the
+//!   padded input, else patches gathered into tiles walked as the 1x1 path walks pixels;
 //! - other CONV_2D: two pixels' patches gathered (zero point in the padding) and widened into
 //!   interleaved int16 columns, two channels by two pixels per pass;
-//! - FULLY_CONNECTED: the input row widened once, four units per pass;
+//! - FULLY_CONNECTED: the input row widened once, four units per pass (one asm block);
 //! - 3x3 DEPTHWISE_CONV_2D (stride 1 or 2 across): a row of outputs at a time over three
-//!   padded rows of 4-channel words; other depthwise layers: four channels at a time, their
+//!   padded rows of 4-channel words, widened once; other depthwise layers: four channels at a time, their
 //!   widened weights kept, taps at fixed offsets (zero point words at the borders). SMLABB and
 //!   SMLATT keep the four channels apart.
 //!
