@@ -150,45 +150,60 @@ pub async fn check_in(
 ) -> Result<HttpResponse, ApiError> {
     let state = state.into_inner();
     let (device, body) = authenticated_body(&state, &req, payload).await?;
+    // The wait asked for, bounded here whatever the client asks (a body that does not decode
+    // is refused by the first decision).
+    let wait_ms = protocol::decode::<protocol::CheckIn>(&body)
+        .ok()
+        .and_then(|c| c.wait_ms)
+        .unwrap_or(0)
+        .min(state.poll_s.saturating_mul(1_000))
+        .min(crate::waiters::MAX_WAIT_MS);
+    if wait_ms == 0 {
+        let answer = decide(&state, &device, &body, true).await?;
+        return command_frame(answer, state.poll_s);
+    }
     // Registered before the first decision: a change committed while it is made still wakes.
     let watch = state.waiters.watch(&device);
     let mut woken = std::pin::pin!(watch.notify().notified());
     woken.as_mut().enable();
-    let (s, d, b) = (state.clone(), device.clone(), body.clone());
-    let (mut answer, wait_ms) = blocking(move || {
-        let c: protocol::CheckIn = protocol::decode(&b)?;
-        if c.device_id != d {
-            return Err(ApiError::Forbidden);
-        }
-        s.checkins.record(&c);
-        Metrics::add(&s.metrics.checkins, 1);
-        let mut conn = s.pool.get()?;
-        Ok((rollouts::command_for(&mut conn, &d, &c)?, c.wait_ms))
-    })
-    .await?;
-    let wait_ms = wait_ms
-        .unwrap_or(0)
-        .min(state.poll_s.saturating_mul(1_000))
-        .min(crate::waiters::MAX_WAIT_MS);
+    let mut answer = decide(&state, &device, &body, true).await?;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms.into());
-    while answer.is_none() && wait_ms > 0 {
+    while answer.is_none() {
         let passed = tokio::time::timeout_at(deadline, woken.as_mut())
             .await
             .is_err();
         woken.set(watch.notify().notified());
         woken.as_mut().enable();
-        let (s, d, b) = (state.clone(), device.clone(), body.clone());
-        answer = blocking(move || {
-            let c: protocol::CheckIn = protocol::decode(&b)?;
-            let mut conn = s.pool.get()?;
-            Ok(rollouts::command_for(&mut conn, &d, &c)?)
-        })
-        .await?;
+        answer = decide(&state, &device, &body, false).await?;
         if passed {
             break;
         }
     }
     command_frame(answer, state.poll_s)
+}
+
+/// The command for the device of check-in `body`, on a blocking thread with one connection
+/// for the decision only; the `first` decision also notes the check-in.
+async fn decide(
+    state: &std::sync::Arc<AppState>,
+    device: &str,
+    body: &web::Bytes,
+    first: bool,
+) -> Result<Option<DeviceCommand>, ApiError> {
+    let (s, d, b) = (state.clone(), device.to_owned(), body.clone());
+    blocking(move || {
+        let c: protocol::CheckIn = protocol::decode(&b)?;
+        if c.device_id != d {
+            return Err(ApiError::Forbidden);
+        }
+        if first {
+            s.checkins.record(&c);
+            Metrics::add(&s.metrics.checkins, 1);
+        }
+        let mut conn = s.pool.get()?;
+        Ok(rollouts::command_for(&mut conn, &d, &c)?)
+    })
+    .await
 }
 
 /// The server frame of a device's command (`None`: idle until the next poll).
