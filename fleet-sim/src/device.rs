@@ -24,6 +24,9 @@ pub const BOARD: &str = "mps2-an386";
 pub const RUNTIME_ABI: u32 = model::RUNTIME_ABI;
 /// Inferences a device runs per second while it has a model (the line's work).
 const INFERENCES_PER_S: u64 = 100;
+/// How long an idle check-in may wait at the server for a command (the server bounds it by its
+/// poll interval); under the HTTP client's 5 s timeout.
+const LONG_POLL_MS: u32 = 4_000;
 
 /// Faults to inject, per device, drawn from a seeded generator (runs repeat).
 #[derive(Debug, Clone, Copy, Default)]
@@ -259,7 +262,17 @@ fn power_cycle(
             });
         }
         let (path, len) = match session.poll_transmit(now) {
-            Some(Outgoing::CheckIn(c)) => ("checkin", protocol::encode(&c, &mut buf)),
+            // Long-poll (protocol 1.2): an idle device hears of a stage or a halt at once.
+            Some(Outgoing::CheckIn(c)) => (
+                "checkin",
+                protocol::encode(
+                    &protocol::CheckIn {
+                        wait_ms: Some(LONG_POLL_MS),
+                        ..c
+                    },
+                    &mut buf,
+                ),
+            ),
             Some(Outgoing::ChunkRequest(c)) => ("chunk", protocol::encode(&c, &mut buf)),
             Some(Outgoing::Report(r)) => ("reports", protocol::encode(&r, &mut buf)),
             None => {
