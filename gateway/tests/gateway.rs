@@ -2,7 +2,8 @@
 //! session over a NOR flash model) on TCP links: a rollout through one gateway with one
 //! artifact download, a server outage with reports spooled and delivered once, a gateway
 //! restart on the same state directory, hostile or broken input on links, and push: a
-//! rollout reaching idle boards through their long-poll at once, not at their next poll.
+//! rollout reaching idle boards through their long-poll at once, not at their next poll, and
+//! a rollback sending a canary back as fast.
 
 mod support;
 
@@ -122,6 +123,51 @@ fn idle_boards_hear_of_a_rollout_at_once_through_the_gateways_long_poll() {
     assert!(devices.iter().all(|d| d.status().updates == 1));
     // Idle again after the update: the gateway waits for them again.
     wait_for("long-polls open again", LONG, || waiting_at_server(&s) == 2);
+
+    // 1.1.0 to a canary (the next stage soaks for an hour), then an operator's rollback: the
+    // canary goes back to 1.0.0 at once; the other board, woken too, has nothing to do.
+    let bundle = fleet_sim::release::model_bundle(
+        &fleet_sim::fixtures::GOOD,
+        "digits",
+        artifact::Version::new(1, 1, 0),
+        2,
+        fleet_sim::device::BOARD,
+        fleet_sim::release::STRICT,
+        &[testkit::keys::signing_key()],
+    )
+    .unwrap();
+    let newer = s.op.upload(bundle).unwrap();
+    let rollout =
+        s.op.rollout(&serde_json::json!({
+            "artifact_id": newer,
+            "stages": ["1", "100%"],
+            "soak_seconds": 3600,
+            "min_accuracy": 0.9,
+            "max_latency_ms": 10,
+        }))
+        .unwrap();
+    wait_for("the canary on 1.1.0", LONG, || {
+        devices.iter().any(|d| d.status().done("1.1.0"))
+    });
+    wait_for("long-polls open again", LONG, || waiting_at_server(&s) == 2);
+    let started = Instant::now();
+    s.op.post(
+        &format!("/api/rollouts/{rollout}/rollback"),
+        &serde_json::json!({}),
+    )
+    .unwrap();
+    wait_for("the canary back on 1.0.0", LONG, || {
+        devices
+            .iter()
+            .all(|d| d.status().model_version.as_deref() == Some(VERSION))
+    });
+    let back = started.elapsed();
+    eprintln!("rollback to the canary back on its previous model: {back:?}");
+    assert!(back < Duration::from_secs(2), "{back:?}");
+    let v = s.op.get(&format!("/api/rollouts/{rollout}")).unwrap();
+    assert_eq!(v["state"], "halted", "{v:#}");
+    // Two for the first rollout, one each for the canary's update and its way back.
+    assert_eq!(gw.stats().pushes, 4, "{:?}", gw.stats());
     drop(devices);
     // The links closed: their long-polls are given up (the server answers them at their end).
     drop(gw);
