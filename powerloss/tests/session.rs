@@ -318,7 +318,9 @@ fn check_in_now_brings_the_check_in_forward_and_never_doubles_one_in_flight() {
     let mut server = Server::new(None);
     let mut now = 0;
     // Idle: the server said 300 s.
-    run(&mut s, &flash, &mut server, &mut now, 5, |sv| sv.check_ins == 1);
+    run(&mut s, &flash, &mut server, &mut now, 5, |sv| {
+        sv.check_ins == 1
+    });
     let idle_until = s.next_wake_ms();
     assert_eq!(idle_until, now + 300_000);
     assert!(s.poll_transmit(now + 1_000).is_none(), "not due yet");
