@@ -78,8 +78,12 @@ impl Uplink {
             if let Some(Ok(payload)) = self.rx.push(byte)
                 && let Ok(frame) = ServerFrame::decode(payload)
             {
-                self.expecting = false;
-                self.unanswered = false;
+                // A push (`CheckInNow`) answers no request: one in flight is still coming,
+                // and the fast polling for it stays on.
+                if !matches!(frame, ServerFrame::CheckInNow) {
+                    self.expecting = false;
+                    self.unanswered = false;
+                }
                 // The agent reports its own errors to the server.
                 let _ = session.handle(&frame, clock::now_ms());
                 return;
