@@ -107,13 +107,14 @@ impl TlsPostgres {
             ],
         );
         // TCP only over TLS: no `host` or `hostnossl` line, so a plain connection finds no entry.
+        // 127.0.0.2 reaches the same server under a name its certificate does not have.
         std::fs::write(
             data.join("pg_hba.conf"),
-            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            "local all all trust\nhostssl all all 127.0.0.0/8 trust\n",
         )
         .unwrap();
         let conf = format!(
-            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+            "\nport = {port}\nlisten_addresses = '127.0.0.1, 127.0.0.2'\nunix_socket_directories = '{}'\n\
              ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nfsync = off\n",
             dir.path().display(),
             server.cert.display(),
@@ -136,8 +137,13 @@ impl TlsPostgres {
     /// The URL of the cluster's `postgres` database with `params`, and a password (which trust
     /// authentication ignores) that no error may show.
     fn url(&self, params: &str) -> String {
+        self.url_at("127.0.0.1", params)
+    }
+
+    /// The same at another address of the server.
+    fn url_at(&self, host: &str, params: &str) -> String {
         format!(
-            "postgres://fleet:pw-never-shown@127.0.0.1:{}/postgres?{params}",
+            "postgres://fleet:pw-never-shown@{host}:{}/postgres?{params}",
             self.port
         )
     }
@@ -191,7 +197,7 @@ fn refusal(url: &str) -> String {
         !e.contains("pw-never-shown"),
         "the password in an error: {e}"
     );
-    assert!(e.contains("fleet:***@127.0.0.1"), "the redacted URL: {e}");
+    assert!(e.contains("fleet:***@127.0.0."), "the redacted URL: {e}");
     e
 }
 
@@ -222,6 +228,16 @@ fn sslmode_verify_full_and_require_on_a_tls_only_postgres() {
         other.pem.display()
     )));
     assert!(e.contains("certificate verify failed"), "{e}");
+
+    // The right CA at an address the certificate does not name: verify-full checks the name,
+    // verify-ca only the chain.
+    let ca_param = format!("sslrootcert={}", ca.pem.display());
+    let e = refusal(&server.url_at("127.0.0.2", &format!("sslmode=verify-full&{ca_param}")));
+    assert!(e.contains("does not match host name \"127.0.0.2\""), "{e}");
+    let pool = db::open(&server.url_at("127.0.0.2", &format!("sslmode=verify-ca&{ca_param}")))
+        .expect("verify-ca at 127.0.0.2");
+    assert_eq!(encrypted(&pool), [true, true, true]);
+    drop(pool);
 
     // require (encrypted, certificate not checked): accepted by the TLS-only server.
     let pool = db::open(&server.url("sslmode=require")).expect("sslmode=require");
