@@ -108,6 +108,7 @@ fn main() -> Result<()> {
                 l,
                 &fleet_sim::fixtures::REGRESSED,
                 artifact::Version::new(1, 2, 0),
+                false,
             )
         });
         run("slow-model", &mut line, &|l| {
@@ -115,6 +116,7 @@ fn main() -> Result<()> {
                 l,
                 &fleet_sim::fixtures::SLOW,
                 artifact::Version::new(1, 3, 0),
+                true,
             )
         });
         run("good-firmware", &mut line, &|l| {

@@ -116,6 +116,22 @@ fn inference_counts(b: &Board, from: usize) -> Vec<u64> {
         .collect()
 }
 
+/// The line's inference count when a validation began, and when the agent `switched` or
+/// `kept` its model after it, from the console after `from`.
+fn validation_counts(b: &Board, from: usize, outcome: &str) -> (Option<u64>, Option<u64>) {
+    let console = b.console_since(from);
+    let at = |prefix: &str| -> Option<u64> {
+        console
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|n| n.trim().parse().ok())
+    };
+    (
+        at("agent: validating, inferences "),
+        at(&format!("agent: {outcome} model, inferences ")),
+    )
+}
+
 fn expect_all(line: &Line, what: &str, ok: impl Fn(&FlashState) -> bool) -> Result<()> {
     for (b, s) in line.boards.iter().zip(states(line)?) {
         ensure!(ok(&s), "{}: {what}; flash says {s:?}", b.id);
@@ -172,20 +188,12 @@ pub fn good_model(line: &mut Line) -> Result<String> {
             "{}: rebooted during a model update",
             b.id
         );
-        // The line's inference ran during the validation itself.
-        let console = b.console_since(*from);
-        let at = |prefix: &str| -> Option<u64> {
-            console
-                .iter()
-                .find_map(|l| l.strip_prefix(prefix))
-                .and_then(|n| n.trim().parse().ok())
-        };
-        let (before, after) = (
-            at("agent: validating, inferences "),
-            at("agent: switched model, inferences "),
-        );
+        // The good model's validation is shorter than the line's inference period, so no
+        // inference need fall inside it (the slow model's shows they run through one); the
+        // count must not go back.
+        let (before, after) = validation_counts(b, *from, "switched");
         ensure!(
-            matches!((before, after), (Some(x), Some(y)) if y > x),
+            matches!((before, after), (Some(x), Some(y)) if y >= x),
             "{}: inferences {before:?} when validation began, {after:?} when it switched",
             b.id
         );
@@ -212,11 +220,15 @@ pub fn good_model(line: &mut Line) -> Result<String> {
 
 /// 2 and 3. A model the canaries reject on their own validation set: they stay on the
 /// previous model, the server halts, the other boards never download it.
+/// `long_validation`: the fixture's validation set takes the canaries longer than several
+/// inference periods, so the line's inference must have run during it.
 pub fn rejected_model(
     line: &mut Line,
     fixture: &fleet_sim::fixtures::Fixture,
     version: Version,
+    long_validation: bool,
 ) -> Result<String> {
+    let marks: Vec<usize> = line.boards.iter().map(Board::console_len).collect();
     let shown = show(Some(version));
     let id = upload(line, releases::model(fixture, version, 3, STRICT)?)?;
     let r = rollout(line, id, &stages(line), json!({}))?;
@@ -234,12 +246,20 @@ pub fn rejected_model(
         offered.len() == canaries(line).min(line.boards.len()),
         "canaries {offered:?}"
     );
-    for b in &line.boards {
+    for (b, &from) in line.boards.iter().zip(&marks) {
         let steps = if offered.contains(&b.id) {
             steps_ending(line, &b.id, &shown, "reverted", timeout(line, 30))?
         } else {
             steps(line, &b.id, &shown)?
         };
+        if offered.contains(&b.id) && long_validation {
+            let (before, after) = validation_counts(b, from, "kept");
+            ensure!(
+                matches!((before, after), (Some(x), Some(y)) if y > x),
+                "canary {}: inferences {before:?} when validation began, {after:?} when it ended",
+                b.id
+            );
+        }
         if offered.contains(&b.id) {
             ensure!(
                 steps.first().map(String::as_str) == Some("downloaded")
