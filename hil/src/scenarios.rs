@@ -166,11 +166,18 @@ pub fn good_model(line: &mut Line) -> Result<String> {
     let r = rollout(line, id, &stages(line), json!({}))?;
     let view = line.op.wait_rollout(r, timeout(line, 120))?;
     ensure!(view["state"] == "completed", "rollout: {view}");
-    // Inference goes on after the switch: wait for two more counts from every board.
-    for (b, (from, _)) in line.boards.iter().zip(&marks) {
-        let n = inference_counts(b, *from).len();
+    // Inference goes on after the switch: a new count from every board. Every board's
+    // place is taken first, so the waits overlap (one after another, a line of 40 boards
+    // spent most of this scenario here).
+    let now: Vec<(usize, usize)> = line
+        .boards
+        .iter()
+        .zip(&marks)
+        .map(|(b, (from, _))| (b.console_len(), inference_counts(b, *from).len()))
+        .collect();
+    for ((b, (from, _)), &(at, n)) in line.boards.iter().zip(&marks).zip(&now) {
         ensure!(
-            b.wait_console(b.console_len(), Duration::from_secs(30), |l| l
+            b.wait_console(at, Duration::from_secs(30), |l| l
                 .starts_with("agent: inferences ")),
             "{}: no inference after the update",
             b.id
