@@ -57,6 +57,9 @@ pub fn run(_args: &[String]) -> Result<()> {
     // (figures to target/bench/model.json, verdicts and output bytes checked).
     crate::firmware::build()?;
     crate::bench_model::run(&[])?;
+    // Bytes over the air with deltas and compression, on variants of the agent firmware just
+    // built (target/bench/ota-bytes.json).
+    crate::bench_ota::measure(true)?;
 
     // Every test, the emulator ones included (they need the firmware just built), and the
     // server's against a real PostgreSQL as well as SQLite.

@@ -147,29 +147,49 @@ pub fn build() -> Result<()> {
 /// alone (features would otherwise unify), its binary kept under its own name; the real one last,
 /// so the ELF left in place is the real firmware.
 fn agent_variants(root_doc: &std::path::Path) -> Result<()> {
-    for (feature, name) in [
-        (Some("fault-slow"), "agent-mps2-slow"),
-        (Some("fault-hang"), "agent-mps2-hang"),
-        (None, "agent-mps2"),
-    ] {
-        let mut cargo = firmware_cargo();
-        cargo.env("FLEET_TRUST_ROOT", root_doc).args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "agent-mps2",
-        ]);
-        if let Some(f) = feature {
-            cargo.args(["--features", f]);
-        }
-        step(&format!("{name} (agent firmware)"), &dir(), cargo)?;
-        let bin = raw_binary("agent-mps2")?;
-        if name != "agent-mps2" {
-            std::fs::rename(&bin, bin.with_file_name(format!("{name}.bin")))?;
-        }
+    build_agent(root_doc, "agent-mps2-slow", Some("fault-slow"), &[])?;
+    build_agent(root_doc, "agent-mps2-hang", Some("fault-hang"), &[])?;
+    build_agent(root_doc, "agent-mps2", None, &[]).map(drop)
+}
+
+/// Builds the agent firmware with `feature` and `env` and keeps its raw binary as NAME.bin
+/// (the ELF is left in place: build the real one last).
+pub fn build_agent(
+    root_doc: &std::path::Path,
+    name: &str,
+    feature: Option<&str>,
+    env: &[(&str, &str)],
+) -> Result<PathBuf> {
+    let mut cargo = firmware_cargo();
+    cargo.env("FLEET_TRUST_ROOT", root_doc).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "agent-mps2",
+    ]);
+    if let Some(f) = feature {
+        cargo.args(["--features", f]);
     }
-    Ok(())
+    for (k, v) in env {
+        cargo.env(k, v);
+    }
+    step(&format!("{name} (agent firmware)"), &dir(), cargo)?;
+    let bin = raw_binary("agent-mps2")?;
+    if name == "agent-mps2" {
+        return Ok(bin);
+    }
+    let kept = bin.with_file_name(format!("{name}.bin"));
+    std::fs::rename(&bin, &kept)?;
+    Ok(kept)
+}
+
+/// `cargo` in the firmware workspace with the toolchain's environment cleared (see
+/// `firmware_cargo`), for commands other than builds (`cargo update`).
+pub fn cargo() -> Command {
+    let mut c = firmware_cargo();
+    c.current_dir(dir());
+    c
 }
 
 /// Bytes of text + rodata + data of an ELF (Berkeley `size`: text, data).

@@ -6,10 +6,13 @@
 //! - `cargo xtask firmware`: builds the Cortex-M firmware with Debian's toolchain.
 //! - `cargo xtask bench-model [--model PATH.tflite [--validation-set PATH.vset] [--out FILE.json]]`:
 //!   model latency, instructions per MAC and accuracy on an emulated Cortex-M4.
+//! - `cargo xtask bench-ota [--no-build]`: bytes over the air with firmware deltas and
+//!   compressed models (target/bench/ota-bytes.json).
 //! - `cargo xtask powerloss [--quick] | postgres | bench-server [--full]`: the bootloader's power-loss matrix.
 //! - `cargo xtask hil [--nodes N]`: hardware-in-the-loop scenarios on emulated boards.
 
 mod bench_model;
+mod bench_ota;
 mod bench_server;
 mod ci;
 mod firmware;
@@ -33,6 +36,7 @@ fn main() -> Result<()> {
         "fuzz" => fuzz::run(rest),
         "firmware" => firmware::run(rest),
         "bench-model" => bench_model::run(rest),
+        "bench-ota" => bench_ota::run(rest),
         "powerloss" => powerloss::run(rest),
         "bench-server" => bench_server::run(rest),
         "hil" => hil::run(rest),
@@ -41,7 +45,7 @@ fn main() -> Result<()> {
         }),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask ci | fuzz [--seconds N] | firmware | bench-model [--model PATH.tflite [--validation-set PATH.vset] [--out FILE.json]] | powerloss [--quick] | postgres | bench-server [--full] | hil [--nodes N] [--seed S] [--no-build]"
+                "usage: cargo xtask ci | fuzz [--seconds N] | firmware | bench-model [--model PATH.tflite [--validation-set PATH.vset] [--out FILE.json]] | bench-ota [--no-build] | powerloss [--quick] | postgres | bench-server [--full] | hil [--nodes N] [--seed S] [--no-build]"
             );
             Ok(())
         }
