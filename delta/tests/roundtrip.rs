@@ -223,7 +223,10 @@ mod refusals {
         s.extend_from_slice(&(5000u32).to_le_bytes());
         assert_eq!(decode(&base, &s), Err(FormatError::BadBlock));
         // A stream cut inside a block, and one with bytes after its last block.
-        assert_eq!(decode(&base, &stream[..stream.len() - 1]), Err(FormatError::Truncated));
+        assert_eq!(
+            decode(&base, &stream[..stream.len() - 1]),
+            Err(FormatError::Truncated)
+        );
         let mut s = stream.clone();
         s.push(0);
         assert_eq!(decode(&base, &s), Err(FormatError::TrailingInput));

@@ -14,8 +14,13 @@ struct Checked {
 impl Base for Checked {
     type Error = ();
     fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), ()> {
-        assert!(offset as usize + buf.len() <= self.declared as usize, "read outside the base");
-        buf.iter_mut().enumerate().for_each(|(i, b)| *b = (offset as usize + i) as u8);
+        assert!(
+            offset as usize + buf.len() <= self.declared as usize,
+            "read outside the base"
+        );
+        buf.iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (offset as usize + i) as u8);
         Ok(())
     }
 }
