@@ -23,6 +23,9 @@ pub enum Error {
     Model(model::Error),
     /// No update is in progress.
     NoUpdate,
+    /// The update's delta or compressed stream did not decode (or did not fit the release):
+    /// the update was abandoned with a failure report.
+    Stream(delta::FormatError),
 }
 
 /// A flash driver's error as ours, keeping its kind.

@@ -135,6 +135,10 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Session<'f, F> {
             validation: self.agent.last_validation(),
             runtime_abi: Some(identity.runtime_abi),
             wait_ms: None,
+            streams: self
+                .agent
+                .accepts_streams()
+                .then_some(protocol::STREAM_FDL1),
             counters: Counters {
                 boots: self.boots,
                 inferences: self.inferences,
@@ -165,14 +169,21 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Session<'f, F> {
                     self.waiting = None;
                 }
                 // A late duplicate of an answered request is ignored.
-                if self
-                    .fetch
-                    .is_none_or(|f| f.release != chunk.release || f.offset != chunk.offset)
-                {
+                if self.fetch.is_none_or(|f| {
+                    f.release != chunk.release
+                        || f.offset != chunk.offset
+                        || f.stream != chunk.stream
+                }) {
                     return Ok(());
                 }
                 self.fetch = None;
-                let next = self.agent.on_chunk(chunk.release, chunk.offset, chunk.data);
+                let next = match chunk.stream {
+                    Some(id) => {
+                        self.agent
+                            .on_stream_chunk(chunk.release, id, chunk.offset, chunk.data)
+                    }
+                    None => self.agent.on_chunk(chunk.release, chunk.offset, chunk.data),
+                };
                 self.apply(next)
             }
             ServerFrame::ReportAck { seq } => {

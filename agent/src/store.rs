@@ -25,6 +25,8 @@ pub enum Key {
     PreviousModel,
     /// Undelivered step reports, `protocol::Report` CBOR, in slots 0..REPORT_SLOTS (by seq).
     Report(u8),
+    /// The pending update's payloads come as a delta or compressed stream: where to resume it.
+    Stream,
 }
 
 /// Reports kept in flash until the server has them.
@@ -38,6 +40,7 @@ impl Key {
             Key::Envelope => 3,
             Key::Counters => 4,
             Key::PreviousModel => 5,
+            Key::Stream => 6,
             Key::Report(slot) => 16 + slot % REPORT_SLOTS,
         }
     }
@@ -93,6 +96,24 @@ pub struct Pending {
 }
 
 impl PostcardValue<'_> for Pending {}
+
+/// A pending update fetched as a stream (`delta`): which stream, what its header said once read,
+/// and the block a reset resumes at. Its block never starts after the pending record's offset
+/// (written after it), so resuming re-decodes at most what was written and skips it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamRecord {
+    pub release: u64,
+    pub id: u64,
+    pub len: u32,
+    /// The base's SHA-256 and length as the device found them (`None`: compressed).
+    pub base: Option<([u8; 32], u32)>,
+    /// The header's target length and digest once read (its base fields equal `base`).
+    pub header: Option<(u32, [u8; 32])>,
+    pub block: u32,
+    pub stream_offset: u32,
+}
+
+impl PostcardValue<'_> for StreamRecord {}
 
 /// Lifetime counters (reported in every check-in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -82,6 +82,7 @@ fn enrol(pool: &fleet_server::db::DbPool, n: usize) -> Vec<(String, Vec<u8>)> {
                     },
                     runtime_abi: Some(2),
                     wait_ms: None,
+                    streams: None,
                 };
                 Ok::<_, diesel::result::Error>((credential, protocol::to_vec(&c)))
             })

@@ -43,6 +43,7 @@ fn check_in_without_abi(base: &str, id: &str, credential: &str) {
         counters: Counters::default(),
         runtime_abi: None,
         wait_ms: None,
+        streams: None,
     };
     let resp = reqwest::blocking::Client::new()
         .post(format!("{base}/api/device/checkin"))

@@ -44,6 +44,7 @@ fn check_in(base: &str, credential: &str, firmware: Version) -> Command<'static>
         },
         runtime_abi: Some(2),
         wait_ms: None,
+        streams: None,
     };
     let answer = post(base, credential, "checkin", protocol::to_vec(&c));
     let answer: &'static [u8] = Box::leak(answer.into_boxed_slice());

@@ -286,9 +286,11 @@ async fn check_in(dev: &Device, body: Vec<u8>, shared: &Shared) -> (Flow, Option
 }
 
 async fn chunk(dev: &Device, r: ChunkRequest, shared: &Shared) -> (Flow, Option<Vec<u8>>) {
-    if shared
-        .cache
-        .is_assigned(&dev.id, &dev.credential, r.release)
+    // The cache holds plain payloads; a stream's chunks come from the server.
+    if r.stream.is_none()
+        && shared
+            .cache
+            .is_assigned(&dev.id, &dev.credential, r.release)
     {
         match shared
             .cache
@@ -303,6 +305,7 @@ async fn chunk(dev: &Device, r: ChunkRequest, shared: &Shared) -> (Flow, Option<
                     release: r.release,
                     offset: r.offset,
                     data,
+                    stream: None,
                 });
                 let answer = encode(&frame, data.len() + 64);
                 shared.stats.add(|s| {

@@ -381,6 +381,7 @@ fn check_in(id: &str) -> Vec<u8> {
         counters: Counters::default(),
         runtime_abi: None,
         wait_ms: None,
+        streams: None,
     }))
 }
 

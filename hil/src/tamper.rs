@@ -100,6 +100,7 @@ fn offer(link: &mut FakeGateway, release: u64, envelope: &[u8]) -> Result<Step> 
                 release,
                 envelope,
                 url: "/api/device/artifacts/0",
+                stream: None,
             }))?,
             Seen::Report(seq, step) => {
                 link.send(&ServerFrame::ReportAck { seq })?;

@@ -17,6 +17,7 @@ pub fn command(r: &Release) -> Command<'_> {
         release: r.id,
         envelope: &r.envelope,
         url: "/artifacts/1",
+        stream: None,
     }
 }
 

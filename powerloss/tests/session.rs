@@ -61,6 +61,7 @@ impl Server {
                                 release: r.id,
                                 envelope: &r.envelope,
                                 url: "/a",
+                                stream: None,
                             })
                         }
                         _ => ServerFrame::Command(Command::Idle { poll_after_s: 300 }),
@@ -74,6 +75,7 @@ impl Server {
                     release: req.release,
                     offset: req.offset,
                     data: &r.payload[req.offset as usize..end],
+                    stream: None,
                 })
             }
             DeviceFrame::Report(r) => {

@@ -38,6 +38,7 @@ fn checkin() -> CheckIn<'static> {
         },
         runtime_abi: Some(2),
         wait_ms: Some(25_000),
+        streams: None,
     }
 }
 
@@ -70,6 +71,7 @@ fn every_message_round_trips() {
             release: 7,
             envelope: &[0x83, 1, 2, 3],
             url: "/api/device/artifacts/7",
+            stream: None,
         },
         Command::Revert {
             component: ComponentKind::Model,
@@ -86,6 +88,7 @@ fn every_message_round_trips() {
             release: 7,
             offset: 4096,
             len: 1024,
+            stream: None,
         },
         &mut [0; 64],
     );
@@ -94,6 +97,7 @@ fn every_message_round_trips() {
             release: 7,
             offset: 4096,
             data: &[9; 1024],
+            stream: None,
         },
         &mut [0; 1100],
     );
@@ -137,6 +141,7 @@ fn frames_round_trip_on_a_serial_link() {
             release: 1,
             offset: 0,
             len: 256,
+            stream: None,
         }),
         DeviceFrame::Report(Report {
             device_id: "n1",
@@ -157,6 +162,7 @@ fn frames_round_trip_on_a_serial_link() {
             release: 1,
             offset: 256,
             data: b"payload",
+            stream: None,
         }),
         ServerFrame::ReportAck { seq: 1_000_000 },
         ServerFrame::CheckInNow,
@@ -223,6 +229,7 @@ fn unknown_optional_fields_are_skipped_and_critical_ones_refused() {
         release: 3,
         offset: 0,
         len: 64,
+        stream: None,
     });
     assert_eq!(bytes[0], 0xa4);
     bytes[0] = 0xa5;
@@ -233,7 +240,8 @@ fn unknown_optional_fields_are_skipped_and_critical_ones_refused() {
         ChunkRequest {
             release: 3,
             offset: 0,
-            len: 64
+            len: 64,
+            stream: None,
         }
     );
     let mut critical = bytes;
@@ -259,6 +267,7 @@ fn bounds_are_enforced_on_decode() {
         release: 1,
         offset: 0,
         data: &big,
+        stream: None,
     });
     assert_eq!(
         decode::<Chunk>(&bytes),
@@ -269,6 +278,7 @@ fn bounds_are_enforced_on_decode() {
             release: 1,
             offset: 0,
             len,
+            stream: None,
         });
         assert_eq!(
             decode::<ChunkRequest>(&bytes),
@@ -280,6 +290,7 @@ fn bounds_are_enforced_on_decode() {
         release: 1,
         envelope: &env,
         url: "/a",
+        stream: None,
     });
     assert_eq!(
         decode::<Command>(&bytes),

@@ -98,10 +98,19 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
 
     pub(super) fn next_fetch(&self) -> Next {
         match self.pending {
-            Some(p) if self.cursor < p.total => Next::Fetch(ChunkRequest {
-                release: p.release,
-                offset: self.cursor,
-                len: CHUNK.min(p.total - self.cursor),
+            Some(p) if self.cursor < p.total => Next::Fetch(match self.stream {
+                Some(s) => ChunkRequest {
+                    release: p.release,
+                    offset: s.at,
+                    len: CHUNK.min(s.len.saturating_sub(s.at)).max(1),
+                    stream: Some(s.id),
+                },
+                None => ChunkRequest {
+                    release: p.release,
+                    offset: self.cursor,
+                    len: CHUNK.min(p.total - self.cursor),
+                    stream: None,
+                },
             }),
             Some(p) if p.stage.target() == Target::Model => Next::Validate,
             Some(_) => Next::Reboot,
@@ -111,7 +120,10 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
 
     /// Where a release's payloads go: the DFU slot after the image header, or the inactive
     /// model slot from its start. Returns the partition; `base` is `header_base`.
-    fn target_partition(&self, target: Target) -> BlockingPartition<'f, NoopRawMutex, F> {
+    pub(super) fn target_partition(
+        &self,
+        target: Target,
+    ) -> BlockingPartition<'f, NoopRawMutex, F> {
         let r = match target {
             Target::Firmware => self.layout.dfu,
             Target::Model => self.region(self.inactive_slot()),
@@ -119,7 +131,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         BlockingPartition::new(self.flash, r.offset, r.size)
     }
 
-    fn header_base(&self, target: Target) -> u32 {
+    pub(super) fn header_base(&self, target: Target) -> u32 {
         match target {
             Target::Firmware => self.layout.image_header_size,
             Target::Model => 0,
@@ -169,12 +181,28 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         };
         if release != p.release
             || !p.stage.downloading()
+            || self.stream.is_some()
             || offset != self.cursor
             || data.is_empty()
             || offset + data.len() as u32 > p.total
         {
             return Err(Error::UnexpectedChunk);
         }
+        self.write_payload(p, offset, data)?;
+        Ok(self.next_fetch())
+    }
+
+    /// Writes payload bytes at `offset` (the cursor) where the release goes: each sector
+    /// erased when first reached, the bytes hashed (a payload's digest checked at its last
+    /// byte: a mismatch abandons the update with a report), progress persisted at each sector
+    /// and at the end (then a firmware is marked for swap).
+    pub(super) fn write_payload(
+        &mut self,
+        p: Update,
+        offset: u32,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        let release = p.release;
         let target = p.stage.target();
         let base = self.header_base(target);
         let erase = F::ERASE_SIZE as u32;
@@ -262,6 +290,6 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
                 }
             }
         }
-        Ok(self.next_fetch())
+        Ok(())
     }
 }

@@ -8,6 +8,7 @@ mod model_update;
 mod pending;
 mod release;
 mod report;
+mod stream;
 mod validation;
 
 pub use download::CHUNK;
@@ -16,8 +17,9 @@ pub use report::PendingReport;
 use self::pending::{Target, Update};
 use self::release::ReleaseInfo;
 use self::report::REPORTS;
+use self::stream::StreamDownload;
 use crate::Error;
-use crate::store::{ActiveModel, BUF, Counters, Key, Pending, Store};
+use crate::store::{ActiveModel, BUF, Counters, Key, Pending, Store, StreamRecord};
 use artifact::{ComponentKind, MAX_ENVELOPE_LEN, TrustRoot};
 use bootloader::SharedFlash;
 use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash};
@@ -86,6 +88,10 @@ pub struct Agent<'f, F: NorFlash + MultiwriteNorFlash> {
     last_validation: Option<Figures>,
     /// What the pending release's verified manifest says (checked once, not per chunk).
     info: Option<ReleaseInfo>,
+    /// The platform's stream decoder, if it gave one (`set_stream_decoder`).
+    decoder: Option<&'f mut delta::Decoder>,
+    /// The pending update's payloads come as this stream.
+    stream: Option<StreamDownload>,
 }
 
 impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
@@ -131,6 +137,8 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             reports: Deque::new(),
             last_validation: None,
             info: None,
+            decoder: None,
+            stream: None,
         };
         agent.load_reports()?;
         if record.is_some() {
@@ -152,6 +160,12 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
                 Some(p) if p.stage.downloading() => {
                     agent.cursor = p.offset;
                     agent.rehash(p.offset)?;
+                    let stream = agent
+                        .store
+                        .get::<StreamRecord>(Key::Stream, &mut agent.buf)?;
+                    agent.stream = stream
+                        .filter(|s| s.release == p.release)
+                        .map(|s| StreamDownload::from_record(&s));
                 }
                 Some(p) => agent.cursor = p.total,
             }
@@ -213,8 +227,18 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             // sends it): the bootloader reverts only an unconfirmed trial, never a confirmed image.
             Command::Revert { .. } => Ok(Next::Idle),
             Command::Update {
-                release, envelope, ..
-            } => self.start_update(release, envelope),
+                release,
+                envelope,
+                stream,
+                ..
+            } => {
+                let next = self.start_update(release, envelope)?;
+                if let (Next::Fetch(_), Some(offer)) = (next, stream) {
+                    self.offer_stream(release, offer)?;
+                    return Ok(self.next_fetch());
+                }
+                Ok(next)
+            }
         }
     }
 
@@ -227,6 +251,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
     }
 
     fn clear_pending(&mut self) -> Result<(), Error> {
+        self.clear_stream()?;
         self.store.remove(Key::Pending, &mut self.buf)?;
         self.pending = None;
         self.info = None;

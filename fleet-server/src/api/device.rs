@@ -219,6 +219,7 @@ fn command_frame(answer: Option<DeviceCommand>, poll_s: u32) -> Result<HttpRespo
                     release: a.id as u64,
                     envelope: &a.envelope,
                     url: &url,
+                    stream: None,
                 }),
                 a.envelope.len() + 512,
             )
@@ -267,6 +268,7 @@ pub async fn chunk(
             release: r.release,
             offset: r.offset,
             data: &payload[start..end],
+            stream: None,
         }),
         end - start + 64,
     )

@@ -126,5 +126,6 @@ pub fn idle_check_in(device: &str, firmware: artifact::Version) -> protocol::Che
         counters: protocol::Counters::default(),
         runtime_abi: Some(2),
         wait_ms: None,
+        streams: None,
     }
 }

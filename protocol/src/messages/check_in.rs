@@ -1,26 +1,12 @@
 //! The check-in (device to server, every poll) and what it carries: firmware and boot status,
 //! active model and slot, download progress, validation figures and counters.
 
-use super::{dec_device_id, dec_version, enc_version};
+use super::{dec_device_id, dec_map, dec_version, enc_version};
 use crate::codec::{EncodeError, Error, Message};
 use artifact::Version;
-use artifact::cbor::{MapReader, check_name, required, skip_value, uint};
+use artifact::cbor::{check_name, required, skip_value, uint};
 use minicbor::encode::Write;
 use minicbor::{Decoder, Encoder};
-
-/// Reads a map of known small fields with `field`, skipping unknown ones.
-fn dec_map<'a>(
-    d: &mut Decoder<'a>,
-    mut field: impl FnMut(u64, &mut Decoder<'a>) -> Result<bool, Error>,
-) -> Result<(), Error> {
-    let mut map = MapReader::begin(d)?;
-    while let Some(k) = map.next_key(d)? {
-        if !field(k, d)? {
-            skip_value(d)?;
-        }
-    }
-    Ok(())
-}
 
 /// Which of the two model slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -142,7 +128,14 @@ pub struct CheckIn<'a> {
     /// command for the device or this passes (bounded by its own poll interval and maximum),
     /// then answers what a check-in answers. Absent: answered at once, as before 1.2.
     pub wait_ms: Option<u32>,
+    /// The payload stream formats the device decodes (key 10, revision 1.3; optional both
+    /// ways): a bit set of `STREAM_*`. A server offers a delta or a compressed payload only to a
+    /// device that names its format; absent, plain payloads only.
+    pub streams: Option<u8>,
 }
+
+/// `CheckIn::streams`: the `delta` crate's `FDL1` streams (deltas and compressed payloads).
+pub const STREAM_FDL1: u8 = 1;
 
 impl<'a> Message<'a> for CheckIn<'a> {
     fn field_count(&self) -> u64 {
@@ -151,6 +144,7 @@ impl<'a> Message<'a> for CheckIn<'a> {
             + u64::from(self.validation.is_some())
             + u64::from(self.runtime_abi.is_some())
             + u64::from(self.wait_ms.is_some())
+            + u64::from(self.streams.is_some())
     }
 
     fn encode_fields<W: Write>(&self, e: &mut Encoder<W>) -> Result<(), EncodeError<W>> {
@@ -195,6 +189,9 @@ impl<'a> Message<'a> for CheckIn<'a> {
         }
         if let Some(wait) = self.wait_ms {
             e.u8(9)?.u32(wait)?;
+        }
+        if let Some(s) = self.streams {
+            e.u8(10)?.u8(s)?;
         }
         Ok(())
     }
@@ -286,6 +283,7 @@ impl<'a> Message<'a> for CheckIn<'a> {
             }
             8 => self.runtime_abi = Some(uint(d)?),
             9 => self.wait_ms = Some(uint(d)?),
+            10 => self.streams = Some(uint(d)?),
             _ => skip_value(d)?,
         }
         Ok(())
@@ -306,6 +304,7 @@ impl<'a> Message<'a> for CheckIn<'a> {
             counters: Counters::default(),
             runtime_abi: None,
             wait_ms: None,
+            streams: None,
         }
     }
 

@@ -8,6 +8,19 @@ use artifact::cbor::{skip_value, uint};
 use minicbor::encode::Write;
 use minicbor::{Decoder, Encoder};
 
+/// A delta or compressed stream of a release's payloads (`docs/delta-format.md`), fetched by
+/// `ChunkRequest::stream = Some(id)`. Not trusted: the device checks what it rebuilds against
+/// the signed manifest, as for the plain payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamOffer {
+    pub id: u64,
+    /// Bytes of the stream.
+    pub len: u32,
+    /// SHA-256 of the payloads it is a delta from (the device's running firmware image or its
+    /// active model and validation set); `None`: compressed, no base.
+    pub base_sha256: Option<[u8; 32]>,
+}
+
 /// Server to device, in answer to a check-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command<'a> {
@@ -19,6 +32,9 @@ pub enum Command<'a> {
         release: u64,
         envelope: &'a [u8],
         url: &'a str,
+        /// The same payloads in fewer bytes, for a device that said it decodes them (key 7,
+        /// revision 1.3; optional: a device that does not know it fetches the plain payloads).
+        stream: Option<StreamOffer>,
     },
     /// Go back to the previous version of a component (a rollout was rolled back).
     Revert { component: ComponentKind },
@@ -30,7 +46,7 @@ impl<'a> Message<'a> for Command<'a> {
     fn field_count(&self) -> u64 {
         match self {
             Command::Idle { .. } | Command::Revert { .. } => 2,
-            Command::Update { .. } => 4,
+            Command::Update { stream, .. } => 4 + u64::from(stream.is_some()),
             Command::Reboot => 1,
         }
     }
@@ -44,6 +60,7 @@ impl<'a> Message<'a> for Command<'a> {
                 release,
                 envelope,
                 url,
+                stream,
             } => {
                 e.u8(1)?
                     .u8(1)?
@@ -53,6 +70,13 @@ impl<'a> Message<'a> for Command<'a> {
                     .bytes(envelope)?
                     .u8(5)?
                     .str(url)?;
+                if let Some(s) = stream {
+                    e.u8(7)?.map(2 + u64::from(s.base_sha256.is_some()))?;
+                    e.u8(0)?.u64(s.id)?.u8(1)?.u32(s.len)?;
+                    if let Some(b) = &s.base_sha256 {
+                        e.u8(2)?.bytes(b)?;
+                    }
+                }
             }
             Command::Revert { component } => {
                 e.u8(1)?.u8(2)?.u8(6)?.u8(*component as u8)?;
@@ -76,6 +100,7 @@ impl<'a> Message<'a> for Command<'a> {
                         release: u64::MAX,
                         envelope: &[],
                         url: "",
+                        stream: None,
                     },
                     2 => Command::Revert {
                         component: ComponentKind::ValidationSet,
@@ -95,6 +120,7 @@ impl<'a> Message<'a> for Command<'a> {
             }
             (5, Command::Update { url, .. }) => *url = dec_str(d, MAX_URL)?,
             (6, Command::Revert { component }) => *component = dec_kind(d)?,
+            (7, Command::Update { stream, .. }) => *stream = Some(dec_stream(d)?),
             _ => skip_value(d)?,
         }
         Ok(())
@@ -114,6 +140,7 @@ impl<'a> Message<'a> for Command<'a> {
                 release,
                 envelope,
                 url,
+                ..
             } => release != u64::MAX && !envelope.is_empty() && !url.is_empty(),
             Command::Revert { component } => component != ComponentKind::ValidationSet,
             Command::Reboot => true,
@@ -124,4 +151,34 @@ impl<'a> Message<'a> for Command<'a> {
             Err(artifact::Error::MissingField.into())
         }
     }
+}
+
+/// A stream offer: id and length required, the base's digest exactly 32 bytes when present.
+fn dec_stream(d: &mut Decoder<'_>) -> Result<StreamOffer, Error> {
+    let mut s = StreamOffer {
+        id: u64::MAX,
+        len: 0,
+        base_sha256: None,
+    };
+    let mut seen = 0u8;
+    super::dec_map(d, |k, d| {
+        match k {
+            0 => s.id = uint(d)?,
+            1 => s.len = uint(d)?,
+            2 => {
+                let b: [u8; 32] = d
+                    .bytes()?
+                    .try_into()
+                    .map_err(|_| artifact::Error::InvalidValue)?;
+                s.base_sha256 = Some(b);
+            }
+            _ => return Ok(false),
+        }
+        seen |= 1 << k;
+        Ok(true)
+    })?;
+    if seen & 0b11 != 0b11 {
+        return Err(artifact::Error::MissingField.into());
+    }
+    Ok(s)
 }

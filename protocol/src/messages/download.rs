@@ -13,11 +13,14 @@ pub struct ChunkRequest {
     pub offset: u32,
     /// At most `MAX_CHUNK`; the device picks what its buffers and link allow.
     pub len: u32,
+    /// From the stream the update offered (`StreamOffer::id`; key 4, revision 1.3) instead
+    /// of the plain payloads; `offset` is then in the stream.
+    pub stream: Option<u64>,
 }
 
 impl<'a> Message<'a> for ChunkRequest {
     fn field_count(&self) -> u64 {
-        3
+        3 + u64::from(self.stream.is_some())
     }
 
     fn encode_fields<W: Write>(&self, e: &mut Encoder<W>) -> Result<(), EncodeError<W>> {
@@ -27,6 +30,9 @@ impl<'a> Message<'a> for ChunkRequest {
             .u32(self.offset)?
             .u8(3)?
             .u32(self.len)?;
+        if let Some(s) = self.stream {
+            e.u8(4)?.u64(s)?;
+        }
         Ok(())
     }
 
@@ -35,6 +41,7 @@ impl<'a> Message<'a> for ChunkRequest {
             1 => self.release = uint(d)?,
             2 => self.offset = uint(d)?,
             3 => self.len = uint(d)?,
+            4 => self.stream = Some(uint(d)?),
             _ => skip_value(d)?,
         }
         Ok(())
@@ -45,6 +52,7 @@ impl<'a> Message<'a> for ChunkRequest {
             release: u64::MAX,
             offset: 0,
             len: 0,
+            stream: None,
         }
     }
 
@@ -65,11 +73,13 @@ pub struct Chunk<'a> {
     pub release: u64,
     pub offset: u32,
     pub data: &'a [u8],
+    /// The stream the bytes are from (key 4, revision 1.3), as the request named it.
+    pub stream: Option<u64>,
 }
 
 impl<'a> Message<'a> for Chunk<'a> {
     fn field_count(&self) -> u64 {
-        3
+        3 + u64::from(self.stream.is_some())
     }
 
     fn encode_fields<W: Write>(&self, e: &mut Encoder<W>) -> Result<(), EncodeError<W>> {
@@ -79,6 +89,9 @@ impl<'a> Message<'a> for Chunk<'a> {
             .u32(self.offset)?
             .u8(3)?
             .bytes(self.data)?;
+        if let Some(s) = self.stream {
+            e.u8(4)?.u64(s)?;
+        }
         Ok(())
     }
 
@@ -93,6 +106,7 @@ impl<'a> Message<'a> for Chunk<'a> {
                 }
                 self.data = b;
             }
+            4 => self.stream = Some(uint(d)?),
             _ => skip_value(d)?,
         }
         Ok(())
@@ -103,6 +117,7 @@ impl<'a> Message<'a> for Chunk<'a> {
             release: u64::MAX,
             offset: 0,
             data: &[],
+            stream: None,
         }
     }
 

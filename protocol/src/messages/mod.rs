@@ -10,15 +10,16 @@ mod report;
 
 pub use check_in::{
     BootStatus, CheckIn, Counters, Figures, Firmware, ModelSlot, Progress, RunningModel,
+    STREAM_FDL1,
 };
-pub use command::Command;
+pub use command::{Command, StreamOffer};
 pub use download::{Chunk, ChunkRequest};
 pub use frame::{DeviceFrame, Hello, MAX_CREDENTIAL, ServerFrame};
 pub use report::{Failure, Report, RevertReason, Step};
 
 use crate::MAX_DEVICE_ID;
 use crate::codec::{EncodeError, Error};
-use artifact::cbor::{array_exact, uint};
+use artifact::cbor::{MapReader, array_exact, skip_value, uint};
 use artifact::{ComponentKind, Version};
 use minicbor::encode::Write;
 use minicbor::{Decoder, Encoder};
@@ -63,4 +64,18 @@ fn dec_kind(d: &mut Decoder<'_>) -> Result<ComponentKind, Error> {
         2 => Ok(ComponentKind::ValidationSet),
         _ => Err(artifact::Error::InvalidValue.into()),
     }
+}
+
+/// Reads a map of known small fields with `field`, skipping unknown ones.
+pub(super) fn dec_map<'a>(
+    d: &mut Decoder<'a>,
+    mut field: impl FnMut(u64, &mut Decoder<'a>) -> Result<bool, Error>,
+) -> Result<(), Error> {
+    let mut map = MapReader::begin(d)?;
+    while let Some(k) = map.next_key(d)? {
+        if !field(k, d)? {
+            skip_value(d)?;
+        }
+    }
+    Ok(())
 }
