@@ -5,6 +5,7 @@
 //! old or the new one, and the update must then complete or revert cleanly.
 
 pub mod device;
+pub mod firmware_delta;
 pub mod model_update;
 pub mod scenarios;
 

@@ -32,6 +32,33 @@ fn main() -> Result<()> {
         "regressed",
         false,
     ));
+    use powerloss::model_update::{WireKind, matrix_via};
+    results.push(matrix_via(
+        "model-update-delta",
+        "per_tensor",
+        true,
+        WireKind::Delta,
+    ));
+    results.push(matrix_via(
+        "model-update-delta-rejected",
+        "regressed",
+        false,
+        WireKind::Delta,
+    ));
+    results.push(matrix_via(
+        "model-update-compressed",
+        "per_tensor",
+        true,
+        WireKind::Compressed,
+    ));
+    results.push(powerloss::firmware_delta::matrix(
+        "firmware-update-delta",
+        false,
+    ));
+    results.push(powerloss::firmware_delta::matrix(
+        "firmware-update-delta-corrupt",
+        true,
+    ));
     let (mut points, mut failures, mut known) = (0, 0, 0);
     println!(
         "{:<22} {:<28} {:>10} {:>9}",

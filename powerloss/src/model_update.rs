@@ -13,11 +13,79 @@ use testkit::keys::trust_root;
 use testkit::release::{Release, model_size, release};
 
 pub fn command(r: &Release) -> Command<'_> {
+    command_via(r, &Wire::Plain)
+}
+
+/// How a release's payloads travel: whole, or as a stream (`delta`) the server offers.
+#[derive(Debug, Clone)]
+pub enum Wire {
+    Plain,
+    Stream {
+        bytes: Vec<u8>,
+        base_sha256: Option<[u8; 32]>,
+    },
+}
+
+/// The stream id the simulated server gives its one stream.
+const STREAM_ID: u64 = 77;
+
+impl Wire {
+    /// `to`'s payloads as a delta from `from`'s (what a device running `from` holds).
+    pub fn delta(from: &[u8], to: &Release) -> Wire {
+        Wire::Stream {
+            bytes: delta::encode::delta(from, &to.payload).expect("delta"),
+            base_sha256: Some(sha256(from)),
+        }
+    }
+
+    /// `to`'s payloads compressed.
+    pub fn compressed(to: &Release) -> Wire {
+        Wire::Stream {
+            bytes: delta::encode::compress(&to.payload).expect("compress"),
+            base_sha256: None,
+        }
+    }
+}
+
+pub fn command_via<'a>(r: &'a Release, wire: &Wire) -> Command<'a> {
     Command::Update {
         release: r.id,
         envelope: &r.envelope,
         url: "/artifacts/1",
-        stream: None,
+        stream: match wire {
+            Wire::Plain => None,
+            Wire::Stream { bytes, base_sha256 } => Some(protocol::StreamOffer {
+                id: STREAM_ID,
+                len: bytes.len() as u32,
+                base_sha256: *base_sha256,
+            }),
+        },
+    }
+}
+
+/// Opens the agent with a stream decoder (a device that decodes deltas), leaked for the test.
+pub fn open_with_decoder<'f>(
+    flash: &'f SharedFlash<Flash>,
+) -> Result<Agent<'f, Flash>, agent::Error> {
+    let mut agent = Agent::open(flash, LAYOUT, trust_root(), identity())?;
+    agent.set_stream_decoder(Box::leak(Box::new(delta::Decoder::new())));
+    Ok(agent)
+}
+
+/// Answers a fetch: the plain payloads, or the stream's bytes.
+pub fn answer(
+    agent: &mut Agent<'_, Flash>,
+    r: &Release,
+    wire: &Wire,
+    req: protocol::ChunkRequest,
+) -> Result<Next, agent::Error> {
+    let (from, to) = (req.offset as usize, (req.offset + req.len) as usize);
+    match (req.stream, wire) {
+        (Some(id), Wire::Stream { bytes, .. }) => {
+            let end = to.min(bytes.len());
+            agent.on_stream_chunk(req.release, id, req.offset, &bytes[from.min(end)..end])
+        }
+        _ => agent.on_chunk(req.release, req.offset, &r.payload[from..to]),
     }
 }
 
@@ -27,17 +95,20 @@ pub fn run_update(
     flash: &SharedFlash<Flash>,
     r: &Release,
 ) -> Result<Next, agent::Error> {
-    let mut next = agent.on_command(&command(r))?;
+    run_update_via(agent, flash, r, &Wire::Plain)
+}
+
+/// `run_update` with the payloads sent as `wire` offers them.
+pub fn run_update_via(
+    agent: &mut Agent<'_, Flash>,
+    flash: &SharedFlash<Flash>,
+    r: &Release,
+    wire: &Wire,
+) -> Result<Next, agent::Error> {
+    let mut next = agent.on_command(&command_via(r, wire))?;
     loop {
         match next {
-            Next::Fetch(req) => {
-                let end = (req.offset + req.len) as usize;
-                next = agent.on_chunk(
-                    req.release,
-                    req.offset,
-                    &r.payload[req.offset as usize..end],
-                )?;
-            }
+            Next::Fetch(req) => next = answer(agent, r, wire, req)?,
             Next::Validate => {
                 let region = agent.region(agent.inactive_slot());
                 let slot = flash.lock(|f| {
@@ -73,9 +144,40 @@ pub fn active_is_intact(agent: &Agent<'_, Flash>, flash: &SharedFlash<Flash>) ->
 /// be the old or the new one and intact, never neither; the server then repeats the command
 /// and the update must end where a fault-free one ends.
 pub fn matrix(name: &str, to: &str, expect_switch: bool) -> crate::ScenarioResult {
+    matrix_via(name, to, expect_switch, WireKind::Plain)
+}
+
+/// How `matrix_via` sends the new release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireKind {
+    Plain,
+    /// A delta from the installed release's payloads.
+    Delta,
+    Compressed,
+}
+
+fn open_as(kind: WireKind, f: &SharedFlash<Flash>) -> Result<Agent<'_, Flash>, agent::Error> {
+    match kind {
+        WireKind::Plain => Agent::open(f, LAYOUT, trust_root(), identity()),
+        _ => open_with_decoder(f),
+    }
+}
+
+/// `matrix` with the new release sent as `kind` (the device decodes streams).
+pub fn matrix_via(
+    name: &str,
+    to: &str,
+    expect_switch: bool,
+    wire_kind: WireKind,
+) -> crate::ScenarioResult {
     use norsim::{Fault, FaultKind};
     let old = release(1, "good", Version::new(1, 0, 0), 1, "mps2-an386");
     let new = release(2, to, Version::new(1, 1, 0), 2, "mps2-an386");
+    let wire = match wire_kind {
+        WireKind::Plain => Wire::Plain,
+        WireKind::Delta => Wire::delta(&old.payload, &new),
+        WireKind::Compressed => Wire::compressed(&new),
+    };
     let installed = new_flash();
     {
         let mut agent = Agent::open(&installed, LAYOUT, trust_root(), identity()).expect("open");
@@ -88,9 +190,9 @@ pub fn matrix(name: &str, to: &str, expect_switch: bool) -> crate::ScenarioResul
     let probe = snapshot(&installed);
     probe.lock(|f| f.borrow_mut().power_on());
     let ops = {
-        let mut agent = Agent::open(&probe, LAYOUT, trust_root(), identity()).expect("open");
+        let mut agent = open_as(wire_kind, &probe).expect("open");
         let before = probe.lock(|f| f.borrow().ops());
-        run_update(&mut agent, &probe, &new).expect("fault-free update");
+        run_update_via(&mut agent, &probe, &new, &wire).expect("fault-free update");
         probe.lock(|f| f.borrow().ops()) - before
     };
     let mut result = crate::ScenarioResult {
@@ -111,14 +213,13 @@ pub fn matrix(name: &str, to: &str, expect_switch: bool) -> crate::ScenarioResul
             });
             let outcome = (|| -> Result<(), String> {
                 {
-                    let mut agent = Agent::open(&flash, LAYOUT, trust_root(), identity())
-                        .map_err(|e| format!("open: {e:?}"))?;
+                    let mut agent =
+                        open_as(wire_kind, &flash).map_err(|e| format!("open: {e:?}"))?;
                     flash.lock(|f| f.borrow_mut().plan(Fault { at: k, kind }));
-                    let _ = run_update(&mut agent, &flash, &new);
+                    let _ = run_update_via(&mut agent, &flash, &new, &wire);
                 }
                 flash.lock(|f| f.borrow_mut().power_on());
-                let mut agent = Agent::open(&flash, LAYOUT, trust_root(), identity())
-                    .map_err(|e| format!("reopen: {e:?}"))?;
+                let mut agent = open_as(wire_kind, &flash).map_err(|e| format!("reopen: {e:?}"))?;
                 if !active_is_intact(&agent, &flash) {
                     return Err("no intact active model".into());
                 }
@@ -131,10 +232,10 @@ pub fn matrix(name: &str, to: &str, expect_switch: bool) -> crate::ScenarioResul
                 let runs_new = agent.active().map(|a| a.version) == Some((1, 1, 0));
                 let installing = agent.progress().is_some_and(|p| p.release == 2);
                 if !runs_new || installing {
-                    let _ = run_update(&mut agent, &flash, &new);
+                    let _ = run_update_via(&mut agent, &flash, &new, &wire);
                 }
-                let mut agent = Agent::open(&flash, LAYOUT, trust_root(), identity())
-                    .map_err(|e| format!("final open: {e:?}"))?;
+                let mut agent =
+                    open_as(wire_kind, &flash).map_err(|e| format!("final open: {e:?}"))?;
                 if !active_is_intact(&agent, &flash)
                     || agent.active().map(|a| a.version) != Some(final_version)
                 {

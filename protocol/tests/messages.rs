@@ -80,9 +80,55 @@ fn every_message_round_trips() {
             component: ComponentKind::Firmware,
         },
         Command::Reboot,
+        // Revision 1.3: a delta from a base, and a compressed stream.
+        Command::Update {
+            release: 7,
+            envelope: &[0x83, 1, 2, 3],
+            url: "/api/device/artifacts/7",
+            stream: Some(protocol::StreamOffer {
+                id: 12,
+                len: 3210,
+                base_sha256: Some([0xAB; 32]),
+            }),
+        },
+        Command::Update {
+            release: 7,
+            envelope: &[0x83, 1, 2, 3],
+            url: "/api/device/artifacts/7",
+            stream: Some(protocol::StreamOffer {
+                id: 13,
+                len: 99,
+                base_sha256: None,
+            }),
+        },
     ] {
         round_trip(&cmd, &mut [0; 256]);
     }
+    round_trip(
+        &ChunkRequest {
+            release: 7,
+            offset: 80,
+            len: 1024,
+            stream: Some(12),
+        },
+        &mut [0; 64],
+    );
+    round_trip(
+        &Chunk {
+            release: 7,
+            offset: 80,
+            data: &[1; 100],
+            stream: Some(12),
+        },
+        &mut [0; 256],
+    );
+    round_trip(
+        &CheckIn {
+            streams: Some(protocol::STREAM_FDL1),
+            ..checkin()
+        },
+        &mut [0; 512],
+    );
     round_trip(
         &ChunkRequest {
             release: 7,
@@ -372,5 +418,41 @@ proptest! {
         };
         let bytes = to_vec(&c);
         prop_assert_eq!(decode::<CheckIn>(&bytes).unwrap(), c);
+    }
+}
+
+#[test]
+fn a_stream_offer_without_its_id_or_with_a_short_digest_is_refused() {
+    use minicbor::Encoder;
+    // A well-formed offer decodes; one lacking its length (key 1), or whose base digest is
+    // 31 bytes, is refused.
+    for (offer, ok) in [
+        (&[(0u8, 12u64), (1, 99)][..], true),
+        (&[(0, 12)][..], false),
+        (&[(0, 12), (1, 99), (2, 0)][..], false),
+    ] {
+        let mut buf = [0u8; 128];
+        let mut e = Encoder::new(&mut buf[..]);
+        e.map(6).unwrap();
+        e.u8(0).unwrap().u8(1).unwrap();
+        e.u8(1).unwrap().u8(1).unwrap();
+        e.u8(3).unwrap().u64(7).unwrap();
+        e.u8(4).unwrap().bytes(&[0x83, 1]).unwrap();
+        e.u8(5).unwrap().str("/a").unwrap();
+        e.u8(7).unwrap().map(offer.len() as u64).unwrap();
+        for &(k, v) in offer {
+            e.u8(k).unwrap();
+            if k == 2 {
+                e.bytes(&[0; 31]).unwrap();
+            } else {
+                e.u64(v).unwrap();
+            }
+        }
+        let n = 128 - e.writer().len();
+        assert_eq!(
+            protocol::decode::<Command>(&buf[..n]).is_ok(),
+            ok,
+            "{offer:?}"
+        );
     }
 }

@@ -256,13 +256,17 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         };
         let mut taken = 0;
         let mut done = false;
-        while taken < data.len() && !done {
+        // After a header or a block the decoder is asked again, even with nothing left: the
+        // last block is followed by `Done`.
+        let mut again = true;
+        while !done && (taken < data.len() || again) {
             let rest = data.get(taken..).unwrap_or_default();
             let (n, progress) = decoder.feed(rest, &mut base).map_err(|e| match e {
                 delta::Error::Format(f) => Error::Stream(f),
                 delta::Error::Base(kind) => Error::Flash(kind),
             })?;
             taken += n;
+            again = matches!(progress, Progress::Header(_) | Progress::Block { .. });
             match progress {
                 Progress::NeedInput => {}
                 Progress::Done => done = true,
