@@ -174,13 +174,15 @@ fn run(fleet: &Fleet, cfg: &DeviceConfig) {
     let started = Instant::now();
     let mut boots = 0u32;
     let mut inferences = 0u64;
+    // The device's RAM for decoding delta and compressed downloads, lent to each boot's agent.
+    let mut decoder = Box::new(delta::Decoder::new());
     while !fleet.stop.load(Ordering::Relaxed) {
         boots += 1;
         flash.lock(|f| f.borrow_mut().power_on());
         power_cycle(
             fleet,
             cfg,
-            &flash,
+            (&flash, &mut decoder),
             &mut rng,
             started,
             boots,
@@ -200,7 +202,7 @@ fn now_ms(started: Instant) -> u64 {
 fn power_cycle(
     fleet: &Fleet,
     cfg: &DeviceConfig,
-    flash: &SharedFlash<Flash>,
+    (flash, decoder): (&SharedFlash<Flash>, &mut delta::Decoder),
     rng: &mut Rng,
     started: Instant,
     boots: u32,
@@ -213,10 +215,11 @@ fn power_cycle(
         arena_capacity: 64 * 1024,
     };
     let powered = || flash.lock(|f| f.borrow().powered());
-    let Ok(agent) = Agent::open(flash, LAYOUT, fleet.root.clone(), identity) else {
+    let Ok(mut agent) = Agent::open(flash, LAYOUT, fleet.root.clone(), identity) else {
         // Power cut while the agent read its records: power on again.
         return;
     };
+    agent.set_stream_decoder(decoder);
     let firmware = Firmware {
         version: Version::new(1, 0, 0),
         status: BootStatus::Confirmed,

@@ -28,6 +28,9 @@ const ARENA: usize = 64 * 1024;
 
 static mut MODELS: [[u8; SLOT]; 2] = [[0; SLOT]; 2];
 static mut ARENAS: [[u8; ARENA]; 2] = [[0; ARENA]; 2];
+/// The decoder of delta and compressed downloads (`size_of::<delta::Decoder>()`, beside the
+/// agent's own state).
+static mut DECODER: delta::Decoder = delta::Decoder::new();
 
 #[exception]
 fn SysTick() {
@@ -98,6 +101,8 @@ fn main() -> ! {
     let Ok(mut agent) = Agent::open(&flash, &LAYOUT, root, identity) else {
         halt("agent records unreadable")
     };
+    // SAFETY: taken once, here; only the agent refers to it.
+    agent.set_stream_decoder(unsafe { &mut *core::ptr::addr_of_mut!(DECODER) });
     let version = Version::new(boot.version.0, boot.version.1, boot.version.2);
     let first = agent.after_boot(status, version);
     let (v, b) = (boot.version, boot.boots);
