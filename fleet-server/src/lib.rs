@@ -29,6 +29,7 @@ pub mod rollout;
 pub mod schema;
 pub mod server;
 pub mod store;
+pub mod streams;
 pub mod throttle;
 pub mod tls;
 pub mod waiters;

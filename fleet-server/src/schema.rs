@@ -81,6 +81,18 @@ diesel::table! {
         accuracy_bp -> Nullable<Integer>,
         p99_us -> Nullable<BigInt>,
         finished_ms -> Nullable<BigInt>,
+        bytes_sent -> BigInt,
+    }
+}
+
+diesel::table! {
+    streams (id) {
+        id -> BigInt,
+        artifact_id -> BigInt,
+        base_artifact_id -> Nullable<BigInt>,
+        base_sha256 -> Nullable<Text>,
+        len -> BigInt,
+        sha256 -> Text,
     }
 }
 
@@ -135,6 +147,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     rollouts,
     rollout_devices,
     rollout_events,
+    streams,
     operator_tokens,
     audit_log,
 );

@@ -152,12 +152,18 @@ pub fn payload_path(data: &Path, sha256: &str) -> PathBuf {
 /// Writes a payload content-addressed under `data` (through a temporary file and a rename, so
 /// a crash never leaves a partial payload under its digest); returns its SHA-256.
 pub fn write_payload(data: &Path, payload: &[u8]) -> std::io::Result<String> {
-    let digest = sha256_hex(payload);
-    let path = payload_path(data, &digest);
+    write_addressed(&data.join("artifacts"), payload)
+}
+
+/// Writes `bytes` as DIR/{sha256} (through a temporary file and a rename, so a crash never
+/// leaves partial content under its digest); returns the digest.
+pub fn write_addressed(dir: &Path, bytes: &[u8]) -> std::io::Result<String> {
+    let digest = sha256_hex(bytes);
+    let path = dir.join(&digest);
     if !path.exists() {
-        std::fs::create_dir_all(path.parent().unwrap_or(data))?;
+        std::fs::create_dir_all(dir)?;
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, payload)?;
+        std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, &path)?;
     }
     Ok(digest)

@@ -212,14 +212,14 @@ fn command_frame(answer: Option<DeviceCommand>, poll_s: u32) -> Result<HttpRespo
         Some(DeviceCommand::Revert(component)) => {
             frame(&ServerFrame::Command(Command::Revert { component }), 64)
         }
-        Some(DeviceCommand::Update(a)) => {
+        Some(DeviceCommand::Update(a, stream)) => {
             let url = format!("/api/device/artifacts/{}", a.id);
             frame(
                 &ServerFrame::Command(Command::Update {
                     release: a.id as u64,
                     envelope: &a.envelope,
                     url: &url,
-                    stream: None,
+                    stream: stream.as_ref().map(crate::streams::Stream::offer),
                 }),
                 a.envelope.len() + 512,
             )
@@ -233,18 +233,40 @@ fn command_frame(answer: Option<DeviceCommand>, poll_s: u32) -> Result<HttpRespo
     }
 }
 
-/// The payload of an artifact this device may fetch.
-fn assigned_payload(state: &AppState, device: &str, release: i64) -> Result<Vec<u8>, ApiError> {
+/// The bytes a device may fetch of release `release`: its payload (`stream` None) or one of
+/// its streams, only if the release is the one assigned to the device (403 otherwise, and for a
+/// stream that is unknown or another release's).
+fn assigned_bytes(
+    state: &AppState,
+    device: &str,
+    release: i64,
+    stream: Option<i64>,
+) -> Result<Vec<u8>, ApiError> {
     let mut conn = state.pool.get()?;
-    match store::assignment(&mut conn, device)? {
-        Some(a) if a.id == release => Ok(std::fs::read(store::payload_path(
+    let a = match store::assignment(&mut conn, device)? {
+        Some(a) if a.id == release => a,
+        _ => return Err(ApiError::Forbidden),
+    };
+    match stream {
+        None => Ok(std::fs::read(store::payload_path(
             &state.data,
             &a.payload_sha256,
         ))?),
-        _ => Err(ApiError::Forbidden),
+        Some(id) => {
+            crate::streams::of_release(&mut conn, &state.data, a.id, id)?.ok_or(ApiError::Forbidden)
+        }
     }
 }
 
+/// Counts bytes served to a device for its release (the rollout view's `bytes_sent`).
+fn count_sent(state: &AppState, device: &str, release: i64, n: usize) -> Result<(), ApiError> {
+    let mut conn = state.pool.get()?;
+    crate::rollout::records::add_bytes_sent(&mut conn, device, release, n as u64)?;
+    Ok(())
+}
+
+/// A chunk of the assigned release's payload, or of one of its streams (`ChunkRequest::stream`,
+/// answered with the same `stream`).
 pub async fn chunk(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -253,75 +275,112 @@ pub async fn chunk(
     let state = state.into_inner();
     let metrics = state.metrics.clone();
     let (device, body) = authenticated_body(&state, &req, payload).await?;
-    let (r, payload) = blocking(move || {
+    let (r, bytes, start, end) = blocking(move || {
         let r: ChunkRequest = protocol::decode(&body)?;
-        let payload = assigned_payload(&state, &device, r.release as i64)?;
-        Ok((r, payload))
+        let stream = r.stream.map(|s| i64::try_from(s).unwrap_or(-1));
+        let release = i64::try_from(r.release).map_err(|_| ApiError::Forbidden)?;
+        let bytes = assigned_bytes(&state, &device, release, stream)?;
+        let start = (r.offset as usize).min(bytes.len());
+        let end = (start + r.len as usize).min(bytes.len());
+        count_sent(&state, &device, release, end - start)?;
+        Ok((r, bytes, start, end))
     })
     .await?;
-    let start = (r.offset as usize).min(payload.len());
-    let end = (start + r.len as usize).min(payload.len());
     Metrics::add(&metrics.chunks, 1);
     Metrics::add(&metrics.chunk_bytes, (end - start) as u64);
     frame(
         &ServerFrame::Chunk(Chunk {
             release: r.release,
             offset: r.offset,
-            data: &payload[start..end],
-            stream: None,
+            data: &bytes[start..end],
+            stream: r.stream,
         }),
         end - start + 64,
     )
 }
 
-/// `GET` with an optional `Range: bytes=a-b` (gateways cache whole artifacts this way).
+/// `GET` of a release's payload with an optional `Range: bytes=a-b` (gateways cache whole
+/// artifacts this way).
 pub async fn artifact_range(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
+    serve_range(state, req, path.into_inner(), None).await
+}
+
+/// `GET` of one of a release's streams, whole or with a `Range`, under the same rule as the
+/// payload (gateways cache streams this way).
+pub async fn stream_range(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(i64, i64)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, stream) = path.into_inner();
+    serve_range(state, req, id, Some(stream)).await
+}
+
+async fn serve_range(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: i64,
+    stream: Option<i64>,
+) -> Result<HttpResponse, ApiError> {
     let state = state.into_inner();
-    let id = path.into_inner();
     let range = req
         .headers()
         .get("range")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let caller = caller(&req);
-    let payload = blocking(move || {
+    let (payload, range) = blocking(move || {
         let device = authenticate(&state, &caller)?;
-        assigned_payload(&state, &device, id)
+        let payload = assigned_bytes(&state, &device, id, stream)?;
+        let range = match range.as_deref().and_then(|r| r.strip_prefix("bytes=")) {
+            None => Ok(None),
+            Some(spec) => parse_range(spec, payload.len()).map(Some),
+        }?;
+        let served = match range {
+            None => payload.len(),
+            Some(Some((start, end))) => end + 1 - start,
+            Some(None) => 0,
+        };
+        count_sent(&state, &device, id, served)?;
+        Ok((payload, range))
     })
     .await?;
-    let Some(spec) = range.as_deref().and_then(|r| r.strip_prefix("bytes=")) else {
-        return Ok(HttpResponse::Ok()
+    match range {
+        None => Ok(HttpResponse::Ok()
             .content_type("application/octet-stream")
-            .body(payload));
-    };
-    let (a, b) = spec
-        .split_once('-')
-        .ok_or_else(|| ApiError::Invalid("bad_range", spec.to_owned()))?;
-    let start: usize = a
-        .parse()
-        .map_err(|_| ApiError::Invalid("bad_range", spec.to_owned()))?;
-    let end: usize = if b.is_empty() {
-        payload.len() - 1
-    } else {
-        b.parse()
-            .map_err(|_| ApiError::Invalid("bad_range", spec.to_owned()))?
-    };
-    if start > end || end >= payload.len() {
-        return Ok(HttpResponse::RangeNotSatisfiable()
+            .body(payload)),
+        Some(None) => Ok(HttpResponse::RangeNotSatisfiable()
             .insert_header(("content-range", format!("bytes */{}", payload.len())))
-            .finish());
+            .finish()),
+        Some(Some((start, end))) => Ok(HttpResponse::PartialContent()
+            .insert_header((
+                "content-range",
+                format!("bytes {start}-{end}/{}", payload.len()),
+            ))
+            .content_type("application/octet-stream")
+            .body(payload[start..=end].to_vec())),
     }
-    Ok(HttpResponse::PartialContent()
-        .insert_header((
-            "content-range",
-            format!("bytes {start}-{end}/{}", payload.len()),
-        ))
-        .content_type("application/octet-stream")
-        .body(payload[start..=end].to_vec()))
+}
+
+/// The range `a-b` or `a-` of `len` bytes: inclusive bounds, or None when it is not
+/// satisfiable; an unparsable one is refused.
+fn parse_range(spec: &str, len: usize) -> Result<Option<(usize, usize)>, ApiError> {
+    let bad = || ApiError::Invalid("bad_range", spec.to_owned());
+    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+    let start: usize = a.parse().map_err(|_| bad())?;
+    let end: usize = if b.is_empty() {
+        match len.checked_sub(1) {
+            Some(e) => e,
+            None => return Ok(None),
+        }
+    } else {
+        b.parse().map_err(|_| bad())?
+    };
+    Ok((start <= end && end < len).then_some((start, end)))
 }
 
 pub async fn report(

@@ -73,6 +73,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/api/device/artifacts/{id}",
             web::get().to(device::artifact_range),
         )
+        .route(
+            "/api/device/artifacts/{id}/streams/{stream}",
+            web::get().to(device::stream_range),
+        )
         .route("/api/device/reports", web::post().to(device::report))
         .route("/api/devices", web::post().to(operator::enroll))
         .route("/api/devices", web::get().to(operator::devices))

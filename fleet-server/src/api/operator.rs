@@ -317,9 +317,22 @@ pub async fn upload(
                     payload_len: payload.len(),
                 },
             )?;
+            // Its streams: compressed, and deltas from the releases devices may run now.
+            let made = crate::streams::make_for(conn, &data, &a, &payload)?;
             let detail = format!(
-                "{} {} {} ({} bytes, sha256 {})",
-                a.kind, a.name, a.version, a.payload_len, a.payload_sha256
+                "{} {} {} ({} bytes, sha256 {}; streams: {})",
+                a.kind,
+                a.name,
+                a.version,
+                a.payload_len,
+                a.payload_sha256,
+                made.iter()
+                    .map(|s| match s.base_artifact_id {
+                        Some(b) => format!("delta from {b} {} bytes", s.len),
+                        None => format!("compressed {} bytes", s.len),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             Ok((a, detail))
         },

@@ -115,6 +115,8 @@ pub struct ArtifactDetail {
     pub arena_size: Option<u32>,
     pub policy: Option<serde_json::Value>,
     pub running_on: Vec<String>,
+    /// Its FDL1 streams (made at upload): compressed, and deltas from earlier releases.
+    pub streams: Vec<crate::streams::Stream>,
 }
 
 pub fn artifact_detail(
@@ -161,6 +163,7 @@ pub fn artifact_detail(
             })
         }),
         running_on,
+        streams: crate::streams::of_artifact(conn, id)?,
         artifact: a,
     })
 }

@@ -8,13 +8,16 @@ use super::states::{DeviceState, RolloutState};
 use crate::db::AnyConnection;
 use crate::schema::{rollout_devices, rollouts};
 use crate::store::{self, Artifact};
+use crate::streams::{self, Stream};
 use artifact::ComponentKind;
 use diesel::prelude::*;
 
 /// What the server tells a device at check-in.
 #[derive(Debug, Clone)]
 pub enum DeviceCommand {
-    Update(Artifact),
+    /// Take this release; with the stream to fetch it as, for a device that decodes streams
+    /// (`streams::offer`).
+    Update(Box<Artifact>, Option<Stream>),
     Revert(ComponentKind),
 }
 
@@ -61,7 +64,11 @@ pub fn command_for(
     };
     let in_progress = c.update.is_some_and(|u| u.release == a.id as u64);
     let wanted = running.as_deref() != Some(a.version.as_str()) || in_progress;
-    Ok((wanted && !store::gave_up(conn, device, a.id)?).then_some(DeviceCommand::Update(a)))
+    if !wanted || store::gave_up(conn, device, a.id)? {
+        return Ok(None);
+    }
+    let stream = streams::offer(conn, &a, c)?;
+    Ok(Some(DeviceCommand::Update(Box::new(a), stream)))
 }
 
 fn mark_reverted(conn: &mut AnyConnection, rollout: i64, device: &str) -> QueryResult<()> {

@@ -65,6 +65,8 @@ pub struct DeviceRow {
     pub accuracy_bp: Option<i32>,
     pub p99_us: Option<i64>,
     pub finished_ms: Option<i64>,
+    /// Bytes of its release (plain or a stream) the server sent it (`add_bytes_sent`).
+    pub bytes_sent: i64,
 }
 
 impl DeviceRow {
@@ -142,6 +144,34 @@ pub fn devices(conn: &mut AnyConnection, rollout: i64) -> QueryResult<Vec<Device
         .order((rollout_devices::stage, rollout_devices::device_id))
         .select(DeviceRow::as_select())
         .load(conn)
+}
+
+/// Counts `n` bytes of release `release` sent to `device` (a chunk or a range, plain or a
+/// stream), on its row of the newest rollout of that release it is in; a release assigned
+/// outside a rollout is counted nowhere. One statement, no transaction.
+pub fn add_bytes_sent(
+    conn: &mut AnyConnection,
+    device: &str,
+    release: i64,
+    n: u64,
+) -> QueryResult<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let rollout: Option<i64> = rollout_devices::table
+        .inner_join(rollouts::table.on(rollouts::id.eq(rollout_devices::rollout_id)))
+        .filter(rollouts::artifact_id.eq(release))
+        .filter(rollout_devices::device_id.eq(device))
+        .order(rollouts::id.desc())
+        .select(rollouts::id)
+        .first(conn)
+        .optional()?;
+    if let Some(rollout) = rollout {
+        diesel::update(rollout_devices::table.find((rollout, device)))
+            .set(rollout_devices::bytes_sent.eq(rollout_devices::bytes_sent + n as i64))
+            .execute(conn)?;
+    }
+    Ok(())
 }
 
 /// Wakes the long-poll check-ins of a rollout's devices, after a change to it is committed

@@ -59,6 +59,9 @@ pub struct DeviceView {
     pub previous_version: Option<String>,
     pub accuracy_bp: Option<i32>,
     pub p99_us: Option<i64>,
+    /// Bytes of the release the server sent this device (chunks and ranges, plain or a
+    /// stream; through a gateway, what the gateway fetched under its credential).
+    pub bytes_sent: i64,
 }
 
 fn stage_view(
@@ -138,6 +141,7 @@ pub fn view(conn: &mut AnyConnection, id: i64, with_devices: bool) -> Result<Rol
                     previous_version: row.previous_version,
                     accuracy_bp: row.accuracy_bp,
                     p99_us: row.p99_us,
+                    bytes_sent: row.bytes_sent,
                 })
                 .collect()
         } else {
