@@ -32,6 +32,23 @@ pub enum ArtifactCommand {
         #[arg(long)]
         json: bool,
     },
+    /// What a device running OLD would receive of NEW: the delta the fleet server makes at
+    /// upload (and the compressed payloads for a device on any other version), without
+    /// trusting either bundle. Writes the delta stream with --out.
+    ///
+    /// Example: fleetctl artifact delta --from agent-1.0.0.bundle agent-1.1.0.bundle
+    Delta {
+        /// The bundle the device runs.
+        #[arg(long)]
+        from: PathBuf,
+        /// The new bundle.
+        bundle: PathBuf,
+        /// Write the delta stream (docs/delta-format.md) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Upload a bundle to the fleet server (which verifies it against the fleet's root).
     ///
     /// Example: fleetctl artifact push vibration-1.4.0.bundle
@@ -192,6 +209,12 @@ pub fn run(cmd: ArtifactCommand) -> Result<ExitCode> {
         ArtifactCommand::Inspect { bundle, json } => {
             inspect(&bundle, json).map(|()| ExitCode::SUCCESS)
         }
+        ArtifactCommand::Delta {
+            from,
+            bundle,
+            out,
+            json,
+        } => delta_cmd(&from, &bundle, out.as_deref(), json).map(|()| ExitCode::SUCCESS),
         ArtifactCommand::Push { .. } | ArtifactCommand::List { .. } => {
             bail!("needs the fleet server")
         }
@@ -456,6 +479,73 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// The payloads of a bundle as a device downloads them (concatenated in manifest order), and
+/// its primary component's name and version.
+fn download_payload(path: &Path) -> Result<(Vec<u8>, String)> {
+    let bytes = read(path)?;
+    let parsed =
+        Bundle::parse(&bytes).with_context(|| format!("{}: not a bundle", path.display()))?;
+    let envelope = Envelope::decode(parsed.envelope).context("bad envelope")?;
+    let m = Manifest::decode(envelope.body).context("bad manifest")?;
+    let total: usize = m.components.iter().map(|c| c.size as usize).sum();
+    let payload = parsed.payloads.get(..total).with_context(|| {
+        format!(
+            "{}: payloads shorter than the manifest says",
+            path.display()
+        )
+    })?;
+    let name = m
+        .primary()
+        .map(|c| format!("{} {}", c.name, c.version))
+        .unwrap_or_default();
+    Ok((payload.to_vec(), name))
+}
+
+fn delta_cmd(from: &Path, to: &Path, out: Option<&Path>, as_json: bool) -> Result<()> {
+    let (base, base_name) = download_payload(from)?;
+    let (target, name) = download_payload(to)?;
+    let stream = delta::encode::delta(&base, &target)?;
+    let compressed = delta::encode::compress(&target)?;
+    // The stream must rebuild the target exactly, or nothing is written.
+    if delta::decode::apply(&base, &stream).ok().as_deref() != Some(&target[..]) {
+        bail!(
+            "internal error: the delta does not rebuild {}",
+            to.display()
+        );
+    }
+    if let Some(path) = out {
+        write_file(path, &stream)?;
+    }
+    let pct = |n: usize| 100.0 * n as f64 / target.len().max(1) as f64;
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "from": base_name,
+                "to": name,
+                "full_bytes": target.len(),
+                "delta_bytes": stream.len(),
+                "delta_percent": (pct(stream.len()) * 100.0).round() / 100.0,
+                "compressed_bytes": compressed.len(),
+                "compressed_percent": (pct(compressed.len()) * 100.0).round() / 100.0,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("{name} from {base_name}: {} bytes in full", target.len());
+    println!(
+        "  delta       {:>9} bytes ({:.2} %)",
+        stream.len(),
+        pct(stream.len())
+    );
+    println!(
+        "  compressed  {:>9} bytes ({:.2} %, for a device on another version)",
+        compressed.len(),
+        pct(compressed.len())
+    );
+    Ok(())
 }
 
 fn inspect(path: &Path, as_json: bool) -> Result<()> {

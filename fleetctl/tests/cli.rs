@@ -506,3 +506,88 @@ fn usage_errors_are_one_line() {
         "{err}"
     );
 }
+
+#[test]
+fn delta_shows_what_a_device_on_the_old_release_receives_and_writes_the_stream() {
+    let (_tmp, d) = setup();
+    let old: Vec<u8> = (0..30_000u32)
+        .map(|i| ((i / 2) as u8).wrapping_mul(13))
+        .collect();
+    let mut new = old.clone();
+    new.splice(12_000..12_000, [7u8; 100]);
+    std::fs::write(d.join("old.bin"), &old).unwrap();
+    std::fs::write(d.join("new.bin"), &new).unwrap();
+    for (version, payload, out) in [
+        ("1.0.0", "old.bin", "old.bundle"),
+        ("1.1.0", "new.bin", "new.bundle"),
+    ] {
+        ok(
+            &d,
+            &[
+                "artifact",
+                "sign",
+                "--kind",
+                "firmware",
+                "--name",
+                "agent",
+                "--version",
+                version,
+                "--security-counter",
+                "3",
+                "--board",
+                "mps2-an386",
+                "--payload",
+                payload,
+                "--key",
+                "keys/s1.key",
+                "--key",
+                "keys/s2.key",
+                "--root",
+                "root.cbor",
+                "--out",
+                out,
+            ],
+        );
+    }
+    let json = ok(
+        &d,
+        &[
+            "artifact",
+            "delta",
+            "--from",
+            "old.bundle",
+            "new.bundle",
+            "--out",
+            "new.fdl",
+            "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["from"], "agent 1.0.0");
+    assert_eq!(v["to"], "agent 1.1.0");
+    assert_eq!(v["full_bytes"], new.len());
+    let stream = std::fs::read(d.join("new.fdl")).unwrap();
+    assert_eq!(v["delta_bytes"], stream.len());
+    assert!(
+        stream.len() < new.len() / 20,
+        "{} of {}",
+        stream.len(),
+        new.len()
+    );
+    assert_eq!(delta::decode::apply(&old, &stream).unwrap(), new);
+    let text = ok(
+        &d,
+        &["artifact", "delta", "--from", "old.bundle", "new.bundle"],
+    );
+    assert!(
+        text.starts_with("agent 1.1.0 from agent 1.0.0: 30100 bytes in full"),
+        "{text}"
+    );
+    // Not a bundle: one line, exit 1.
+    let out = fleetctl(
+        &d,
+        &["artifact", "delta", "--from", "old.bin", "new.bundle"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("old.bin: not a bundle"));
+}
