@@ -10,7 +10,7 @@
 //! fetches the command: commands reach a board only as answers to its check-ins, so none is
 //! applied twice. Any frame from the board ends the long-poll; the next idle answer opens one.
 
-use crate::cache::Miss;
+use crate::cache::{Key, Miss};
 use crate::spool::{Flush, Stored};
 use crate::upstream::{Answer, Upstream};
 use crate::{Shared, log};
@@ -286,15 +286,18 @@ async fn check_in(dev: &Device, body: Vec<u8>, shared: &Shared) -> (Flow, Option
 }
 
 async fn chunk(dev: &Device, r: ChunkRequest, shared: &Shared) -> (Flow, Option<Vec<u8>>) {
-    // The cache holds plain payloads; a stream's chunks come from the server.
-    if r.stream.is_none()
-        && shared
-            .cache
-            .is_assigned(&dev.id, &dev.credential, r.release)
+    // Plain payloads and streams alike, for the release assigned to the device.
+    if shared
+        .cache
+        .is_assigned(&dev.id, &dev.credential, r.release)
     {
+        let key = Key {
+            release: r.release,
+            stream: r.stream,
+        };
         match shared
             .cache
-            .payload(r.release, &dev.credential, &shared.upstream, &shared.stats)
+            .payload(key, &dev.credential, &shared.upstream, &shared.stats)
             .await
         {
             Ok(payload) if r.offset as usize <= payload.len() => {
@@ -305,7 +308,7 @@ async fn chunk(dev: &Device, r: ChunkRequest, shared: &Shared) -> (Flow, Option<
                     release: r.release,
                     offset: r.offset,
                     data,
-                    stream: None,
+                    stream: r.stream,
                 });
                 let answer = encode(&frame, data.len() + 64);
                 shared.stats.add(|s| {

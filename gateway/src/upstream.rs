@@ -103,11 +103,20 @@ impl Upstream {
         Self::send(request).await
     }
 
-    /// GETs the whole payload of `release`.
-    pub(crate) async fn artifact(&self, release: u64, credential: &str) -> Answer {
+    /// GETs the whole payload of `release`, or of its stream `stream`.
+    pub(crate) async fn artifact(
+        &self,
+        release: u64,
+        stream: Option<u64>,
+        credential: &str,
+    ) -> Answer {
+        let url = match stream {
+            None => format!("{}/api/device/artifacts/{release}", self.base),
+            Some(s) => format!("{}/api/device/artifacts/{release}/streams/{s}", self.base),
+        };
         let request = self
             .client
-            .get(format!("{}/api/device/artifacts/{release}", self.base))
+            .get(url)
             .bearer_auth(credential)
             .timeout(self.artifact_timeout);
         Self::send(request).await

@@ -223,6 +223,61 @@ fn rollout_once(s: &support::Server, gw: gateway::Handle, data: tempfile::TempDi
     assert_eq!(written, last);
 }
 
+/// Two boards that decode streams and hold no model: the server offers each the release's
+/// compressed stream, and the gateway fetches it once (`GET .../streams/{id}`) and serves both
+/// from its cache, on disk beside the payloads; the server counts the one fetch for the board
+/// whose credential made it.
+#[test]
+fn a_stream_is_fetched_once_and_served_to_two_boards() {
+    let s = support::server();
+    let data = tempfile::tempdir().unwrap();
+    let gw = support::gateway(&s.base, data.path(), "127.0.0.1:0");
+    let ids = ["gw-s-01", "gw-s-02"];
+    let creds: Vec<String> = ids.iter().map(|id| support::enroll(&s, id)).collect();
+    let (release, size) = support::upload_good(&s);
+    let streams = s.op.get(&format!("/api/artifacts/{release}")).unwrap()["streams"].clone();
+    assert_eq!(streams.as_array().unwrap().len(), 1, "{streams}");
+    let (stream, len) = (
+        streams[0]["id"].as_u64().unwrap(),
+        streams[0]["len"].as_u64().unwrap(),
+    );
+    assert!(len < size, "{len} of {size}");
+    let rollout = support::rollout(&s, release);
+    let addr = gw.addr().unwrap();
+    let devices: Vec<Device> = ids
+        .iter()
+        .zip(&creds)
+        .map(|(id, c)| Device::start_decoding(id, c, addr, true))
+        .collect();
+    let v = s.op.wait_rollout(rollout, LONG).unwrap();
+    assert_eq!(v["state"], "completed", "{v:#}");
+    wait_for("devices done", LONG, || {
+        devices.iter().all(|d| d.status().done(VERSION))
+    });
+
+    let st = gw.stats();
+    assert_eq!(st.artifact_fetches, 1, "{st:?}");
+    assert_eq!(st.uplink_bytes, len, "one download of the stream: {st:?}");
+    assert_eq!(st.device_bytes, 2 * len, "{st:?}");
+    assert_eq!(st.chunks_forwarded, 0, "{st:?}");
+    assert!(st.chunks_from_cache >= 2 * len.div_ceil(4096), "{st:?}");
+    let cached = data
+        .path()
+        .join("cache")
+        .join(format!("{release}.stream-{stream}"));
+    assert_eq!(std::fs::read(cached).unwrap().len() as u64, len);
+    assert!(!data.path().join("cache").join(release.to_string()).exists());
+    let mut sent: Vec<u64> = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["bytes_sent"].as_u64().unwrap())
+        .collect();
+    sent.sort();
+    assert_eq!(sent, [0, len]);
+    drop(devices);
+}
+
 /// Waits while the server is unreachable until every device that got the update before the
 /// outage has run it and had every report acknowledged (by the gateway alone).
 fn wait_done_offline(proxy: &Proxy, devices: &[Device]) -> usize {

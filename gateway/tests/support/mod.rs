@@ -378,6 +378,17 @@ pub struct Device {
 
 impl Device {
     pub fn start(id: &str, credential: &str, gateway: SocketAddr) -> Device {
+        Device::start_decoding(id, credential, gateway, false)
+    }
+
+    /// [`Device::start`], with `streams`: the agent given a stream decoder, so that it says in
+    /// its check-ins that it decodes FDL1 streams and takes the server's stream offers.
+    pub fn start_decoding(
+        id: &str,
+        credential: &str,
+        gateway: SocketAddr,
+        streams: bool,
+    ) -> Device {
         let status = Arc::new(Mutex::new(DeviceStatus::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (i, c, st, sp) = (
@@ -389,7 +400,7 @@ impl Device {
         let thread = std::thread::Builder::new()
             .name(format!("dev-{id}"))
             .stack_size(1024 * 1024)
-            .spawn(move || run_device(&i, &c, gateway, &st, &sp))
+            .spawn(move || run_device(&i, &c, gateway, streams, &st, &sp))
             .unwrap();
         Device {
             id: id.to_owned(),
@@ -417,6 +428,7 @@ fn run_device(
     id: &str,
     credential: &str,
     gateway: SocketAddr,
+    streams: bool,
     status: &Mutex<DeviceStatus>,
     stop: &AtomicBool,
 ) {
@@ -429,7 +441,10 @@ fn run_device(
         runtime_abi: testkit::device::identity().runtime_abi,
         arena_capacity: 64 * 1024,
     };
-    let agent = Agent::open(&flash, LAYOUT, testkit::keys::trust_root(), identity).unwrap();
+    let mut agent = Agent::open(&flash, LAYOUT, testkit::keys::trust_root(), identity).unwrap();
+    if streams {
+        agent.set_stream_decoder(Box::leak(Box::new(delta::Decoder::new())));
+    }
     let started = Instant::now();
     let now = || started.elapsed().as_millis() as u64;
     let firmware = Firmware {
