@@ -27,6 +27,6 @@ mod error;
 mod session;
 pub mod store;
 
-pub use agent::{Agent, CHUNK, Identity, Next, PendingReport};
+pub use agent::{Agent, CHUNK, Identity, Next, PendingReport, Transfer};
 pub use error::Error;
 pub use session::{DEFAULT_POLL_MS, Outgoing, Session, TIMEOUT_MS};

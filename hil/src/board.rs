@@ -3,7 +3,7 @@
 //! flash file), UART0 bridged to the gateway's TCP port, and its console read back line by line.
 //! Killing the process is a power cut: every semihosting flash write has already reached the file.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use artifact::Version;
 use layout::MPS2_AN386 as LAYOUT;
 use powerloss::device::Device;
@@ -71,6 +71,44 @@ impl Board {
 
     pub fn flash_path(&self) -> PathBuf {
         self.dir.join("flash.bin")
+    }
+
+    /// Replaces the image in the active slot (the board powered off): the rest of the flash,
+    /// its boot state, counter and agent records, stays.
+    pub fn reflash_active(&self, firmware: &SlotImage) -> Result<()> {
+        ensure!(self.child.is_none(), "{}: powered on", self.id);
+        let mut flash = std::fs::read(self.flash_path())?;
+        let slot = flash
+            .get_mut(LAYOUT.active.offset as usize..LAYOUT.active.end() as usize)
+            .context("active slot")?;
+        ensure!(
+            firmware.bytes.len() <= slot.len(),
+            "image larger than the slot"
+        );
+        slot.fill(0xFF);
+        slot[..firmware.bytes.len()].copy_from_slice(&firmware.bytes);
+        std::fs::write(self.flash_path(), flash)?;
+        Ok(())
+    }
+
+    /// How many of `payload`'s whole sectors the DFU slot holds, where an update writes them
+    /// (after the image header), out of how many.
+    pub fn dfu_sectors_of(&self, payload: &[u8]) -> Result<(usize, usize)> {
+        let flash = std::fs::read(self.flash_path())?;
+        let sector = LAYOUT.erase_size as usize;
+        let header = LAYOUT.image_header_size as usize;
+        let dfu = flash
+            .get(LAYOUT.dfu.offset as usize..LAYOUT.dfu.end() as usize)
+            .context("DFU slot")?;
+        // Sector j of the slot holds payload bytes j*sector - header .. (j+1)*sector - header.
+        let whole = (header + payload.len()) / sector;
+        let written = (1..whole)
+            .filter(|&j| {
+                let at = j * sector - header;
+                dfu.get(j * sector..(j + 1) * sector) == payload.get(at..at + sector)
+            })
+            .count();
+        Ok((written, whole.saturating_sub(1)))
     }
 
     /// Powers the board on, its UART0 connected to `link_port` on this host (QEMU reconnects

@@ -21,6 +21,8 @@ pub struct Binaries {
     pub agent: PathBuf,
     pub agent_slow: PathBuf,
     pub agent_hang: PathBuf,
+    /// The good firmware with one function changed (feature `bench-change`).
+    pub agent_changed: PathBuf,
 }
 
 pub fn free_port() -> Result<u16> {

@@ -61,12 +61,14 @@ fn main() -> Result<()> {
         agent: args.firmware_dir.join("release/agent-mps2.bin"),
         agent_slow: args.firmware_dir.join("release/agent-mps2-slow.bin"),
         agent_hang: args.firmware_dir.join("release/agent-mps2-hang.bin"),
+        agent_changed: args.firmware_dir.join("release/agent-mps2-change.bin"),
     };
     let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("{}", p.display()));
-    let (good, slow, hang) = (
+    let (good, slow, hang, changed) = (
         read(&bins.agent)?,
         read(&bins.agent_slow)?,
         read(&bins.agent_hang)?,
+        read(&bins.agent_changed)?,
     );
     let _ = std::fs::remove_dir_all(&args.dir);
     let dir = std::path::absolute(&args.dir)?;
@@ -125,6 +127,9 @@ fn main() -> Result<()> {
         run("bad-firmware", &mut line, &|l| {
             scenarios::bad_firmware(l, &slow, &hang)
         });
+        run("delta-firmware", &mut line, &|l| {
+            scenarios::delta_firmware(l, &good, &changed)
+        });
         run("power-cuts", &mut line, &|l| {
             scenarios::power_cuts(l, &good, args.seed)
         });
@@ -170,7 +175,7 @@ fn main() -> Result<()> {
     std::fs::write(&args.out, serde_json::to_vec_pretty(&json)?)?;
     let failed = outcomes.iter().filter(|o| !o.passed).count();
     anyhow::ensure!(
-        failed == 0 && outcomes.len() == 9,
+        failed == 0 && outcomes.len() == 10,
         "{failed} scenario(s) failed"
     );
     Ok(())

@@ -342,6 +342,118 @@ pub fn good_firmware(line: &mut Line, image: &[u8]) -> Result<String> {
     Ok("every board swapped to 2.0.0 and confirmed it".into())
 }
 
+/// 6. A firmware rolled out as a delta: every board on 2.0.0 (the release the server holds)
+///    gets 2.1.0 (one function changed) as a delta from its running image, applied from the
+///    active slot into the DFU slot; one board on a version the server never saw (1.9.0) takes
+///    the full image instead; a canary's power is cut in the middle of applying its delta, and
+///    it resumes. Every board ends on 2.1.0 confirmed.
+pub fn delta_firmware(line: &mut Line, base: &[u8], changed: &[u8]) -> Result<String> {
+    let port = line.gateway_port;
+    let older = line.boards.len() - 1;
+    let older_id = line.boards[older].id.clone();
+    {
+        let b = &mut line.boards[older];
+        b.power_off();
+        let image = testkit::image::signed_payload(&layout::MPS2_AN386, v(1, 9, 0), 2, base);
+        b.reflash_active(&image)?;
+        b.power_on(port)?;
+    }
+    line.wait_devices(timeout(line, 60), |d| {
+        let want = if d["device_id"] == older_id.as_str() {
+            "1.9.0"
+        } else {
+            "2.0.0"
+        };
+        d["firmware_version"] == want
+    })?;
+    let marks: Vec<usize> = line.boards.iter().map(Board::console_len).collect();
+    let before = line.gateway_stats()["device_bytes"].as_u64().unwrap_or(0);
+    let id = upload(line, releases::firmware(changed, v(2, 1, 0), 3)?)?;
+    let r = rollout(line, id, &stages(line), json!({}))?;
+    // The cut: the first board, once its DFU slot holds some of the new image's sectors and not
+    // yet all of them.
+    let (mut cut_at, until) = (None, Instant::now() + timeout(line, 120));
+    while cut_at.is_none() && Instant::now() < until {
+        let (written, of) = line.boards[0].dfu_sectors_of(changed)?;
+        if written >= 2 && written + 2 <= of {
+            let b = &mut line.boards[0];
+            b.cut_power();
+            std::thread::sleep(Duration::from_millis(100));
+            b.power_on(port)?;
+            cut_at = Some((written, of));
+        } else if written + 2 > of {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (written, of) = cut_at.context("the first board applied its delta before a cut landed")?;
+    let view = line.op.wait_rollout(r, timeout(line, 240))?;
+    ensure!(view["state"] == "completed", "rollout: {view}");
+    for (i, (b, from)) in line.boards.iter().zip(&marks).enumerate() {
+        let console = b.console_since(*from);
+        let fetched: Vec<&String> = console
+            .iter()
+            .filter(|l| l.starts_with("agent: fetching release "))
+            .collect();
+        let as_delta = fetched.iter().any(|l| l.ends_with(" as a delta"));
+        ensure!(
+            as_delta == (i != older) && !fetched.is_empty(),
+            "{}: {fetched:?}",
+            b.id
+        );
+        ensure!(
+            console.iter().any(|l| l.starts_with("boot: trial 2.1.0 "))
+                && console.iter().any(|l| l == "agent: firmware confirmed"),
+            "{}: console {console:?}",
+            b.id
+        );
+        // The cut board resumed its delta: it says so twice, and reported each step once.
+        if i == 0 {
+            ensure!(
+                fetched.len() >= 2,
+                "{}: no resumed delta: {fetched:?}",
+                b.id
+            );
+        }
+        let steps = steps(line, &b.id, "2.1.0")?;
+        ensure!(
+            steps
+                == [
+                    "downloaded",
+                    "installed",
+                    "booted",
+                    "validated",
+                    "confirmed"
+                ],
+            "{}: reports {steps:?}",
+            b.id
+        );
+    }
+    line.wait_devices(timeout(line, 30), |d| d["firmware_version"] == "2.1.0")?;
+    for (b, s) in line.boards.iter().zip(states(line)?) {
+        ensure!(
+            s.firmware == Some(v(2, 1, 0)) && s.boot_state == "boot" && s.model_intact,
+            "{}: not on 2.1.0 confirmed: {s:?}",
+            b.id
+        );
+    }
+    let sent = line.gateway_stats()["device_bytes"].as_u64().unwrap_or(0) - before;
+    let n = line.boards.len() as u64;
+    let full = changed.len() as u64;
+    // What the boards received: n - 1 deltas and one full image (compressed or not), well
+    // under n full images.
+    ensure!(
+        sent < full + (n - 1) * full / 10,
+        "{sent} bytes to {n} boards for a {full}-byte image"
+    );
+    Ok(format!(
+        "{} boards took 2.1.0 as a delta and one in full: {sent} bytes to the boards for a \
+         {full}-byte image ({:.1} % of {n} full images); cut mid-apply at {written}/{of} sectors, resumed",
+        n - 1,
+        100.0 * sent as f64 / (n * full) as f64
+    ))
+}
+
 /// 5. Bad firmwares: one fails its validation on trial (latency), one hangs so the watchdog
 ///    fires; the bootloader reverts at the next reset and the server sees the revert.
 pub fn bad_firmware(line: &mut Line, slow: &[u8], hang: &[u8]) -> Result<String> {
@@ -493,7 +605,7 @@ fn completed_or_reverted(
     }
 }
 
-/// 6. Power cuts at random points of a model write, a firmware download and a swap: every
+/// 7. Power cuts at random points of a model write, a firmware download and a swap: every
 ///    board ends on a valid signed firmware and an intact model, and each update either
 ///    completed after power returned or was reverted (and reported so).
 pub fn power_cuts(line: &mut Line, image: &[u8], seed: u64) -> Result<String> {
@@ -536,7 +648,7 @@ pub fn power_cuts(line: &mut Line, image: &[u8], seed: u64) -> Result<String> {
             b,
             s.firmware,
             v(4, 0, 0),
-            v(2, 0, 0),
+            v(2, 1, 0),
         )?);
     }
     Ok(format!(
@@ -547,7 +659,7 @@ pub fn power_cuts(line: &mut Line, image: &[u8], seed: u64) -> Result<String> {
     ))
 }
 
-/// 8. The gateway killed and restarted, then the server down for a while, in the middle of a
+/// 9. The gateway killed and restarted, then the server down for a while, in the middle of a
 ///    rollout: no report lost (each board's downloaded, validated and confirmed are at the
 ///    server exactly once), and the rollout resumes and completes.
 pub fn outage(line: &mut Line) -> Result<String> {

@@ -1,4 +1,4 @@
-//! Scenario 7: tampered artifacts reach a board (through a fake gateway that answers its
+//! Scenario 8: tampered artifacts reach a board (through a fake gateway that answers its
 //! check-in with an update command, as a compromised link or server would) and are refused
 //! before the first flash write of the update; the server refuses the same bundles at upload.
 

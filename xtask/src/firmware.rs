@@ -142,13 +142,16 @@ pub fn build() -> Result<()> {
     write_sizes()
 }
 
-/// The agent firmware as the hardware-in-the-loop suite signs it: the real one, and the test
-/// variants whose trial fails validation (`fault-slow`) or hangs (`fault-hang`). Each is built
+/// The agent firmware as the hardware-in-the-loop suite signs it: the real one, the test
+/// variants whose trial fails validation (`fault-slow`) or hangs (`fault-hang`), and one with a
+/// function changed (`bench-change`, rolled out as a delta). Each is built
 /// alone (features would otherwise unify), its binary kept under its own name; the real one last,
 /// so the ELF left in place is the real firmware.
 fn agent_variants(root_doc: &std::path::Path) -> Result<()> {
     build_agent(root_doc, "agent-mps2-slow", Some("fault-slow"), &[])?;
     build_agent(root_doc, "agent-mps2-hang", Some("fault-hang"), &[])?;
+    // One function changed: the HIL suite's delta rollout (and bench-ota's case).
+    build_agent(root_doc, "agent-mps2-change", Some("bench-change"), &[])?;
     build_agent(root_doc, "agent-mps2", None, &[]).map(drop)
 }
 

@@ -13,6 +13,7 @@ mod validation;
 
 pub use download::CHUNK;
 pub use report::PendingReport;
+pub use stream::Transfer;
 
 use self::pending::{Target, Update};
 use self::release::ReleaseInfo;

@@ -91,6 +91,14 @@ impl StreamDownload {
     }
 }
 
+/// How an update's payloads travel (for the platform's log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    Plain,
+    Delta,
+    Compressed,
+}
+
 /// The base a delta is applied to: the running image, or the active model slot, in flash.
 struct SlotBase<'f, F: NorFlash> {
     part: BlockingPartition<'f, NoopRawMutex, F>,
@@ -114,6 +122,19 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
             *decoder = s.decoder();
         }
         self.decoder = Some(decoder);
+    }
+
+    /// The pending update's release and how its payloads are coming (once a stream is
+    /// finished, what is left is the plain path's: validation or the reboot).
+    pub fn transfer(&self) -> Option<(u64, Transfer)> {
+        self.pending.map(|p| {
+            let how = match self.stream {
+                None => Transfer::Plain,
+                Some(s) if s.base.is_some() => Transfer::Delta,
+                Some(_) => Transfer::Compressed,
+            };
+            (p.release, how)
+        })
     }
 
     /// Whether this agent decodes streams (`CheckIn::streams`).

@@ -137,8 +137,25 @@ fn main() -> ! {
     timer::init();
     let mut fast = false;
     let mut link = uplink::Uplink::new(device_id, credential);
+    let mut fetching = None;
     loop {
         watchdog::feed();
+        // For the test harness: how each update's payloads come.
+        let transfer = session.agent().transfer();
+        if transfer.map(|t| t.0) != fetching {
+            fetching = transfer.map(|t| t.0);
+            if let Some((release, how)) = transfer {
+                say(&[
+                    b"agent: fetching release ",
+                    Num(release as u32).as_bytes(&mut [0; 10]),
+                    match how {
+                        agent::Transfer::Plain => b" in full\n",
+                        agent::Transfer::Delta => b" as a delta\n",
+                        agent::Transfer::Compressed => b" compressed\n",
+                    },
+                ]);
+            }
+        }
         let now = clock::now_ms();
         let before = line.inferences;
         line.tick(now, models, run_arena);
