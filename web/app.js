@@ -42,6 +42,7 @@ async function api(path, opts = {}) {
 const canAct = () => state.me && (state.me.role === 'operator' || state.me.role === 'admin');
 const pct = (bp) => (bp === null || bp === undefined ? '-' : `${(bp / 100).toFixed(2)}%`);
 const ms = (us) => (us === null || us === undefined ? '-' : `${(us / 1000).toFixed(2)} ms`);
+const bytes = (n) => (n === null || n === undefined ? '-' : `${n} B`);
 const when = (t) => (t ? new Date(t).toLocaleString() : 'never');
 const online = (d) => d.last_seen_ms && Date.now() - d.last_seen_ms < 5 * 60 * 1000;
 
@@ -531,9 +532,10 @@ async function rolloutDetail(id) {
       ),
     ),
     h('h2', {}, 'Devices'),
+    h('p', { id: 'bytes-sent' }, `${bytes(r.devices.reduce((sum, d) => sum + d.bytes_sent, 0))} sent to ${r.devices.length} devices`),
     table(
-      ['device', 'stage', 'state', 'previous', 'accuracy', 'p99'],
-      r.devices.map((d) => [d.device_id, d.stage + 1, d.state, d.previous_version ?? '-', pct(d.accuracy_bp), ms(d.p99_us)]),
+      ['device', 'stage', 'state', 'previous', 'accuracy', 'p99', 'sent'],
+      r.devices.map((d) => [d.device_id, d.stage + 1, d.state, d.previous_version ?? '-', pct(d.accuracy_bp), ms(d.p99_us), bytes(d.bytes_sent)]),
     ),
   ];
 }

@@ -279,6 +279,7 @@ pub fn render(v: &Value) -> String {
             out += &format!("    {name:<18} {figure:>10}  {threshold:<12} {verdict}\n");
         }
     }
+    out += &bytes_sent(&v["devices"]);
     out += "  events:\n";
     for e in v["events"].as_array().into_iter().flatten() {
         out += &format!(
@@ -287,6 +288,36 @@ pub fn render(v: &Value) -> String {
             e["stage"].as_i64().unwrap_or(0) + 1,
             cell(&e["detail"])
         );
+    }
+    out
+}
+
+/// Devices listed one per line under the bytes-sent total, at most.
+const SHOWN_DEVICES: usize = 20;
+
+/// What the server sent the rollout's devices (`bytes_sent`: chunks and ranges, plain or a
+/// stream): the total, then each device.
+fn bytes_sent(devices: &Value) -> String {
+    let Some(devices) = devices.as_array().filter(|d| !d.is_empty()) else {
+        return String::new();
+    };
+    let bytes = |d: &Value| d["bytes_sent"].as_u64().unwrap_or(0);
+    let total: u64 = devices.iter().map(bytes).sum();
+    let mut out = format!(
+        "  bytes sent: {total} to {} device{}\n",
+        devices.len(),
+        if devices.len() == 1 { "" } else { "s" }
+    );
+    for d in devices.iter().take(SHOWN_DEVICES) {
+        out += &format!(
+            "    {:<24} {:<10} {:>10}\n",
+            cell(&d["device_id"]),
+            cell(&d["state"]),
+            bytes(d)
+        );
+    }
+    if devices.len() > SHOWN_DEVICES {
+        out += &format!("    ... and {} more\n", devices.len() - SHOWN_DEVICES);
     }
     out
 }
@@ -398,6 +429,29 @@ mod tests {
         assert!(parse_duration_s("10y").is_err());
         assert!(parse_duration_s("-1s").is_err());
         assert!(parse_duration_s("soon").is_err());
+    }
+
+    #[test]
+    fn bytes_sent_are_shown_per_device_with_their_total() {
+        let devices = serde_json::json!([
+            {"device_id": "node-1", "state": "confirmed", "bytes_sent": 2858},
+            {"device_id": "node-2", "state": "offered", "bytes_sent": 0},
+        ]);
+        assert_eq!(
+            bytes_sent(&devices),
+            "  bytes sent: 2858 to 2 devices\n    node-1                   confirmed        2858\n    node-2                   offered             0\n"
+        );
+        assert_eq!(bytes_sent(&serde_json::json!([])), "");
+        let many: Vec<Value> = (0..25)
+            .map(|i| serde_json::json!({"device_id": format!("d-{i}"), "state": "planned", "bytes_sent": 1}))
+            .collect();
+        let text = bytes_sent(&Value::Array(many));
+        assert!(
+            text.starts_with("  bytes sent: 25 to 25 devices\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("    ... and 5 more\n"), "{text}");
+        assert_eq!(text.lines().count(), 1 + 20 + 1);
     }
 
     #[test]

@@ -247,6 +247,19 @@ fn staged_deploys(env: Env) {
     assert!(text.contains("[####################]   2/2"), "{text}");
     assert!(text.contains("min accuracy"), "{text}");
     assert_shown_verdicts_are_the_servers(&env, &id);
+    // What the server sent the devices, as the view counts it: the total shown is its sum.
+    let v = json(&env, &["rollout", "status", &id, "--json"]);
+    let sent: u64 = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["bytes_sent"].as_u64().unwrap())
+        .sum();
+    assert!(sent > 0, "{v:#}");
+    assert!(
+        text.contains(&format!("bytes sent: {sent} to 8 devices")),
+        "{text}"
+    );
     let show = json(&env, &["devices", "show", "node-01", "--json"]);
     let steps: Vec<&str> = show["reports"]
         .as_array()
