@@ -502,3 +502,97 @@ fn firmware_stream_cost() {
         started.elapsed()
     );
 }
+
+/// Firmware: the delta is from the firmware release of the version the device reports for its
+/// board, and a long-poll check-in answered when the rollout reaches the device carries the
+/// same offer as a check-in answered at once.
+#[test]
+fn a_firmware_update_offers_the_delta_from_the_running_image_also_after_a_long_poll() {
+    let s = support::start_polling(support::Backend::Sqlite, 10);
+    let base = s.base.clone();
+    let op = Operator::new(&base, &s.token);
+    let credential = op.enroll("fw-1", "mps2-an386", &["fw"]).unwrap();
+    let image1: Vec<u8> = (0..64 * 1024u32)
+        .map(|i| ((i % 61) * 3 + (i / 4096)) as u8)
+        .collect();
+    let mut image2 = image1.clone();
+    for i in (1000..image2.len()).step_by(9000) {
+        image2[i] ^= 0x5a;
+    }
+    let firmware = |version, counter, image: &[u8]| {
+        let r = testkit::release::firmware_release(0, version, counter, image);
+        op.upload(artifact::bundle::write(&r.envelope, &[&r.payload]).unwrap())
+            .unwrap()
+    };
+    let v1 = firmware(Version::new(1, 0, 0), 1, &image1);
+    let v2 = firmware(Version::new(2, 0, 0), 2, &image2);
+    let image1_sha: [u8; 32] = Sha256::digest(&image1).into();
+    let delta = streams_of(&op, v2)
+        .into_iter()
+        .find(|st| st["base_artifact_id"] == v1)
+        .expect("a delta from 1.0.0");
+
+    // Waiting before the rollout exists: answered when its stage starts.
+    let waiting = {
+        let (base, credential) = (base.clone(), credential.clone());
+        std::thread::spawn(move || {
+            let c = CheckIn {
+                device_id: "fw-1",
+                board: "mps2-an386",
+                firmware: Firmware {
+                    version: Version::new(1, 0, 0),
+                    status: BootStatus::Confirmed,
+                },
+                model: None,
+                update: None,
+                validation: None,
+                counters: Counters::default(),
+                runtime_abi: Some(2),
+                wait_ms: Some(8_000),
+                streams: Some(STREAM_FDL1),
+            };
+            let answer = post(&base, &credential, "checkin", protocol::to_vec(&c))
+                .bytes()
+                .unwrap();
+            match ServerFrame::decode(&answer).unwrap() {
+                ServerFrame::Command(Command::Update {
+                    release, stream, ..
+                }) => (release, stream),
+                other => panic!("{other:?}"),
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    op.rollout(&json!({"artifact_id": v2, "selector": {"tags": ["fw"]}, "stages": ["100%"], "max_latency_ms": 10}))
+        .unwrap();
+    let (release, offer) = waiting.join().unwrap();
+    assert_eq!(release, v2 as u64);
+    let offer = offer.expect("a stream offer");
+    assert_eq!(offer.base_sha256, Some(image1_sha));
+    assert_eq!(offer.id, delta["id"].as_u64().unwrap());
+    // A check-in answered at once: the same offer.
+    let c = CheckIn {
+        device_id: "fw-1",
+        board: "mps2-an386",
+        firmware: Firmware {
+            version: Version::new(1, 0, 0),
+            status: BootStatus::Confirmed,
+        },
+        model: None,
+        update: None,
+        validation: None,
+        counters: Counters::default(),
+        runtime_abi: Some(2),
+        wait_ms: None,
+        streams: Some(STREAM_FDL1),
+    };
+    let answer = post(&base, &credential, "checkin", protocol::to_vec(&c))
+        .bytes()
+        .unwrap();
+    match ServerFrame::decode(&answer).unwrap() {
+        ServerFrame::Command(Command::Update { stream, .. }) => assert_eq!(stream, Some(offer)),
+        other => panic!("{other:?}"),
+    }
+    let bytes = fetch_stream(&base, &credential, v2 as u64, &offer);
+    assert_eq!(delta::decode::apply(&image1, &bytes).unwrap(), image2);
+}
