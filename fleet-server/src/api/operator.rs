@@ -317,8 +317,16 @@ pub async fn upload(
                     payload_len: payload.len(),
                 },
             )?;
-            // Its streams: compressed, and deltas from the releases devices may run now.
-            let made = crate::streams::make_for(conn, &data, &a, &payload)?;
+            // Its streams: compressed, and deltas from the releases devices may run now. They
+            // only save bytes: a release whose streams could not be made is still stored, and
+            // offered as its plain payloads.
+            let made = crate::streams::make_for(conn, &data, &a, &payload).unwrap_or_else(|e| {
+                crate::log::warn(
+                    "streams_not_made",
+                    &[("artifact", a.id.to_string()), ("reason", e.to_string())],
+                );
+                Vec::new()
+            });
             let detail = format!(
                 "{} {} {} ({} bytes, sha256 {}; streams: {})",
                 a.kind,
