@@ -276,6 +276,42 @@ fn a_stream_is_fetched_once_and_served_to_two_boards() {
     sent.sort();
     assert_eq!(sent, [0, len]);
     drop(devices);
+
+    // By hand on a board's link: its release's stream from the cache; a stream id that is not
+    // one of that release's is the server's to refuse, and nothing of it is cached.
+    let mut raw = Raw::open(addr);
+    raw.send(&hello(ids[0], &creds[0]));
+    raw.send(&check_in(ids[0]));
+    assert!(matches!(raw.next(LONG), Got::Frame(_)));
+    let chunk = |stream: u64| {
+        support::framed(&DeviceFrame::ChunkRequest(protocol::ChunkRequest {
+            release: release as u64,
+            offset: 0,
+            len: 64,
+            stream: Some(stream),
+        }))
+    };
+    raw.send(&chunk(stream));
+    let Got::Frame(f) = raw.next(LONG) else {
+        panic!("no chunk")
+    };
+    match ServerFrame::decode(&f).unwrap() {
+        ServerFrame::Chunk(c) => {
+            assert_eq!((c.stream, c.data.len()), (Some(stream), 64));
+        }
+        other => panic!("{other:?}"),
+    }
+    raw.send(&chunk(stream + 1000));
+    assert_eq!(raw.next(Duration::from_millis(500)), Got::Nothing);
+    let st = gw.stats();
+    assert_eq!(st.artifact_fetches, 1, "{st:?}");
+    assert_eq!(st.uplink_bytes, len, "{st:?}");
+    assert_eq!(st.chunks_forwarded, 0, "{st:?}");
+    let cache: Vec<_> = std::fs::read_dir(data.path().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(cache, [format!("{release}.stream-{stream}")]);
 }
 
 /// Waits while the server is unreachable until every device that got the update before the
