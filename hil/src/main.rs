@@ -128,7 +128,7 @@ fn main() -> Result<()> {
             scenarios::bad_firmware(l, &slow, &hang)
         });
         run("delta-firmware", &mut line, &|l| {
-            scenarios::delta_firmware(l, &good, &changed)
+            scenarios::delta_firmware(l, &hang, &changed)
         });
         run("power-cuts", &mut line, &|l| {
             scenarios::power_cuts(l, &good, args.seed)

@@ -347,14 +347,16 @@ pub fn good_firmware(line: &mut Line, image: &[u8]) -> Result<String> {
 ///    active slot into the DFU slot; one board on a version the server never saw (1.9.0) takes
 ///    the full image instead; a canary's power is cut in the middle of applying its delta, and
 ///    it resumes. Every board ends on 2.1.0 confirmed.
-pub fn delta_firmware(line: &mut Line, base: &[u8], changed: &[u8]) -> Result<String> {
+pub fn delta_firmware(line: &mut Line, other: &[u8], changed: &[u8]) -> Result<String> {
     let port = line.gateway_port;
     let older = line.boards.len() - 1;
     let older_id = line.boards[older].id.clone();
     {
         let b = &mut line.boards[older];
         b.power_off();
-        let image = testkit::image::signed_payload(&layout::MPS2_AN386, v(1, 9, 0), 2, base);
+        // Another build than 2.0.0's (the hanging variant, which runs normally once
+        // confirmed): its bytes are no base the server has a delta from.
+        let image = testkit::image::signed_payload(&layout::MPS2_AN386, v(1, 9, 0), 2, other);
         b.reflash_active(&image)?;
         b.power_on(port)?;
     }

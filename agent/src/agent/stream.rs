@@ -124,10 +124,10 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
         self.decoder = Some(decoder);
     }
 
-    /// The pending update's release and how its payloads are coming (once a stream is
-    /// finished, what is left is the plain path's: validation or the reboot).
+    /// The release being downloaded and how its payloads are coming (`None` when nothing is
+    /// being downloaded; a finished stream leaves the plain path's state: `Plain`).
     pub fn transfer(&self) -> Option<(u64, Transfer)> {
-        self.pending.map(|p| {
+        self.pending.filter(|p| p.stage.downloading()).map(|p| {
             let how = match self.stream {
                 None => Transfer::Plain,
                 Some(s) if s.base.is_some() => Transfer::Delta,
