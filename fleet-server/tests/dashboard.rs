@@ -334,13 +334,19 @@ fn operators_steer_rollouts_in_chromium() {
     b.go(&format!("{base}/login"));
     b.type_into("#token", "not-a-token");
     b.click("#signin");
+    // The refusal is a redirect to /login?failed: the old page's #signin may still be found
+    // before the browser has followed it, so wait for the address itself.
+    let until = Instant::now() + Duration::from_secs(20);
+    while !b
+        .script("return location.search")
+        .as_str()
+        .unwrap_or_default()
+        .contains("failed")
+    {
+        assert!(Instant::now() < until, "a wrong token was not refused");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     b.wait("#signin");
-    assert!(
-        b.script("return location.search")
-            .as_str()
-            .unwrap()
-            .contains("failed")
-    );
 
     b.sign_in(&base, &running.token);
     assert_eq!(b.text("#who"), "admin (admin)");
