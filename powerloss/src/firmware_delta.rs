@@ -143,13 +143,7 @@ pub fn matrix(name: &str, corrupt: bool) -> ScenarioResult {
                     (_, end, outcome, v) => Err(format!("ended {end:?}, booted {v:?} {outcome:?}")),
                 }
             })();
-            result.cut_points += 1;
-            if let Err(e) = outcome {
-                result.failures += 1;
-                if result.first_failure.is_none() {
-                    result.first_failure = Some(format!("{kind:?} at operation {k}: {e}"));
-                }
-            }
+            result.record(format_args!("{kind:?} at operation {k}"), outcome);
         }
     }
     result

@@ -21,6 +21,19 @@ pub struct ScenarioResult {
     pub known_limitation: bool,
 }
 
+impl ScenarioResult {
+    /// Counts one cut point and its outcome; the first failure is kept, named by `at`.
+    pub fn record(&mut self, at: impl core::fmt::Display, outcome: Result<(), String>) {
+        self.cut_points += 1;
+        if let Err(e) = outcome {
+            self.failures += 1;
+            if self.first_failure.is_none() {
+                self.first_failure = Some(format!("{at}: {e}"));
+            }
+        }
+    }
+}
+
 /// A flash geometry under test.
 #[derive(Debug, Clone, Copy)]
 pub struct Geometry {
@@ -166,13 +179,10 @@ fn matrix<const W: usize, const E: usize>(
             d.plan(Fault { at: k, kind });
             let _ = step(&d);
             d.power_on();
-            result.cut_points += 1;
-            if let Err(e) = settle(&d, im, allowed_final) {
-                result.failures += 1;
-                if result.first_failure.is_none() {
-                    result.first_failure = Some(format!("{kind:?} at operation {k}: {e}"));
-                }
-            }
+            result.record(
+                format_args!("{kind:?} at operation {k}"),
+                settle(&d, im, allowed_final).map(drop),
+            );
         }
     }
     result
