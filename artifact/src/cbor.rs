@@ -2,8 +2,9 @@
 //! protocol): definite lengths, ascending integer keys, negative keys critical, bounded lists.
 //!
 //! The rules are written once over [`Decode`], which two decoders implement: [`Reader`], this
-//! crate's own (every artifact document: envelope, manifest, root), small enough that a
-//! bootloader links no generic CBOR decoder, and minicbor's `Decoder` (the device protocol).
+//! crate's own (every artifact document: envelope, manifest, root; and the device protocol, which
+//! skips unknown fields with [`Reader::skip_any_length`]), small enough that a device links no
+//! generic CBOR decoder, and minicbor's `Decoder` (what the tests hold the reader to).
 
 use crate::Error;
 
@@ -130,24 +131,91 @@ impl<'b> Decode<'b> for Reader<'b> {
     /// Counts the items still to skip instead of recursing: each head read consumes at least
     /// one byte, so this ends within the input's length whatever the counts claim.
     fn skip_item(&mut self) -> Result<(), Error> {
+        self.skip(false)
+    }
+}
+
+/// Most indefinite-length arrays and maps open at once that [`Reader::skip_any_length`] skips.
+const MAX_INDEFINITE_DEPTH: usize = 8;
+
+/// The break code that closes an indefinite-length item.
+const BREAK: u8 = 0xff;
+
+impl Reader<'_> {
+    /// Skips one whole item as [`Decode::skip_item`] does, but accepting indefinite lengths
+    /// (nested at most `MAX_INDEFINITE_DEPTH` deep): the device protocol skips unknown fields
+    /// this way, as it did with minicbor's decoder. A break outside an indefinite item is
+    /// malformed.
+    pub fn skip_any_length(&mut self) -> Result<(), Error> {
+        self.skip(true)
+    }
+
+    /// Both skips in one routine (one copy on a device that links both). `pending` counts the
+    /// items still to skip in the innermost run of definite items; each open indefinite item
+    /// keeps the count of the run around it in `outer`.
+    fn skip(&mut self, indefinite: bool) -> Result<(), Error> {
         let mut pending = 1u64;
-        while pending > 0 {
-            pending -= 1;
-            let (major, arg) = self.head(None)?;
-            match major {
-                BYTES => {
-                    self.take(arg)?;
+        let mut outer = [0u64; MAX_INDEFINITE_DEPTH];
+        let mut depth = 0usize;
+        while pending > 0 || depth > 0 {
+            let initial = *self.input.get(self.pos).ok_or(Error::Truncated)?;
+            let major = initial >> 5;
+            if indefinite && initial & 0x1f == 31 {
+                self.pos += 1;
+                match major {
+                    // Closes the innermost indefinite item, between two of its entries only.
+                    _ if initial == BREAK => {
+                        if pending > 0 {
+                            return Err(Error::Malformed);
+                        }
+                        depth = depth.checked_sub(1).ok_or(Error::Malformed)?;
+                        pending = *outer.get(depth).ok_or(Error::Malformed)?;
+                        continue;
+                    }
+                    // Definite chunks of the same type up to a break.
+                    BYTES | TEXT => {
+                        while *self.input.get(self.pos).ok_or(Error::Truncated)? != BREAK {
+                            self.chunk(major)?;
+                        }
+                        self.pos += 1;
+                    }
+                    ARRAY | MAP => {
+                        *outer.get_mut(depth).ok_or(Error::Malformed)? = pending.saturating_sub(1);
+                        depth += 1;
+                        pending = 0;
+                        continue;
+                    }
+                    _ => return Err(Error::Malformed),
                 }
-                TEXT => {
-                    core::str::from_utf8(self.take(arg)?).map_err(|_| Error::Malformed)?;
-                }
-                ARRAY => pending = pending.saturating_add(arg),
-                MAP => pending = pending.saturating_add(arg.saturating_mul(2)),
-                // A tag's item follows it.
-                TAG => pending = pending.saturating_add(1),
-                // Integers, simple values and floats: the head is the whole item.
-                _ => {}
+                pending = pending.saturating_sub(1);
+                continue;
             }
+            // Inside an indefinite item (`pending` 0) an entry starts a new run.
+            pending = pending.saturating_sub(1);
+            match major {
+                BYTES | TEXT => self.chunk(major)?,
+                _ => {
+                    let (major, arg) = self.head(None)?;
+                    match major {
+                        ARRAY => pending = pending.saturating_add(arg),
+                        MAP => pending = pending.saturating_add(arg.saturating_mul(2)),
+                        // A tag's item follows it.
+                        TAG => pending = pending.saturating_add(1),
+                        // Integers, simple values and floats: the head is the whole item.
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A definite byte or text string of `major` (text: valid UTF-8).
+    fn chunk(&mut self, major: u8) -> Result<(), Error> {
+        let (_, len) = self.head(Some(major))?;
+        let s = self.take(len)?;
+        if major == TEXT {
+            core::str::from_utf8(s).map_err(|_| Error::Malformed)?;
         }
         Ok(())
     }
@@ -182,8 +250,7 @@ impl<'b> Decode<'b> for minicbor::Decoder<'b> {
         self.map()?.ok_or(Error::Malformed)
     }
 
-    /// minicbor's skip (non-recursive; it also accepts indefinite lengths, as the protocol
-    /// always has).
+    /// minicbor's skip (non-recursive; it also accepts indefinite lengths).
     fn skip_item(&mut self) -> Result<(), Error> {
         Ok(self.skip()?)
     }

@@ -287,3 +287,127 @@ fn wrong_types_are_malformed_before_their_argument() {
         Ok(5)
     );
 }
+
+/// `item` with every array, map, byte and text string written with an indefinite length where
+/// `indefinite` says (byte and text strings in two chunks).
+fn encode_any_length(e: &mut Encoder<Vec<u8>>, item: &Item, indefinite: bool) {
+    match item {
+        Item::Bytes(b) if indefinite => {
+            let (x, y) = b.split_at(b.len() / 2);
+            e.begin_bytes().unwrap().bytes(x).unwrap().bytes(y).unwrap();
+            e.end().map(drop)
+        }
+        Item::Text(s) if indefinite => {
+            e.begin_str().unwrap().str(s).unwrap();
+            e.end().map(drop)
+        }
+        Item::Array(items) if indefinite => {
+            e.begin_array().unwrap();
+            items
+                .iter()
+                .for_each(|i| encode_any_length(e, i, !indefinite));
+            e.end().map(drop)
+        }
+        Item::Map(entries) if indefinite => {
+            e.begin_map().unwrap();
+            for (k, v) in entries {
+                e.u64(*k).unwrap();
+                encode_any_length(e, v, !indefinite);
+            }
+            e.end().map(drop)
+        }
+        Item::Array(items) => {
+            e.array(items.len() as u64).unwrap();
+            items
+                .iter()
+                .for_each(|i| encode_any_length(e, i, !indefinite));
+            Ok(())
+        }
+        Item::Map(entries) => {
+            e.map(entries.len() as u64).unwrap();
+            for (k, v) in entries {
+                e.u64(*k).unwrap();
+                encode_any_length(e, v, !indefinite);
+            }
+            Ok(())
+        }
+        Item::Tagged(t, i) => {
+            e.tag(minicbor::data::Tag::new(*t)).unwrap();
+            encode_any_length(e, i, indefinite);
+            Ok(())
+        }
+        other => {
+            encode(e, other);
+            Ok(())
+        }
+    }
+    .unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// What the protocol skips: every item, indefinite lengths included, to its end as minicbor
+    /// does, and any cut of it is truncated.
+    #[test]
+    fn skip_any_length_skips_indefinite_items(item in item(), indefinite in any::<bool>()) {
+        let mut e = Encoder::new(Vec::new());
+        encode_any_length(&mut e, &item, indefinite);
+        let bytes = e.into_writer();
+        let mut r = Reader::new(&bytes);
+        prop_assert_eq!(r.skip_any_length(), Ok(()));
+        prop_assert_eq!(Decode::position(&r), bytes.len());
+        let mut d = Decoder::new(&bytes);
+        prop_assert!(d.skip().is_ok());
+        for n in 0..bytes.len() {
+            prop_assert_eq!(Reader::new(&bytes[..n]).skip_any_length(), Err(Error::Truncated));
+        }
+    }
+
+    /// On arbitrary bytes it skips what minicbor skips, to the same position; minicbor alone
+    /// also skips a break outside any indefinite item.
+    #[test]
+    fn skip_any_length_answers_as_minicbor(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+        let mut r = Reader::new(&bytes);
+        let ours = r.skip_any_length();
+        let mut d = Decoder::new(&bytes);
+        let theirs = d.skip();
+        if ours.is_ok() {
+            prop_assert!(theirs.is_ok(), "{:02x?}: minicbor {:?}", bytes, theirs);
+            prop_assert_eq!(Decode::position(&r), d.position(), "{:02x?}", bytes);
+        } else if theirs.is_ok() {
+            prop_assert!(bytes.contains(&0xff), "{:02x?}: ours {:?}", bytes, ours);
+        }
+    }
+}
+
+#[test]
+fn skip_any_length_bounds_and_breaks() {
+    // Stray breaks, a chunk of another type, a nested indefinite chunk, a break inside a
+    // definite array, too many open indefinite items.
+    for bytes in [
+        &[0xff][..],
+        &[0x82, 0x00, 0xff],
+        &[0x5f, 0x61, b'a', 0xff],
+        &[0x5f, 0x5f, 0xff, 0xff],
+        &[0x9f, 0x82, 0x00, 0xff],
+        &[0x9f; 9],
+        &[0x1c],
+    ] {
+        assert_eq!(
+            Reader::new(bytes).skip_any_length(),
+            Err(Error::Malformed),
+            "{bytes:02x?}"
+        );
+    }
+    let mut deep = vec![0x9f; 8];
+    deep.extend([0xff; 8]);
+    let mut r = Reader::new(&deep);
+    assert_eq!(r.skip_any_length(), Ok(()));
+    assert_eq!(Decode::position(&r), deep.len());
+    // An indefinite map of two entries, the second an indefinite text.
+    let bytes = [0xbf, 0x01, 0x02, 0x03, 0x7f, 0x61, b'x', 0xff, 0xff, 0x00];
+    let mut r = Reader::new(&bytes);
+    assert_eq!(r.skip_any_length(), Ok(()));
+    assert_eq!(Decode::position(&r), bytes.len() - 1);
+}

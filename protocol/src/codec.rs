@@ -1,8 +1,9 @@
 //! Encoding into a caller's buffer (or a Vec on the host) and bounded decoding of messages.
 
+use artifact::cbor::Reader;
 use artifact::cbor::{MapReader, finish, required};
+use minicbor::Encoder;
 use minicbor::encode::Write;
-use minicbor::{Decoder, Encoder};
 
 /// Why a message could not be decoded or encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +51,7 @@ pub trait Message<'a>: Sized {
     /// Writes the fields (keys 1.. in ascending order).
     fn encode_fields<W: Write>(&self, e: &mut Encoder<W>) -> Result<(), EncodeError<W>>;
     /// Reads one field; `key` is never 0. Unknown keys must be skipped by the implementation.
-    fn decode_field(&mut self, key: u64, d: &mut Decoder<'a>) -> Result<(), Error>;
+    fn decode_field(&mut self, key: u64, d: &mut Reader<'a>) -> Result<(), Error>;
     /// The empty message fields are decoded into.
     fn empty() -> Self;
     /// Checks that required fields were present.
@@ -83,14 +84,14 @@ pub fn to_vec<'a, M: Message<'a>>(m: &M) -> alloc::vec::Vec<u8> {
 
 /// Decodes one message that spans all of `bytes`.
 pub fn decode<'a, M: Message<'a>>(bytes: &'a [u8]) -> Result<M, Error> {
-    let mut d = Decoder::new(bytes);
+    let mut d = Reader::new(bytes);
     let m = decode_from(&mut d)?;
     finish(&d)?;
     Ok(m)
 }
 
 /// Decodes one message at the decoder's position (frames hold one after their kind).
-pub(crate) fn decode_from<'a, M: Message<'a>>(d: &mut Decoder<'a>) -> Result<M, Error> {
+pub(crate) fn decode_from<'a, M: Message<'a>>(d: &mut Reader<'a>) -> Result<M, Error> {
     let mut map = MapReader::begin(d)?;
     let mut version = None;
     let mut m = M::empty();

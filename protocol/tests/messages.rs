@@ -290,6 +290,13 @@ fn unknown_optional_fields_are_skipped_and_critical_ones_refused() {
             stream: None,
         }
     );
+    // An optional field's value may have indefinite lengths: skipped too.
+    let mut indefinite = bytes.clone();
+    indefinite.extend_from_slice(&[0x18, 40, 0x9f, 0x01, 0x7f, 0x61, b'a', 0xff, 0xff]); // [_ 1, (_ "a")]
+    assert_eq!(
+        decode::<ChunkRequest>(&indefinite).unwrap(),
+        decode::<ChunkRequest>(&optional).unwrap()
+    );
     let mut critical = bytes;
     critical.extend_from_slice(&[0x20, 0x00]); // key -1
     assert_eq!(

@@ -1,12 +1,14 @@
 //! The check-in (device to server, every poll) and what it carries: firmware and boot status,
 //! active model and slot, download progress, validation figures and counters.
 
+use super::skip_value;
 use super::{dec_device_id, dec_map, dec_version, enc_version};
 use crate::codec::{EncodeError, Error, Message};
 use artifact::Version;
-use artifact::cbor::{check_name, required, skip_value, uint};
+use artifact::cbor::{Decode, Reader};
+use artifact::cbor::{check_name, required, uint};
+use minicbor::Encoder;
 use minicbor::encode::Write;
-use minicbor::{Decoder, Encoder};
 
 /// Which of the two model slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,7 +93,7 @@ pub(super) fn enc_figures<W: Write>(e: &mut Encoder<W>, f: &Figures) -> Result<(
 }
 
 /// Refuses an accuracy above 100 % (10 000 basis points).
-pub(super) fn dec_figures(d: &mut Decoder<'_>) -> Result<Figures, Error> {
+pub(super) fn dec_figures(d: &mut Reader<'_>) -> Result<Figures, Error> {
     let mut f = Figures::default();
     dec_map(d, |k, d| {
         match k {
@@ -196,10 +198,10 @@ impl<'a> Message<'a> for CheckIn<'a> {
         Ok(())
     }
 
-    fn decode_field(&mut self, key: u64, d: &mut Decoder<'a>) -> Result<(), Error> {
+    fn decode_field(&mut self, key: u64, d: &mut Reader<'a>) -> Result<(), Error> {
         match key {
             1 => self.device_id = dec_device_id(d)?,
-            2 => self.board = check_name(d.str()?)?,
+            2 => self.board = check_name(d.text()?)?,
             3 => {
                 let (mut version, mut status) = (None, None);
                 dec_map(d, |k, d| {
@@ -226,7 +228,7 @@ impl<'a> Message<'a> for CheckIn<'a> {
                 let (mut name, mut version, mut slot) = (None, None, None);
                 dec_map(d, |k, d| {
                     match k {
-                        0 => name = Some(check_name(d.str()?)?),
+                        0 => name = Some(check_name(d.text()?)?),
                         1 => version = Some(dec_version(d)?),
                         2 => {
                             slot = Some(match uint::<u8>(d)? {

@@ -1,12 +1,14 @@
 //! The command: the server's answer to a check-in (idle, update, revert, reboot).
 
+use super::skip_value;
 use super::{dec_kind, dec_str};
 use crate::MAX_URL;
 use crate::codec::{EncodeError, Error, Message};
 use artifact::ComponentKind;
-use artifact::cbor::{skip_value, uint};
+use artifact::cbor::uint;
+use artifact::cbor::{Decode, Reader};
+use minicbor::Encoder;
 use minicbor::encode::Write;
-use minicbor::{Decoder, Encoder};
 
 /// A delta or compressed stream of a release's payloads (`docs/delta-format.md`), fetched by
 /// `ChunkRequest::stream = Some(id)`. Not trusted: the device checks what it rebuilds against
@@ -88,7 +90,7 @@ impl<'a> Message<'a> for Command<'a> {
         Ok(())
     }
 
-    fn decode_field(&mut self, key: u64, d: &mut Decoder<'a>) -> Result<(), Error> {
+    fn decode_field(&mut self, key: u64, d: &mut Reader<'a>) -> Result<(), Error> {
         // Fields land in a scratch command: the kind (key 1) comes first, its fields follow.
         match (key, &mut *self) {
             (1, cmd) => {
@@ -112,7 +114,7 @@ impl<'a> Message<'a> for Command<'a> {
             (2, Command::Idle { poll_after_s }) => *poll_after_s = uint(d)?,
             (3, Command::Update { release, .. }) => *release = uint(d)?,
             (4, Command::Update { envelope, .. }) => {
-                let b = d.bytes()?;
+                let b = d.byte_string()?;
                 if b.len() > artifact::MAX_ENVELOPE_LEN {
                     return Err(artifact::Error::TooLarge.into());
                 }
@@ -154,7 +156,7 @@ impl<'a> Message<'a> for Command<'a> {
 }
 
 /// A stream offer: id and length required, the base's digest exactly 32 bytes when present.
-fn dec_stream(d: &mut Decoder<'_>) -> Result<StreamOffer, Error> {
+fn dec_stream(d: &mut Reader<'_>) -> Result<StreamOffer, Error> {
     let mut s = StreamOffer {
         id: u64::MAX,
         len: 0,
@@ -167,7 +169,7 @@ fn dec_stream(d: &mut Decoder<'_>) -> Result<StreamOffer, Error> {
             1 => s.len = uint(d)?,
             2 => {
                 let b: [u8; 32] = d
-                    .bytes()?
+                    .byte_string()?
                     .try_into()
                     .map_err(|_| artifact::Error::InvalidValue)?;
                 s.base_sha256 = Some(b);

@@ -1,10 +1,12 @@
 //! Downloads: the device's chunk request and the chunk that answers it.
 
+use super::skip_value;
 use crate::MAX_CHUNK;
 use crate::codec::{EncodeError, Error, Message};
-use artifact::cbor::{skip_value, uint};
+use artifact::cbor::uint;
+use artifact::cbor::{Decode, Reader};
+use minicbor::Encoder;
 use minicbor::encode::Write;
-use minicbor::{Decoder, Encoder};
 
 /// Device to gateway or server: the next piece of a release's payloads, at the device's pace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +38,7 @@ impl<'a> Message<'a> for ChunkRequest {
         Ok(())
     }
 
-    fn decode_field(&mut self, key: u64, d: &mut Decoder<'a>) -> Result<(), Error> {
+    fn decode_field(&mut self, key: u64, d: &mut Reader<'a>) -> Result<(), Error> {
         match key {
             1 => self.release = uint(d)?,
             2 => self.offset = uint(d)?,
@@ -95,12 +97,12 @@ impl<'a> Message<'a> for Chunk<'a> {
         Ok(())
     }
 
-    fn decode_field(&mut self, key: u64, d: &mut Decoder<'a>) -> Result<(), Error> {
+    fn decode_field(&mut self, key: u64, d: &mut Reader<'a>) -> Result<(), Error> {
         match key {
             1 => self.release = uint(d)?,
             2 => self.offset = uint(d)?,
             3 => {
-                let b = d.bytes()?;
+                let b = d.byte_string()?;
                 if b.len() > MAX_CHUNK {
                     return Err(artifact::Error::TooLarge.into());
                 }

@@ -1,10 +1,12 @@
 //! The serial frames: `[kind, message]` for each direction, and the `Hello` that opens a link.
 
+use super::skip_value;
 use super::{CheckIn, Chunk, ChunkRequest, Command, Report, dec_device_id, dec_str};
 use crate::codec::{EncodeError, Error, Message, decode_from};
-use artifact::cbor::{array_exact, skip_value, uint};
+use artifact::cbor::Reader;
+use artifact::cbor::{array_exact, uint};
+use minicbor::Encoder;
 use minicbor::encode::Write;
-use minicbor::{Decoder, Encoder};
 
 /// Longest device credential, in bytes.
 pub const MAX_CREDENTIAL: usize = 128;
@@ -28,7 +30,7 @@ impl<'a> Message<'a> for Hello<'a> {
         Ok(())
     }
 
-    fn decode_field(&mut self, key: u64, d: &mut Decoder<'a>) -> Result<(), Error> {
+    fn decode_field(&mut self, key: u64, d: &mut Reader<'a>) -> Result<(), Error> {
         match key {
             1 => self.device_id = dec_device_id(d)?,
             2 => {
@@ -157,8 +159,8 @@ fn frame(
     Ok(2 + body(rest)?)
 }
 
-fn unframe(bytes: &[u8]) -> Result<(u8, Decoder<'_>), Error> {
-    let mut d = Decoder::new(bytes);
+fn unframe(bytes: &[u8]) -> Result<(u8, Reader<'_>), Error> {
+    let mut d = Reader::new(bytes);
     array_exact(&mut d, 2)?;
     let kind = uint::<u8>(&mut d)?;
     Ok((kind, d))

@@ -19,10 +19,11 @@ pub use report::{Failure, Report, RevertReason, Step};
 
 use crate::MAX_DEVICE_ID;
 use crate::codec::{EncodeError, Error};
-use artifact::cbor::{MapReader, array_exact, skip_value, uint};
+use artifact::cbor::{Decode, Reader};
+use artifact::cbor::{MapReader, array_exact, uint};
 use artifact::{ComponentKind, Version};
+use minicbor::Encoder;
 use minicbor::encode::Write;
-use minicbor::{Decoder, Encoder};
 
 /// Versions travel as `[major, minor, patch]`.
 fn enc_version<W: Write>(e: &mut Encoder<W>, v: Version) -> Result<(), EncodeError<W>> {
@@ -30,14 +31,14 @@ fn enc_version<W: Write>(e: &mut Encoder<W>, v: Version) -> Result<(), EncodeErr
     Ok(())
 }
 
-fn dec_version(d: &mut Decoder<'_>) -> Result<Version, Error> {
+fn dec_version(d: &mut Reader<'_>) -> Result<Version, Error> {
     array_exact(d, 3)?;
     Ok(Version::new(uint(d)?, uint(d)?, uint(d)?))
 }
 
 /// Non-empty text of at most `max` bytes: bounded before the caller looks at it.
-fn dec_str<'a>(d: &mut Decoder<'a>, max: usize) -> Result<&'a str, Error> {
-    let s = d.str()?;
+fn dec_str<'a>(d: &mut Reader<'a>, max: usize) -> Result<&'a str, Error> {
+    let s = d.text()?;
     if s.is_empty() || s.len() > max {
         return Err(artifact::Error::InvalidName.into());
     }
@@ -45,7 +46,7 @@ fn dec_str<'a>(d: &mut Decoder<'a>, max: usize) -> Result<&'a str, Error> {
 }
 
 /// Device ids: 1 to 64 bytes of `[A-Za-z0-9._:-]`.
-fn dec_device_id<'a>(d: &mut Decoder<'a>) -> Result<&'a str, Error> {
+fn dec_device_id<'a>(d: &mut Reader<'a>) -> Result<&'a str, Error> {
     let s = dec_str(d, MAX_DEVICE_ID)?;
     if !s
         .bytes()
@@ -57,7 +58,7 @@ fn dec_device_id<'a>(d: &mut Decoder<'a>) -> Result<&'a str, Error> {
 }
 
 /// A component kind by its number (`ComponentKind as u8` on encode).
-fn dec_kind(d: &mut Decoder<'_>) -> Result<ComponentKind, Error> {
+fn dec_kind(d: &mut Reader<'_>) -> Result<ComponentKind, Error> {
     match uint::<u8>(d)? {
         0 => Ok(ComponentKind::Firmware),
         1 => Ok(ComponentKind::Model),
@@ -66,10 +67,16 @@ fn dec_kind(d: &mut Decoder<'_>) -> Result<ComponentKind, Error> {
     }
 }
 
+/// Skips the value of an unknown field, indefinite lengths included: the protocol has always
+/// accepted them there (only artifact documents refuse them).
+fn skip_value(d: &mut Reader<'_>) -> Result<(), Error> {
+    Ok(d.skip_any_length()?)
+}
+
 /// Reads a map of known small fields with `field`, skipping unknown ones.
 pub(super) fn dec_map<'a>(
-    d: &mut Decoder<'a>,
-    mut field: impl FnMut(u64, &mut Decoder<'a>) -> Result<bool, Error>,
+    d: &mut Reader<'a>,
+    mut field: impl FnMut(u64, &mut Reader<'a>) -> Result<bool, Error>,
 ) -> Result<(), Error> {
     let mut map = MapReader::begin(d)?;
     while let Some(k) = map.next_key(d)? {

@@ -1,12 +1,14 @@
 //! The report (device to server): one step of an update, with its revert reason or failure code.
 
 use super::check_in::{Figures, dec_figures, enc_figures};
+use super::skip_value;
 use super::{dec_device_id, dec_kind, dec_version, enc_version};
 use crate::codec::{EncodeError, Error, Message};
-use artifact::cbor::{skip_value, uint};
+use artifact::cbor::uint;
+use artifact::cbor::{Decode, Reader};
 use artifact::{ComponentKind, Version};
+use minicbor::Encoder;
 use minicbor::encode::Write;
-use minicbor::{Decoder, Encoder};
 
 /// Why a component went back to its previous version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,8 +136,8 @@ fn enc_step<W: Write>(e: &mut Encoder<W>, step: &Step) -> Result<(), EncodeError
 }
 
 /// A step is `[kind]` or `[kind, detail]`: the detail travels with its kind.
-fn dec_step(d: &mut Decoder<'_>) -> Result<Step, Error> {
-    let n = d.array()?.ok_or(artifact::Error::Malformed)?;
+fn dec_step(d: &mut Reader<'_>) -> Result<Step, Error> {
+    let n = d.array_header()?;
     let kind = uint::<u8>(d)?;
     let with_detail = matches!(kind, 3 | 5 | 6);
     if n != 1 + u64::from(with_detail) {
@@ -177,7 +179,7 @@ impl<'a> Message<'a> for Report<'a> {
         enc_step(e, &self.step)
     }
 
-    fn decode_field(&mut self, key: u64, d: &mut Decoder<'a>) -> Result<(), Error> {
+    fn decode_field(&mut self, key: u64, d: &mut Reader<'a>) -> Result<(), Error> {
         match key {
             1 => self.device_id = dec_device_id(d)?,
             2 => self.seq = uint(d)?,
