@@ -24,6 +24,7 @@
 
 mod agent;
 mod error;
+pub mod provisioning;
 mod session;
 pub mod store;
 

@@ -49,6 +49,9 @@ pub struct Layout {
     pub model_b: Region,
     /// sequential-storage key-value store (agent progress, trust root, counters).
     pub kv: Region,
+    /// The device's provisioned identity record (`agent::provisioning`): written once at the
+    /// factory, read at every boot, never written by the agent.
+    pub identity: Region,
     /// Bytes before the image in a firmware slot: the header with the signed manifest.
     pub image_header_size: u32,
     /// Where the bootloader copies the image before it jumps (RAM-load boards), or `None`
@@ -79,7 +82,7 @@ impl Layout {
         self.active.size - self.image_header_size
     }
 
-    const fn regions(&self) -> [Region; 8] {
+    const fn regions(&self) -> [Region; 9] {
         [
             self.bootloader,
             self.state,
@@ -89,6 +92,7 @@ impl Layout {
             self.model_a,
             self.model_b,
             self.kv,
+            self.identity,
         ]
     }
 
@@ -181,7 +185,11 @@ pub const MPS2_AN386: Layout = Layout {
     },
     kv: Region {
         offset: 980 * KIB,
-        size: 44 * KIB,
+        size: 40 * KIB,
+    },
+    identity: Region {
+        offset: 1020 * KIB,
+        size: 4 * KIB,
     },
     image_header_size: KIB,
     load_address: Some(0x0010_0000),
@@ -224,7 +232,11 @@ pub const NRF52840: Layout = Layout {
     },
     kv: Region {
         offset: 980 * KIB,
-        size: 44 * KIB,
+        size: 40 * KIB,
+    },
+    identity: Region {
+        offset: 1020 * KIB,
+        size: 4 * KIB,
     },
     image_header_size: KIB,
     load_address: None,
@@ -272,6 +284,11 @@ pub const STM32L4R5: Layout = Layout {
         offset: 1540 * KIB,
         size: 384 * KIB,
     },
+    // The last page of bank 2.
+    identity: Region {
+        offset: 2044 * KIB,
+        size: 4 * KIB,
+    },
     image_header_size: KIB,
     load_address: None,
 };
@@ -309,6 +326,9 @@ mod tests {
         assert!(l.check().is_err());
         assert_eq!(board("nrf52840-dk"), Some(&NRF52840));
         // The STM32L4R5's 512 KiB slot needs 8 KiB halves of state at 8-byte records.
+        let mut l = NRF52840;
+        l.identity.offset = l.kv.offset;
+        assert_eq!(l.check(), Err(LayoutError::Overlap));
         let mut l = STM32L4R5;
         l.state.size = 8 * KIB;
         assert_eq!(l.check(), Err(LayoutError::StateTooSmall));

@@ -63,6 +63,7 @@ pub fn sim_layout(erase: u32, write: u32, pages: u32) -> Layout {
     let model_a = region(1);
     let model_b = region(1);
     let kv = region(1);
+    let identity = region(1);
     Layout {
         board: "sim",
         flash_size: at,
@@ -76,6 +77,7 @@ pub fn sim_layout(erase: u32, write: u32, pages: u32) -> Layout {
         model_a,
         model_b,
         kv,
+        identity,
         image_header_size: 1024,
         load_address: Some(0x0010_0000),
     }

@@ -7,6 +7,7 @@
 //! - [`device`]: the emulated board as the host simulates it: flash, layout, the agent's
 //!   identity, and the clock that makes a model as slow as the board runs it.
 //! - [`qemu`]: the QEMU command line of the emulated board (`mps2-an386`).
+//! - [`server`]: a scripted server that offers one release to a device under test.
 //! - [`tls`]: throw-away certificate authorities and certificates for the TLS tests.
 //!
 //! Only for tests, simulators of the test suites and automation: the keys are public, so no
@@ -17,4 +18,5 @@ pub mod image;
 pub mod keys;
 pub mod qemu;
 pub mod release;
+pub mod server;
 pub mod tls;
