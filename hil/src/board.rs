@@ -1,14 +1,17 @@
 //! One emulated board of the line: a working directory with its flash file and identity, a QEMU
 //! `mps2-an386` process running the real bootloader (which boots the agent firmware from the
-//! flash file), UART0 bridged to the gateway's TCP port, and its console read back line by line.
+//! flash file), UART0 bridged to the gateway's TCP port, and its console read back in whole,
+//! stamped lines (`console.rs`).
 //! Killing the process is a power cut: every semihosting flash write has already reached the file.
 
+use crate::console::{self, Console, Stamped, Tail};
 use anyhow::{Context, Result, bail, ensure};
 use artifact::Version;
 use layout::MPS2_AN386 as LAYOUT;
 use powerloss::device::Device;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use testkit::image::SlotImage;
 use testkit::qemu::{self, Options, Uart};
@@ -38,6 +41,9 @@ pub struct Board {
     bootloader: PathBuf,
     child: Option<Child>,
     pub power_cuts: u32,
+    /// The console's lines so far, across power cycles, and its reader while powered.
+    console: Arc<Mutex<Console>>,
+    tail: Option<Tail>,
 }
 
 fn version_string(v: Version) -> String {
@@ -66,6 +72,8 @@ impl Board {
             bootloader: bootloader.to_owned(),
             child: None,
             power_cuts: 0,
+            console: Arc::new(Mutex::new(Console::new(&dir.join("console.log")))),
+            tail: None,
         })
     }
 
@@ -139,6 +147,7 @@ impl Board {
             .spawn()
             .context("start qemu-system-arm")?;
         self.child = Some(child);
+        self.tail = Some(Tail::start(self.console.clone()));
         Ok(())
     }
 
@@ -148,6 +157,10 @@ impl Board {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // The emulator is gone: its last bytes are in the file, and a line it had begun will
+        // never end.
+        self.tail = None;
+        console::lock(&self.console).power_cut();
     }
 
     /// A power cut while running: off, then counted.
@@ -162,25 +175,36 @@ impl Board {
         self.dir.join("console.log")
     }
 
-    /// Console lines printed so far (bootloader and agent), across power cycles.
+    /// Console lines printed so far (bootloader and agent), across power cycles: whole lines
+    /// only (one still being printed waits for its end).
     pub fn console(&self) -> Vec<String> {
-        std::fs::read(self.console_path())
-            .map(|b| {
-                String::from_utf8_lossy(&b)
-                    .lines()
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.stamped_since(0).into_iter().map(|l| l.text).collect()
     }
 
     pub fn console_len(&self) -> usize {
-        self.console().len()
+        let mut c = console::lock(&self.console);
+        c.refresh();
+        c.lines().len()
     }
 
     /// Lines printed from index `from` on.
     pub fn console_since(&self, from: usize) -> Vec<String> {
-        self.console().get(from..).unwrap_or_default().to_vec()
+        self.stamped_since(from)
+            .into_iter()
+            .map(|l| l.text)
+            .collect()
+    }
+
+    /// Lines from index `from` on with when the harness first read each.
+    pub fn stamped_since(&self, from: usize) -> Vec<Stamped> {
+        let mut c = console::lock(&self.console);
+        c.refresh();
+        c.lines().get(from..).unwrap_or_default().to_vec()
+    }
+
+    /// Lines that a power cut ended before their end.
+    pub fn cut_lines(&self) -> Vec<String> {
+        console::lock(&self.console).cut_lines.clone()
     }
 
     /// Waits until a line from `from` on satisfies `want`.

@@ -4,6 +4,8 @@
 //! builds the firmware and the binaries first.
 
 mod board;
+mod console;
+mod inference;
 mod line;
 mod releases;
 mod scenarios;
