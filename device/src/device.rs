@@ -57,6 +57,13 @@ impl StartError {
     }
 }
 
+/// The trust root from its signed envelope (as baked into a firmware).
+pub fn decode_root(envelope: &[u8]) -> Option<TrustRoot> {
+    Envelope::decode(envelope)
+        .ok()
+        .and_then(|e| TrustRoot::decode_body(e.body).ok())
+}
+
 /// Where the active model is, for mapping it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Running {
@@ -96,10 +103,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash, B: Board> Device<'f, F, B> {
             decoder,
             check_arena,
         } = parts;
-        let root = Envelope::decode(trust_root)
-            .ok()
-            .and_then(|e| TrustRoot::decode_body(e.body).ok())
-            .ok_or(StartError::TrustRoot)?;
+        let root = decode_root(trust_root).ok_or(StartError::TrustRoot)?;
         let provisioned =
             flash.lock(|f| provisioning::read(&mut *f.borrow_mut(), layout.identity, identity));
         let (device_id, uplink) = match provisioned {

@@ -30,12 +30,14 @@ mod device;
 mod models;
 #[cfg(feature = "embassy")]
 mod run;
+mod sample_line;
 mod uplink;
 
 pub use board::{Board, Inference};
 pub use boot::{BootInfo, boot_info_from_flash};
 pub use console::Line;
-pub use device::{Device, Parts, StartError};
+pub use device::{Device, Parts, StartError, decode_root};
 pub use models::ActiveModel;
 #[cfg(feature = "embassy")]
 pub use run::run;
+pub use sample_line::SampleLine;

@@ -6,7 +6,7 @@
 use agent::provisioning::{self, MAX_RECORD, Provisioned};
 use artifact::Version;
 use bootloader::SharedFlash;
-use device::{ActiveModel, Board, BootInfo, Device, Inference, Parts};
+use device::{ActiveModel, Board, BootInfo, Device, Inference, Parts, SampleLine};
 use embedded_storage::nor_flash::NorFlash;
 use protocol::link::{Deframer, MAX_ENCODED};
 use protocol::{BootStatus, Step};
@@ -52,40 +52,46 @@ impl Board for HostBoard<'_> {
     }
 }
 
-/// The application: an inference every 100 ms on the active model's validation samples.
-#[derive(Default)]
+/// The application: the sample line every 100 ms, and what it was told and ran with.
 struct Line {
-    next: u64,
-    inferences: u64,
+    line: SampleLine<'static>,
     /// (generation, model bytes) of each model told.
     told: Vec<Option<(u32, usize)>>,
     /// Generations inferred with.
     ran: Vec<u32>,
-    arena: Vec<u8>,
+    inferences: u64,
+}
+
+impl Line {
+    fn new() -> Self {
+        Line {
+            line: SampleLine::new(100, vec![0; 64 * 1024].leak()),
+            told: vec![],
+            ran: vec![],
+            inferences: 0,
+        }
+    }
 }
 
 impl Inference for Line {
     fn next_ms(&self) -> u64 {
-        self.next
+        self.line.next_ms()
     }
     fn infer(&mut self, now_ms: u64, model: &ActiveModel<'_>) {
-        self.next = now_ms + 100;
-        let parsed = model.parse().expect("the active model parses");
-        let set = model::ValidationSet::parse(model.set).expect("its set parses");
-        let (_, input) = set.sample(0).expect("a sample");
-        let mut interp = model::Interpreter::new(&parsed, &mut self.arena).expect("plans");
-        interp.set_input(input).expect("input");
-        interp.invoke().expect("runs");
-        self.inferences += 1;
+        let before = self.line.inferences();
+        self.line.infer(now_ms, model);
+        assert_eq!(self.line.inferences(), before + 1, "the model runs");
+        self.inferences = self.line.inferences();
         if self.ran.last() != Some(&model.generation) {
             self.ran.push(model.generation);
         }
     }
     fn model_changed(&mut self, model: Option<&ActiveModel<'_>>) {
+        self.line.model_changed(model);
         self.told.push(model.map(|m| (m.generation, m.model.len())));
     }
     fn inferences(&self) -> u64 {
-        self.inferences
+        self.line.inferences()
     }
 }
 
@@ -196,10 +202,7 @@ fn a_model_update_reaches_the_application_in_place() {
     provision(&flash, "node-7");
     let mut bench = Bench::new();
     let mut dev = bench.device(&flash);
-    let mut app = Line {
-        arena: vec![0; 64 * 1024],
-        ..Line::default()
-    };
+    let mut app = Line::new();
     let good = release(1, "good", Version::new(1, 0, 0), 1, "mps2-an386");
     let model_bytes = model_size(&good);
     let mut server = Scripted::new(Some(good));
@@ -239,10 +242,7 @@ fn without_a_good_identity_the_active_model_runs_offline() {
     {
         let mut bench = Bench::new();
         let mut dev = bench.device(&flash);
-        let mut app = Line {
-            arena: vec![0; 64 * 1024],
-            ..Line::default()
-        };
+        let mut app = Line::new();
         let mut server = Scripted::new(Some(good.clone()));
         exchange(&mut dev, &mut app, &mut server, &[], 5_000, |app, _| {
             app.ran.contains(&1)
@@ -260,10 +260,7 @@ fn without_a_good_identity_the_active_model_runs_offline() {
     });
     let mut bench = Bench::new();
     let mut dev = bench.device(&flash);
-    let mut app = Line {
-        arena: vec![0; 64 * 1024],
-        ..Line::default()
-    };
+    let mut app = Line::new();
     for _ in 0..20 {
         let wake = dev.poll(&mut app);
         assert_eq!(
@@ -288,10 +285,7 @@ fn garbage_on_the_link_is_dropped_and_the_update_completes() {
     provision(&flash, "node-9");
     let mut bench = Bench::new();
     let mut dev = bench.device(&flash);
-    let mut app = Line {
-        arena: vec![0; 64 * 1024],
-        ..Line::default()
-    };
+    let mut app = Line::new();
     let good = release(1, "good", Version::new(1, 0, 0), 1, "mps2-an386");
     let mut server = Scripted::new(Some(good));
     server.drop_every = 7;

@@ -1,10 +1,11 @@
-//! One emulated board of the line: a working directory with its flash file and identity, a QEMU
-//! `mps2-an386` process running the real bootloader (which boots the agent firmware from the
-//! flash file), UART0 bridged to the gateway's TCP port, and its console read back in whole,
-//! stamped lines (`console.rs`).
+//! One emulated board of the line: a working directory with its flash file (its identity
+//! provisioned in it), a QEMU `mps2-an386` process running the real bootloader (which boots
+//! the agent firmware from the flash file), UART0 bridged to the gateway's TCP port, and its
+//! console read back in whole, stamped lines (`console.rs`).
 //! Killing the process is a power cut: every semihosting flash write has already reached the file.
 
 use crate::console::{self, Console, Stamped, Tail};
+use agent::provisioning;
 use anyhow::{Context, Result, bail, ensure};
 use artifact::Version;
 use layout::MPS2_AN386 as LAYOUT;
@@ -61,11 +62,18 @@ impl Board {
     ) -> Result<Board> {
         std::fs::create_dir_all(dir)?;
         let device = Device::<4, 4096>::new(LAYOUT, firmware, false);
-        std::fs::write(
-            dir.join("flash.bin"),
-            device.with_flash(|f| f.bytes().to_vec()),
-        )?;
-        std::fs::write(dir.join("identity"), format!("{id} {credential}\n"))?;
+        let mut flash = device.with_flash(|f| f.bytes().to_vec());
+        // Provisioned as a factory would: the identity record at the layout's identity region.
+        let mut record = [0xFF; provisioning::MAX_RECORD];
+        let identity = provisioning::Provisioned {
+            device_id: id,
+            credential,
+        };
+        let n = provisioning::encode(identity, &mut record)
+            .map_err(|e| anyhow::anyhow!("identity of {id}: {}", e.as_str()))?;
+        let at = LAYOUT.identity.offset as usize;
+        flash[at..at + n].copy_from_slice(&record[..n]);
+        std::fs::write(dir.join("flash.bin"), flash)?;
         Ok(Board {
             id: id.to_owned(),
             dir: dir.to_owned(),

@@ -57,6 +57,9 @@ pub struct Layout {
     /// Where the bootloader copies the image before it jumps (RAM-load boards), or `None`
     /// when the image executes in place.
     pub load_address: Option<u32>,
+    /// The address at which the CPU reads the flash (memory-mapped internal NOR): offset 0 is
+    /// there. `None` where the flash is not mapped (the emulated board's host file).
+    pub mapped_at: Option<u32>,
 }
 
 /// Why a layout is unusable.
@@ -193,6 +196,7 @@ pub const MPS2_AN386: Layout = Layout {
     },
     image_header_size: KIB,
     load_address: Some(0x0010_0000),
+    mapped_at: None,
 };
 
 /// Nordic nRF52840 (Cortex-M4F, 1 MiB flash, 4 KiB pages, 4-byte writes); images execute in
@@ -240,6 +244,7 @@ pub const NRF52840: Layout = Layout {
     },
     image_header_size: KIB,
     load_address: None,
+    mapped_at: Some(0),
 };
 
 /// STM32L4R5ZI (NUCLEO-L4R5ZI: Cortex-M4F, 2 MiB flash in two banks of 1 MiB, dual-bank mode:
@@ -291,6 +296,7 @@ pub const STM32L4R5: Layout = Layout {
     },
     image_header_size: KIB,
     load_address: None,
+    mapped_at: Some(0x0800_0000),
 };
 
 const _: () = assert!(MPS2_AN386.is_valid());

@@ -80,6 +80,7 @@ pub fn sim_layout(erase: u32, write: u32, pages: u32) -> Layout {
         identity,
         image_header_size: 1024,
         load_address: Some(0x0010_0000),
+        mapped_at: None,
     }
 }
 

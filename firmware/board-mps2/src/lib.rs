@@ -1,5 +1,6 @@
 //! Board support for QEMU `mps2-an386` (Cortex-M4F): the flash is a host file reached through
-//! ARM semihosting, with NOR rules enforced here; the CMSDK watchdog; system reset.
+//! ARM semihosting, with NOR rules enforced here (and, for the agent, a memory-mapped view of
+//! the model slots); the CMSDK watchdog; system reset.
 #![no_std]
 
 use cortex_m_semihosting::{hio, nr, syscall};
@@ -47,6 +48,19 @@ impl NorFlashError for FlashError {
 pub struct SemihostingFlash {
     handle: usize,
     size: usize,
+    mapped: Option<Mapped>,
+}
+
+/// The board has no memory-mapped flash; the agent's models run in place as on boards that do,
+/// from a RAM view of a flash range that every erase and write keeps equal to the file.
+///
+/// A raw view, as a memory-mapped flash is: bytes handed out stay valid until the next erase
+/// or write of their range (the agent writes only a slot no one reads).
+#[derive(Debug)]
+struct Mapped {
+    offset: usize,
+    view: *mut u8,
+    len: usize,
 }
 
 impl SemihostingFlash {
@@ -68,7 +82,48 @@ impl SemihostingFlash {
         if len != LAYOUT.flash_size as usize {
             return Err(FlashError::Host);
         }
-        Ok(SemihostingFlash { handle, size: len })
+        Ok(SemihostingFlash {
+            handle,
+            size: len,
+            mapped: None,
+        })
+    }
+
+    /// `open`, and the flash from `offset` on mapped into `view` (loaded now, in one read).
+    pub fn open_mapped(offset: u32, view: &'static mut [u8]) -> Result<Self, FlashError> {
+        let mut flash = Self::open()?;
+        let at = flash.range(offset, view.len(), ERASE_SIZE)?;
+        flash.host_read(at, view)?;
+        flash.mapped = Some(Mapped {
+            offset: at,
+            len: view.len(),
+            view: view.as_mut_ptr(),
+        });
+        Ok(flash)
+    }
+
+    /// `len` bytes at `offset` where they are mapped; `None` outside the mapped range.
+    pub fn mapped(&self, offset: u32, len: u32) -> Option<&'static [u8]> {
+        let m = self.mapped.as_ref()?;
+        let from = (offset as usize).checked_sub(m.offset)?;
+        if from.checked_add(len as usize)? > m.len {
+            return None;
+        }
+        // SAFETY: within the 'static view given to `open_mapped`, which only `mirror` writes.
+        Some(unsafe { core::slice::from_raw_parts(m.view.add(from), len as usize) })
+    }
+
+    /// Keeps the mapped view equal to the file after a write of `bytes` at `at`.
+    fn mirror(&mut self, at: usize, bytes: &[u8]) {
+        if let Some(m) = self.mapped.as_ref()
+            && let Some(from) = at.checked_sub(m.offset)
+            && from + bytes.len() <= m.len
+        {
+            // SAFETY: within the view; no slice of this range is read across a write to it.
+            unsafe {
+                core::ptr::copy_nonoverlapping(bytes.as_ptr(), m.view.add(from), bytes.len())
+            };
+        }
     }
 
     fn seek(&mut self, at: usize) -> Result<(), FlashError> {
@@ -139,6 +194,7 @@ impl NorFlash for SemihostingFlash {
         let ones = [0xFFu8; CHUNK];
         for off in (0..len).step_by(CHUNK) {
             self.host_write(at + off, &ones)?;
+            self.mirror(at + off, &ones);
         }
         Ok(())
     }
@@ -160,6 +216,7 @@ impl NorFlash for SemihostingFlash {
                 *o &= n;
             }
             self.host_write(at + i * CHUNK, old)?;
+            self.mirror(at + i * CHUNK, old);
         }
         Ok(())
     }
@@ -225,12 +282,23 @@ pub fn read_host_file(name: &[u8], buf: &mut [u8]) -> Option<usize> {
     ok.then_some(len)
 }
 
-/// Writes pieces to the host's stdout without `core::fmt` (several KiB of code saved).
+/// Writes pieces to the host's stdout without `core::fmt` (several KiB of code saved), as one
+/// write: a reader never sees a line in pieces. Longer than 160 bytes in all is cut.
 pub fn say(pieces: &[&[u8]]) {
+    let mut line = [0u8; 160];
+    let mut len = 0;
+    for p in pieces {
+        let n = p.len().min(line.len() - len);
+        line[len..len + n].copy_from_slice(&p[..n]);
+        len += n;
+    }
+    write_out(&line[..len]);
+}
+
+/// Writes bytes to the host's stdout in one semihosting call.
+pub fn write_out(bytes: &[u8]) {
     if let Ok(mut out) = hio::hstdout() {
-        for p in pieces {
-            let _ = out.write_all(p);
-        }
+        let _ = out.write_all(bytes);
     }
 }
 
