@@ -4,7 +4,8 @@
 //!
 //! The records are written and read by [`Record`], byte for byte postcard's encoding of the
 //! fields in order (what the records in flash were written with), without postcard and serde's
-//! generic code on the device.
+//! generic code on the device. The map stores them as raw bytes, so every record and the
+//! envelope share one fetch and one store path of sequential-storage.
 
 use crate::Error;
 use bootloader::SharedFlash;
@@ -15,7 +16,7 @@ use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash};
 use layout::Layout;
 use sequential_storage::cache::Cache;
-use sequential_storage::map::{MapConfig, MapStorage, SerializationError, Value};
+use sequential_storage::map::{MapConfig, MapStorage};
 
 /// Keys of the records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,27 +234,6 @@ impl Reader<'_> {
     }
 }
 
-/// The store's values are records (implemented for each, not generically: the blanket
-/// implementation is postcard's).
-macro_rules! record_value {
-    ($($t:ty),*) => {$(
-        impl<'a> Value<'a> for $t {
-            fn serialize_into(&self, buffer: &mut [u8]) -> Result<usize, SerializationError> {
-                let mut w = Writer { buf: buffer, pos: 0 };
-                self.write(&mut w).ok_or(SerializationError::BufferTooSmall)?;
-                Ok(w.pos)
-            }
-
-            fn deserialize_from(buffer: &'a [u8]) -> Result<(Self, usize), SerializationError> {
-                let v = Self::read(&mut Reader { buf: buffer, pos: 0 });
-                Ok((v.ok_or(SerializationError::InvalidFormat)?, buffer.len()))
-            }
-        }
-    )*};
-}
-
-record_value!(ActiveModel, Pending, StreamRecord, Counters);
-
 impl Record for ActiveModel {
     fn write(&self, w: &mut Writer<'_>) -> Option<()> {
         w.byte(self.slot)?;
@@ -404,6 +384,9 @@ pub struct Store<'f, F: NorFlash + MultiwriteNorFlash> {
     >,
 }
 
+/// The longest record's bytes (an `ActiveModel` with every varint at its widest: 152).
+const MAX_RECORD: usize = 160;
+
 /// Item buffer: the largest record is the envelope.
 pub const BUF: usize = artifact::MAX_ENVELOPE_LEN + 64;
 
@@ -420,21 +403,31 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Store<'f, F> {
         })
     }
 
-    pub fn get<V: Record + for<'a> Value<'a>>(
-        &mut self,
-        key: Key,
-        buf: &mut [u8; BUF],
-    ) -> Result<Option<V>, Error> {
-        block_on(self.map.fetch_item::<V>(buf, &key.id())).map_err(|_| Error::Storage)
+    /// A record; bytes that are not one are a storage error, as a corrupt item is.
+    pub fn get<V: Record>(&mut self, key: Key, buf: &mut [u8; BUF]) -> Result<Option<V>, Error> {
+        match self.fetch(key, buf)? {
+            Some(b) => V::read(&mut Reader { buf: b, pos: 0 })
+                .map(Some)
+                .ok_or(Error::Storage),
+            None => Ok(None),
+        }
     }
 
-    pub fn set<V: Record + for<'a> Value<'a>>(
+    /// Stores a record: its bytes are written as raw bytes, one store path for every record.
+    pub fn set<V: Record>(
         &mut self,
         key: Key,
         value: &V,
         buf: &mut [u8; BUF],
     ) -> Result<(), Error> {
-        block_on(self.map.store_item(buf, &key.id(), value)).map_err(|_| Error::Storage)
+        let mut bytes = [0; MAX_RECORD];
+        let mut w = Writer {
+            buf: &mut bytes,
+            pos: 0,
+        };
+        value.write(&mut w).ok_or(Error::Storage)?;
+        let n = w.pos;
+        self.set_bytes(key, bytes.get(..n).ok_or(Error::Storage)?, buf)
     }
 
     /// Reads raw bytes (the envelope) into `out`; returns their length.
@@ -444,9 +437,7 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Store<'f, F> {
         buf: &mut [u8; BUF],
         out: &mut [u8],
     ) -> Result<Option<usize>, Error> {
-        let found: Option<&[u8]> =
-            block_on(self.map.fetch_item::<&[u8]>(buf, &key.id())).map_err(|_| Error::Storage)?;
-        match found {
+        match self.fetch(key, buf)? {
             Some(b) => {
                 let dst = out.get_mut(..b.len()).ok_or(Error::Storage)?;
                 dst.copy_from_slice(b);
@@ -454,6 +445,12 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Store<'f, F> {
             }
             None => Ok(None),
         }
+    }
+
+    /// An item's bytes: the one fetch every record and the envelope share.
+    #[inline(never)]
+    fn fetch<'b>(&mut self, key: Key, buf: &'b mut [u8; BUF]) -> Result<Option<&'b [u8]>, Error> {
+        block_on(self.map.fetch_item::<&[u8]>(buf, &key.id())).map_err(|_| Error::Storage)
     }
 
     pub fn set_bytes(&mut self, key: Key, value: &[u8], buf: &mut [u8; BUF]) -> Result<(), Error> {
@@ -474,14 +471,24 @@ mod tests {
     /// postcard 1.2's bytes for these values (the encoding of the records already in flash;
     /// checked against postcard itself, every width's varint boundaries and mutations, when
     /// the codec replaced it).
-    fn golden<V: for<'a> Value<'a> + PartialEq + core::fmt::Debug>(v: &V, bytes: &[u8]) {
-        let mut buf = [0u8; 200];
-        let n = v.serialize_into(&mut buf).unwrap();
+    fn encode<V: Record>(v: &V, buf: &mut [u8]) -> Option<usize> {
+        let mut w = Writer { buf, pos: 0 };
+        v.write(&mut w)?;
+        Some(w.pos)
+    }
+
+    fn decode<V: Record>(bytes: &[u8]) -> Option<V> {
+        V::read(&mut Reader { buf: bytes, pos: 0 })
+    }
+
+    fn golden<V: Record + PartialEq + core::fmt::Debug>(v: &V, bytes: &[u8]) {
+        let mut buf = [0u8; MAX_RECORD];
+        let n = encode(v, &mut buf).unwrap();
         assert_eq!(&buf[..n], bytes);
-        assert_eq!(V::deserialize_from(bytes).unwrap().0, *v);
+        assert_eq!(decode::<V>(bytes).unwrap(), *v);
         for k in 0..bytes.len() {
-            assert!(v.serialize_into(&mut buf[..k]).is_err());
-            assert!(V::deserialize_from(&bytes[..k]).is_err());
+            assert!(encode(v, &mut buf[..k]).is_none());
+            assert!(decode::<V>(&bytes[..k]).is_none());
         }
     }
 
@@ -568,6 +575,27 @@ mod tests {
     }
 
     #[test]
+    fn the_widest_record_fits() {
+        let active = ActiveModel {
+            slot: 0,
+            name: [0; 32],
+            name_len: 0,
+            version: (u32::MAX, u32::MAX, u32::MAX),
+            security_counter: u64::MAX,
+            model_size: u32::MAX,
+            model_digest: [0; 32],
+            set_size: u32::MAX,
+            set_digest: [0; 32],
+            arena_size: u32::MAX,
+            accuracy_bp: u16::MAX,
+            min_accuracy_bp: u16::MAX,
+            max_p99_latency_us: u32::MAX,
+            max_accuracy_drop_bp: u16::MAX,
+        };
+        assert_eq!(encode(&active, &mut [0; MAX_RECORD]), Some(152));
+    }
+
+    #[test]
     fn what_postcard_refuses_is_refused() {
         // Varints one byte too long or with bits beyond their width; a bool or an Option tag
         // other than 0 or 1. Bytes after a record are ignored, as postcard does.
@@ -575,10 +603,10 @@ mod tests {
             &[0x80, 0x80, 0x80, 0x80, 0x80, 0, 0, 0][..], // u32 of 6 bytes
             &[0xff, 0xff, 0xff, 0xff, 0x10, 0, 0, 0],     // u32 with a 33rd bit
         ] {
-            assert!(Counters::deserialize_from(bad).is_err(), "{bad:02x?}");
+            assert!(decode::<Counters>(bad).is_none(), "{bad:02x?}");
         }
         assert_eq!(
-            Counters::deserialize_from(&[1, 2, 3, 4, 5]).unwrap().0,
+            decode::<Counters>(&[1, 2, 3, 4, 5]).unwrap(),
             Counters {
                 updates: 1,
                 failures: 2,
@@ -586,16 +614,16 @@ mod tests {
                 report_seq: 4
             }
         );
-        assert!(Pending::deserialize_from(&[1, 1, 1, 2, 0]).is_err());
+        assert!(decode::<Pending>(&[1, 1, 1, 2, 0]).is_none());
         let mut stream = hex("07 09 88 27 02");
         stream.extend([0; 40]);
-        assert!(StreamRecord::deserialize_from(&stream).is_err());
+        assert!(decode::<StreamRecord>(&stream).is_none());
         // All zero but accuracy_bp (after 105 bytes of fields): 0x84 0x80 0x04 sets bit 16 of
         // a u16, 0x84 0x80 0x03 is the widest it takes.
         let mut active = [0u8; 112];
         active[105..108].copy_from_slice(&[0x84, 0x80, 0x04]);
-        assert!(ActiveModel::deserialize_from(&active).is_err());
+        assert!(decode::<ActiveModel>(&active).is_none());
         active[107] = 0x03;
-        assert!(ActiveModel::deserialize_from(&active).is_ok());
+        assert!(decode::<ActiveModel>(&active).is_some());
     }
 }
