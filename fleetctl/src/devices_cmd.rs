@@ -2,6 +2,7 @@
 
 use crate::connection::{Client, cell, print_json, print_table};
 use crate::units::{ms_us, percent_bp, rejected};
+use agent::provisioning;
 use anyhow::Result;
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -28,7 +29,7 @@ pub enum DevicesCommand {
     },
     /// Enrol a device; its credential is printed once (the server keeps only a hash).
     ///
-    /// Example: fleetctl devices enroll --id node-41 --board mps2-an386 --tag line-1
+    /// Example: fleetctl devices enroll --id node-41 --board nrf52840-dk --identity-record node-41.bin
     Enroll {
         #[arg(long)]
         id: String,
@@ -37,6 +38,10 @@ pub enum DevicesCommand {
         /// Tag (repeat for several).
         #[arg(long = "tag", value_name = "T")]
         tags: Vec<String>,
+        /// Also write the device's identity record (id and credential) to this file, to be
+        /// programmed at the board's identity region (the address is printed).
+        #[arg(long, value_name = "FILE")]
+        identity_record: Option<std::path::PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -160,19 +165,88 @@ pub fn run(cmd: DevicesCommand, client: &Client) -> Result<()> {
             id,
             board,
             tags,
+            identity_record,
             json,
         } => {
+            // Checked before the server enrols anything: a record that cannot be made would
+            // leave an enrolled device without its credential.
+            let layout = match &identity_record {
+                Some(_) => Some(identity_layout(&board, &id)?),
+                None => None,
+            };
             let v = client.post_json(
                 "/api/devices",
                 &json!({ "id": id, "board": board, "tags": tags }),
             )?;
+            let credential = v["credential"].as_str().unwrap_or_default();
+            let written = match (&identity_record, layout) {
+                (Some(path), Some(layout)) => {
+                    Some(write_identity_record(path, layout, &id, credential)?)
+                }
+                _ => None,
+            };
             if json {
+                let mut v = v.clone();
+                if let Some(at) = written {
+                    v["identity_record_address"] = json!(at);
+                }
                 return print_json(&v);
             }
             println!("enrolled {}", cell(&v["id"]));
             println!("credential: {}", cell(&v["credential"]));
             println!("(shown once: the server keeps only its hash; put it on the device)");
+            if let (Some(path), Some(at)) = (&identity_record, written) {
+                println!(
+                    "identity record: {} (program it at {at:#010x})",
+                    path.display()
+                );
+            }
             Ok(())
         }
     }
+}
+
+/// The layout of a board that can hold an identity record for device `id`.
+fn identity_layout(board: &str, id: &str) -> Result<&'static layout::Layout> {
+    let layout = layout::board(board).ok_or_else(|| {
+        let known: Vec<&str> = layout::BOARDS.iter().map(|l| l.board).collect();
+        anyhow::anyhow!(
+            "no flash layout for board {board:?} (known: {})",
+            known.join(", ")
+        )
+    })?;
+    if id.is_empty()
+        || id.len() > provisioning::MAX_DEVICE_ID
+        || !id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        anyhow::bail!(
+            "device id {id:?} cannot be provisioned: 1 to {} printable characters without spaces",
+            provisioning::MAX_DEVICE_ID
+        );
+    }
+    Ok(layout)
+}
+
+/// Writes the identity record for the board's flash (padded with 0xFF to its write size);
+/// returns the address to program it at (the flash offset where the flash is not mapped).
+fn write_identity_record(
+    path: &std::path::Path,
+    layout: &layout::Layout,
+    device_id: &str,
+    credential: &str,
+) -> Result<u32> {
+    let mut record = [0xFF; provisioning::MAX_RECORD];
+    let n = provisioning::encode(
+        provisioning::Provisioned {
+            device_id,
+            credential,
+        },
+        &mut record,
+    )
+    .map_err(|e| anyhow::anyhow!("identity record: {}", e.as_str()))?;
+    let padded = n.div_ceil(layout.write_size as usize) * layout.write_size as usize;
+    let mut bytes = record[..n].to_vec();
+    bytes.resize(padded, 0xFF);
+    std::fs::write(path, &bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(layout.mapped_at.unwrap_or(0) + layout.identity.offset)
 }

@@ -608,3 +608,79 @@ fn tls_errors_are_one_clear_line() {
     let listed = ok(&plain, &["devices", "list"]);
     assert!(listed.starts_with("ID"), "{listed}");
 }
+
+#[test]
+fn enrolment_writes_the_identity_record_a_board_is_provisioned_with() {
+    let env = server();
+    let path = env.dir.path().join("node-41.bin");
+    let p = path.to_str().unwrap();
+    let out = ok(
+        &env,
+        &[
+            "devices",
+            "enroll",
+            "--id",
+            "node-41",
+            "--board",
+            "nrf52840-dk",
+            "--identity-record",
+            p,
+        ],
+    );
+    let credential = out
+        .lines()
+        .find_map(|l| l.strip_prefix("credential: "))
+        .expect("credential line");
+    // The nRF52840's identity region is its last 4 KiB page, at 0xFF000 of its mapped flash.
+    assert!(
+        out.contains(&format!("identity record: {p} (program it at 0x000ff000)")),
+        "{out}"
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes.len() % 4, 0);
+    let id = agent::provisioning::parse(&bytes).unwrap();
+    assert_eq!((id.device_id, id.credential), ("node-41", credential));
+    // On the STM32 the address is in the CPU's map (flash at 0x0800_0000), 8-byte writes.
+    let path = env.dir.path().join("node-42.bin");
+    let v = json(
+        &env,
+        &[
+            "devices",
+            "enroll",
+            "--id",
+            "node-42",
+            "--board",
+            "nucleo-l4r5zi",
+            "--identity-record",
+            path.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(v["identity_record_address"], 0x0800_0000u32 + 2044 * 1024);
+    assert_eq!(std::fs::read(&path).unwrap().len() % 8, 0);
+    // An unknown board is refused before anything is enrolled.
+    let (code, err) = fails(
+        &env,
+        &[
+            "devices",
+            "enroll",
+            "--id",
+            "node-43",
+            "--board",
+            "esp32",
+            "--identity-record",
+            p,
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("no flash layout for board \"esp32\""), "{err}");
+    let listed = json(&env, &["devices", "list", "--json"]);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["id"] != "node-43"),
+        "{listed}"
+    );
+}
