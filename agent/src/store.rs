@@ -13,7 +13,7 @@ use embassy_embedded_hal::adapter::BlockingAsync;
 use embassy_embedded_hal::flash::partition::BlockingPartition;
 use embassy_futures::block_on;
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
-use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash};
+use embedded_storage::nor_flash::NorFlash;
 use layout::Layout;
 use sequential_storage::cache::Cache;
 use sequential_storage::map::{MapConfig, MapStorage};
@@ -226,12 +226,6 @@ impl Reader<'_> {
             _ => None,
         }
     }
-
-    fn digest(&mut self) -> Option<[u8; 32]> {
-        let mut d = [0; 32];
-        self.fill(&mut d)?;
-        Some(d)
-    }
 }
 
 impl Record for ActiveModel {
@@ -329,20 +323,32 @@ impl Record for StreamRecord {
     }
 
     fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let release = r.u64()?;
+        let id = r.u64()?;
+        let len = r.u32()?;
+        // The digests are filled in place (no 32-byte values moved through `Option`s).
+        let mut digest = [0; 32];
+        let base = match r.bool()? {
+            true => {
+                r.fill(&mut digest)?;
+                Some((digest, r.u32()?))
+            }
+            false => None,
+        };
+        let header = match r.bool()? {
+            true => {
+                let len = r.u32()?;
+                r.fill(&mut digest)?;
+                Some((len, digest))
+            }
+            false => None,
+        };
         Some(StreamRecord {
-            release: r.u64()?,
-            id: r.u64()?,
-            len: r.u32()?,
-            base: if r.bool()? {
-                Some((r.digest()?, r.u32()?))
-            } else {
-                None
-            },
-            header: if r.bool()? {
-                Some((r.u32()?, r.digest()?))
-            } else {
-                None
-            },
+            release,
+            id,
+            len,
+            base,
+            header,
             block: r.u32()?,
             stream_offset: r.u32()?,
         })
@@ -371,7 +377,7 @@ type Part<'f, F> = BlockingAsync<BlockingPartition<'f, NoopRawMutex, F>>;
 
 /// The record store over the key-value region.
 #[allow(missing_debug_implementations)] // sequential-storage's map has no Debug
-pub struct Store<'f, F: NorFlash + MultiwriteNorFlash> {
+pub struct Store<'f, F: NorFlash> {
     map: MapStorage<
         u8,
         Part<'f, F>,
@@ -390,7 +396,7 @@ const MAX_RECORD: usize = 160;
 /// Item buffer: the largest record is the envelope.
 pub const BUF: usize = artifact::MAX_ENVELOPE_LEN + 64;
 
-impl<'f, F: NorFlash + MultiwriteNorFlash> Store<'f, F> {
+impl<'f, F: NorFlash> Store<'f, F> {
     pub fn new(flash: &'f SharedFlash<F>, layout: &Layout) -> Result<Self, Error> {
         let part = BlockingAsync::new(BlockingPartition::new(
             flash,
@@ -450,15 +456,20 @@ impl<'f, F: NorFlash + MultiwriteNorFlash> Store<'f, F> {
     /// An item's bytes: the one fetch every record and the envelope share.
     #[inline(never)]
     fn fetch<'b>(&mut self, key: Key, buf: &'b mut [u8; BUF]) -> Result<Option<&'b [u8]>, Error> {
-        block_on(self.map.fetch_item::<&[u8]>(buf, &key.id())).map_err(|_| Error::Storage)
+        let item = block_on(self.map.fetch_item::<&[u8]>(buf, &key.id()));
+        Ok(item.map_err(|_| Error::Storage)?.filter(|b| !b.is_empty()))
     }
 
     pub fn set_bytes(&mut self, key: Key, value: &[u8], buf: &mut [u8; BUF]) -> Result<(), Error> {
         block_on(self.map.store_item(buf, &key.id(), &value)).map_err(|_| Error::Storage)
     }
 
+    /// Removing stores an empty item: sequential-storage's own removal rewrites an item's
+    /// header in place, which flash with ECC (the STM32L4's 64-bit words are written once
+    /// between erases) cannot take. Every record and report is at least one byte, so an empty
+    /// item is an absent one, and the agent needs only `NorFlash`.
     pub fn remove(&mut self, key: Key, buf: &mut [u8; BUF]) -> Result<(), Error> {
-        block_on(self.map.remove_item(buf, &key.id())).map_err(|_| Error::Storage)
+        self.set_bytes(key, &[], buf)
     }
 }
 
