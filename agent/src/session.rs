@@ -4,7 +4,7 @@
 use crate::Error;
 use crate::agent::{Agent, Next};
 use artifact::Version;
-use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash};
+use embedded_storage::nor_flash::NorFlash;
 use protocol::{
     CheckIn, ChunkRequest, Command, Counters, Firmware, Report, RunningModel, ServerFrame,
 };
@@ -32,7 +32,7 @@ pub const DEFAULT_POLL_MS: u64 = 60_000;
 
 /// One device's protocol session over its agent.
 #[allow(missing_debug_implementations)] // holds the agent
-pub struct Session<'f, F: NorFlash + MultiwriteNorFlash> {
+pub struct Session<'f, F: NorFlash> {
     agent: Agent<'f, F>,
     firmware: Firmware,
     inferences: u64,
@@ -45,7 +45,7 @@ pub struct Session<'f, F: NorFlash + MultiwriteNorFlash> {
     action: Option<Next>,
 }
 
-impl<'f, F: NorFlash + MultiwriteNorFlash> Session<'f, F> {
+impl<'f, F: NorFlash> Session<'f, F> {
     /// A session that checks in at once.
     pub fn new(agent: Agent<'f, F>, firmware: Firmware, boots: u32, now_ms: u64) -> Self {
         // A download interrupted by a reset resumes when the next check-in's command repeats it.

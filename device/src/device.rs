@@ -11,7 +11,7 @@ use agent::provisioning::{self, MAX_RECORD};
 use agent::{Agent, Identity, Next, Session, Transfer};
 use artifact::{Envelope, TrustRoot};
 use bootloader::SharedFlash;
-use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash};
+use embedded_storage::nor_flash::NorFlash;
 use layout::Layout;
 use protocol::{BootStatus, Firmware, ModelSlot};
 
@@ -22,7 +22,7 @@ const UNPROVISIONED: &str = "unprovisioned";
 
 /// What the board hands the device at start.
 #[allow(missing_debug_implementations)] // holds the flash and the decoder
-pub struct Parts<'f, F: NorFlash + MultiwriteNorFlash> {
+pub struct Parts<'f, F: NorFlash> {
     pub flash: &'f SharedFlash<F>,
     pub layout: &'f Layout,
     /// The trust root envelope baked into the firmware (as the bootloader's).
@@ -75,7 +75,7 @@ struct Running {
 
 /// The agent on a board.
 #[allow(missing_debug_implementations)] // holds the session
-pub struct Device<'f, F: NorFlash + MultiwriteNorFlash, B: Board> {
+pub struct Device<'f, F: NorFlash, B: Board> {
     session: Session<'f, F>,
     /// `None` without a provisioned identity: the model runs, nothing is sent.
     uplink: Option<Uplink<'f>>,
@@ -90,7 +90,7 @@ pub struct Device<'f, F: NorFlash + MultiwriteNorFlash, B: Board> {
     fetching: Option<u64>,
 }
 
-impl<'f, F: NorFlash + MultiwriteNorFlash, B: Board> Device<'f, F, B> {
+impl<'f, F: NorFlash, B: Board> Device<'f, F, B> {
     /// Opens the agent's records, reads the identity, and acts on what the bootloader said.
     pub fn new(parts: Parts<'f, F>, board: B) -> Result<Self, StartError> {
         let Parts {

@@ -6,7 +6,7 @@ use crate::device::Device;
 use embassy_futures::select::{Either, select};
 use embassy_time::{Instant, Timer};
 use embedded_io_async::{Read, Write};
-use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash};
+use embedded_storage::nor_flash::NorFlash;
 
 /// How long a failed transport is left alone before it is read again.
 const LINK_RETRY_MS: u64 = 100;
@@ -16,7 +16,7 @@ const LINK_RETRY_MS: u64 = 100;
 /// cancel-safe (embassy's UART drivers are): a wake cancels a read that has no bytes yet.
 pub async fn run<F, B, I, T>(mut device: Device<'_, F, B>, app: &mut I, transport: &mut T) -> !
 where
-    F: NorFlash + MultiwriteNorFlash,
+    F: NorFlash,
     B: Board,
     I: Inference,
     T: Read + Write,

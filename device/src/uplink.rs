@@ -3,7 +3,7 @@
 //! is on the link), and framed server frames in.
 
 use agent::{Outgoing, Session};
-use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash};
+use embedded_storage::nor_flash::NorFlash;
 use protocol::link::{Deframer, MAX_ENCODED, MAX_PAYLOAD};
 use protocol::{DeviceFrame, Hello, ServerFrame};
 
@@ -45,7 +45,7 @@ impl<'a> Uplink<'a> {
     }
 
     /// Takes the next message the session wants sent, once the last one is out.
-    pub(crate) fn poll<F: NorFlash + MultiwriteNorFlash>(
+    pub(crate) fn poll<F: NorFlash>(
         &mut self,
         session: &mut Session<'_, F>,
         now_ms: u64,
@@ -84,7 +84,7 @@ impl<'a> Uplink<'a> {
     }
 
     /// Hands the session every whole frame in `bytes`; a frame that does not decode is dropped.
-    pub(crate) fn receive<F: NorFlash + MultiwriteNorFlash>(
+    pub(crate) fn receive<F: NorFlash>(
         &mut self,
         bytes: &[u8],
         session: &mut Session<'_, F>,

@@ -7,6 +7,7 @@ use artifact::{Version, sha256};
 use bootloader::SharedFlash;
 use core::cell::RefCell;
 use embassy_sync::blocking_mutex::Mutex;
+use norsim::NorSim;
 use protocol::Command;
 use testkit::device::{Flash, LAYOUT, clock_for, identity, new_flash};
 use testkit::keys::trust_root;
@@ -73,8 +74,8 @@ pub fn open_with_decoder<'f>(
 }
 
 /// Answers a fetch: the plain payloads, or the stream's bytes.
-pub fn answer(
-    agent: &mut Agent<'_, Flash>,
+pub fn answer<const W: usize, const E: usize>(
+    agent: &mut Agent<'_, NorSim<W, E>>,
     r: &Release,
     wire: &Wire,
     req: protocol::ChunkRequest,
@@ -90,18 +91,18 @@ pub fn answer(
 }
 
 /// Runs an update to its end: command, every chunk, validation. Returns the last `Next`.
-pub fn run_update(
-    agent: &mut Agent<'_, Flash>,
-    flash: &SharedFlash<Flash>,
+pub fn run_update<const W: usize, const E: usize>(
+    agent: &mut Agent<'_, NorSim<W, E>>,
+    flash: &SharedFlash<NorSim<W, E>>,
     r: &Release,
 ) -> Result<Next, agent::Error> {
     run_update_via(agent, flash, r, &Wire::Plain)
 }
 
 /// `run_update` with the payloads sent as `wire` offers them.
-pub fn run_update_via(
-    agent: &mut Agent<'_, Flash>,
-    flash: &SharedFlash<Flash>,
+pub fn run_update_via<const W: usize, const E: usize>(
+    agent: &mut Agent<'_, NorSim<W, E>>,
+    flash: &SharedFlash<NorSim<W, E>>,
     r: &Release,
     wire: &Wire,
 ) -> Result<Next, agent::Error> {
@@ -124,7 +125,10 @@ pub fn run_update_via(
 }
 
 /// The active model's slot content matches its record (the invariant of every power cut).
-pub fn active_is_intact(agent: &Agent<'_, Flash>, flash: &SharedFlash<Flash>) -> bool {
+pub fn active_is_intact<const W: usize, const E: usize>(
+    agent: &Agent<'_, NorSim<W, E>>,
+    flash: &SharedFlash<NorSim<W, E>>,
+) -> bool {
     let Some(a) = agent.active() else {
         return false;
     };

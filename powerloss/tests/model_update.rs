@@ -9,7 +9,7 @@ use testkit::device::*;
 use testkit::keys::trust_root as root;
 use testkit::release::*;
 
-fn steps(agent: &mut Agent<'_, Flash>) -> Vec<Step> {
+fn steps<F: embedded_storage::nor_flash::NorFlash>(agent: &mut Agent<'_, F>) -> Vec<Step> {
     let mut out = vec![];
     while let Some(r) = agent.report() {
         out.push(r.step);
@@ -47,6 +47,44 @@ fn a_good_model_is_validated_then_switched_to() {
     );
     assert_eq!(agent.active().unwrap().version, (1, 1, 0));
     assert_eq!(agent.counters().updates, 2);
+}
+
+/// The STM32L4R5's flash: 8-byte words programmed once between erases (ECC), which the
+/// simulator enforces. The agent's records, reports and removals never program a word twice.
+#[test]
+fn model_updates_run_on_ecc_flash() {
+    use core::cell::RefCell;
+    use embassy_sync::blocking_mutex::Mutex;
+    let layout = &layout::STM32L4R5;
+    let flash = Mutex::new(RefCell::new(
+        norsim::NorSim::<8, 4096>::new(layout.flash_size as usize).with_ecc(true),
+    ));
+    let id = agent::Identity {
+        board: layout.board,
+        ..identity()
+    };
+    let mut agent = Agent::open(&flash, layout, root(), id).unwrap();
+    let good = release(1, "good", Version::new(1, 0, 0), 1, layout.board);
+    assert_eq!(
+        run_update(&mut agent, &flash, &good).unwrap(),
+        Next::Switched(ModelSlot::A)
+    );
+    assert!(matches!(
+        steps(&mut agent).as_slice(),
+        [Step::Downloaded, Step::Validated(_), Step::Confirmed]
+    ));
+    // A refused one after it: its pending record and reports are removed again.
+    let worse = release(2, "regressed", Version::new(1, 1, 0), 2, layout.board);
+    assert_eq!(run_update(&mut agent, &flash, &worse).unwrap(), Next::Idle);
+    assert!(matches!(
+        steps(&mut agent).as_slice(),
+        [Step::Downloaded, Step::Validated(_), Step::Reverted(RevertReason::Accuracy)]
+    ));
+    drop(agent);
+    let agent = Agent::open(&flash, layout, root(), id).unwrap();
+    assert_eq!(agent.active().unwrap().version, (1, 0, 0));
+    assert_eq!(agent.progress(), None);
+    assert!(active_is_intact(&agent, &flash));
 }
 
 #[test]

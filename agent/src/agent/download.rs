@@ -9,7 +9,7 @@ use crate::store::Key;
 use artifact::{ComponentKind, Version};
 use embassy_embedded_hal::flash::partition::BlockingPartition;
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
-use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash, ReadNorFlash};
+use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 use protocol::{ChunkRequest, Failure, Step};
 use sha2::{Digest as _, Sha256};
 
@@ -18,7 +18,7 @@ pub const CHUNK: u32 = 1024;
 /// Largest image header a layout may ask for.
 const MAX_HEADER: usize = 4096;
 
-impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
+impl<'f, F: NorFlash> Agent<'f, F> {
     /// Checks the release before writing a single byte: signature threshold, board, security
     /// counter (firmware: the bootloader's; model: the active model's), runtime ABI, arena and
     /// slot size.

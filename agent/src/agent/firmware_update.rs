@@ -8,7 +8,7 @@ use crate::Error;
 use artifact::{ComponentKind, Version};
 use embassy_embedded_hal::flash::partition::BlockingPartition;
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
-use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash, NorFlashErrorKind};
+use embedded_storage::nor_flash::{NorFlash, NorFlashErrorKind};
 
 /// The two marks the application makes in the bootloader's state.
 pub(super) struct BootMarks<'f, F: NorFlash> {
@@ -38,7 +38,7 @@ fn boot_error(e: bootloader::Error) -> Error {
 }
 use protocol::{BootStatus, RevertReason, Step};
 
-impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
+impl<'f, F: NorFlash> Agent<'f, F> {
     /// After every boot, with what the bootloader said of the running firmware. A firmware on
     /// trial must prove the active model still meets its policy (`confirm_firmware`); a revert
     /// the bootloader did on its own is reported here.

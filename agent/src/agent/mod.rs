@@ -23,7 +23,7 @@ use crate::Error;
 use crate::store::{ActiveModel, BUF, Counters, Key, Pending, Store, StreamRecord};
 use artifact::{ComponentKind, MAX_ENVELOPE_LEN, TrustRoot};
 use bootloader::SharedFlash;
-use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash};
+use embedded_storage::nor_flash::NorFlash;
 use heapless::Deque;
 use layout::{Layout, Region};
 use protocol::{ChunkRequest, Command, Figures, ModelSlot};
@@ -70,7 +70,7 @@ fn slot_index(s: ModelSlot) -> u8 {
 
 /// The agent of one device over its flash.
 #[allow(missing_debug_implementations)] // holds the shared flash mutex and the store
-pub struct Agent<'f, F: NorFlash + MultiwriteNorFlash> {
+pub struct Agent<'f, F: NorFlash> {
     flash: &'f SharedFlash<F>,
     layout: &'f Layout,
     root: TrustRoot,
@@ -95,7 +95,7 @@ pub struct Agent<'f, F: NorFlash + MultiwriteNorFlash> {
     stream: Option<StreamDownload>,
 }
 
-impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
+impl<'f, F: NorFlash> Agent<'f, F> {
     /// Loads the agent's records; an interrupted download resumes at its last persisted offset.
     pub fn open(
         flash: &'f SharedFlash<F>,

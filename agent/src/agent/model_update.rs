@@ -8,11 +8,11 @@ use crate::error::{Error, flash};
 use crate::store::{ActiveModel, Key};
 use artifact::{ComponentKind, Version};
 use embassy_embedded_hal::flash::partition::BlockingPartition;
-use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash, ReadNorFlash};
+use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 use protocol::{Failure, RevertReason, Step};
 use sha2::{Digest as _, Sha256};
 
-impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
+impl<'f, F: NorFlash> Agent<'f, F> {
     /// Whether a complete download awaits validation (after a reset during validation, too).
     pub fn needs_validation(&self) -> bool {
         self.pending

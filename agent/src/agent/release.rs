@@ -6,7 +6,7 @@ use super::pending::Target;
 use crate::Error;
 use artifact::{ComponentKind, DeviceState, Manifest, Version};
 use embassy_embedded_hal::flash::partition::BlockingPartition;
-use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash, NorFlashErrorKind};
+use embedded_storage::nor_flash::{NorFlash, NorFlashErrorKind};
 
 /// The parts of a verified manifest the agent needs while an update is in progress.
 #[derive(Debug, Clone)]
@@ -60,7 +60,7 @@ pub(super) fn release_info_of(m: &Manifest<'_>) -> Result<ReleaseInfo, Error> {
     })
 }
 
-impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
+impl<'f, F: NorFlash> Agent<'f, F> {
     fn manifest(&self) -> Result<Manifest<'_>, Error> {
         let env = self
             .envelope

@@ -5,7 +5,7 @@ use super::Agent;
 use crate::Error;
 use crate::store::{Key, REPORT_SLOTS};
 use artifact::{ComponentKind, Version};
-use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash};
+use embedded_storage::nor_flash::NorFlash;
 use protocol::Step;
 
 /// Reports kept until delivered (in RAM and in flash).
@@ -21,7 +21,7 @@ pub struct PendingReport {
     pub step: Step,
 }
 
-impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
+impl<'f, F: NorFlash> Agent<'f, F> {
     /// The next report to deliver; `delivered` removes it once the server has it.
     pub fn report(&self) -> Option<PendingReport> {
         self.reports.front().copied()

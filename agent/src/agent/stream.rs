@@ -12,7 +12,7 @@ use delta::{Base, Checkpoint, Decoder, FormatError, Header, Kind, Progress};
 use embassy_embedded_hal::flash::partition::BlockingPartition;
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embedded_storage::nor_flash::{
-    MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+    NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
 use protocol::{Failure, Step, StreamOffer};
 use sha2::{Digest as _, Sha256};
@@ -114,7 +114,7 @@ impl<F: NorFlash> Base for SlotBase<'_, F> {
     }
 }
 
-impl<'f, F: NorFlash + MultiwriteNorFlash> Agent<'f, F> {
+impl<'f, F: NorFlash> Agent<'f, F> {
     /// Gives the agent a decoder for streams (RAM the platform owns: `size_of::<Decoder>()`).
     /// Without one the agent fetches plain payloads only and says so in its check-ins.
     pub fn set_stream_decoder(&mut self, decoder: &'f mut Decoder) {
