@@ -11,9 +11,7 @@ use crate::store::{Key, StreamRecord};
 use delta::{Base, Checkpoint, Decoder, FormatError, Header, Kind, Progress};
 use embassy_embedded_hal::flash::partition::BlockingPartition;
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
-use embedded_storage::nor_flash::{
-    NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
-};
+use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash};
 use protocol::{Failure, Step, StreamOffer};
 use sha2::{Digest as _, Sha256};
 
