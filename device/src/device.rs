@@ -182,6 +182,11 @@ impl<'f, F: NorFlash, B: Board> Device<'f, F, B> {
         &self.board
     }
 
+    /// The agent, for what the application reads of it (the active model, its counters).
+    pub fn agent(&mut self) -> &mut Agent<'f, F> {
+        self.session.agent()
+    }
+
     /// A request is out and its answer has not come: the board may poll its transport faster.
     pub fn expecting(&self) -> bool {
         self.uplink.as_ref().is_some_and(Uplink::expecting)

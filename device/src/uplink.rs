@@ -45,11 +45,7 @@ impl<'a> Uplink<'a> {
     }
 
     /// Takes the next message the session wants sent, once the last one is out.
-    pub(crate) fn poll<F: NorFlash>(
-        &mut self,
-        session: &mut Session<'_, F>,
-        now_ms: u64,
-    ) {
+    pub(crate) fn poll<F: NorFlash>(&mut self, session: &mut Session<'_, F>, now_ms: u64) {
         if self.msg_len > 0 || self.hello_due {
             return;
         }

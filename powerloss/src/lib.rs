@@ -5,7 +5,9 @@
 //! old or the new one, and the update must then complete or revert cleanly.
 
 pub mod device;
+pub mod device_update;
 pub mod firmware_delta;
+pub mod host_board;
 pub mod model_update;
 pub mod scenarios;
 

@@ -51,6 +51,21 @@ fn main() -> Result<()> {
         true,
         WireKind::Compressed,
     ));
+    // The device library's path (frames, session, validation with the line going on): every
+    // operation, or every 7th in a quick run.
+    let stride = if quick { 7 } else { 1 };
+    results.push(powerloss::device_update::matrix(
+        "device-model-update",
+        "per_tensor",
+        true,
+        stride,
+    ));
+    results.push(powerloss::device_update::matrix(
+        "device-model-update-rejected",
+        "regressed",
+        false,
+        stride,
+    ));
     results.push(powerloss::firmware_delta::matrix(
         "firmware-update-delta",
         false,

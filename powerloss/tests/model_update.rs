@@ -78,7 +78,11 @@ fn model_updates_run_on_ecc_flash() {
     assert_eq!(run_update(&mut agent, &flash, &worse).unwrap(), Next::Idle);
     assert!(matches!(
         steps(&mut agent).as_slice(),
-        [Step::Downloaded, Step::Validated(_), Step::Reverted(RevertReason::Accuracy)]
+        [
+            Step::Downloaded,
+            Step::Validated(_),
+            Step::Reverted(RevertReason::Accuracy)
+        ]
     ));
     drop(agent);
     let agent = Agent::open(&flash, layout, root(), id).unwrap();
