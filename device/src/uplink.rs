@@ -4,12 +4,27 @@
 
 use agent::{Outgoing, Session};
 use embedded_storage::nor_flash::NorFlash;
-use protocol::link::{Deframer, MAX_ENCODED, MAX_PAYLOAD};
+use protocol::link::Deframer;
 use protocol::{DeviceFrame, Hello, ServerFrame};
+
+/// Bytes of the longest message a device sends (its check-in with every field at its bound;
+/// reports, chunk requests and hellos are shorter). The protocol's own bound is for servers
+/// and gateways, which carry chunks of up to `MAX_CHUNK`; a device's RAM holds what it sends.
+pub(crate) const MAX_SEND: usize = 512;
+/// Bytes of the longest message a device receives: an update command (its envelope, location
+/// and stream offer) or a chunk of the size the agent asks for.
+pub(crate) const MAX_RECEIVE: usize = max(artifact::MAX_ENVELOPE_LEN, agent::CHUNK as usize) + 256;
+/// A frame's bytes on the wire for a payload of `n` (COBS, CRC, delimiter).
+const fn encoded(n: usize) -> usize {
+    n + n / 254 + 8
+}
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
 
 pub(crate) struct Uplink<'a> {
     hello: Hello<'a>,
-    rx: Deframer<MAX_ENCODED>,
+    rx: Deframer<{ encoded(MAX_RECEIVE) }>,
     /// A request went out and its answer has not come.
     expecting: bool,
     /// The last request was never answered (the link or the gateway may have restarted).
@@ -18,8 +33,8 @@ pub(crate) struct Uplink<'a> {
     hello_due: bool,
     /// The encoded message waiting for `transmit` (0: none).
     msg_len: usize,
-    msg: [u8; MAX_PAYLOAD],
-    wire: [u8; MAX_ENCODED],
+    msg: [u8; MAX_SEND],
+    wire: [u8; encoded(MAX_SEND)],
 }
 
 impl<'a> Uplink<'a> {
@@ -34,8 +49,8 @@ impl<'a> Uplink<'a> {
             unanswered: true,
             hello_due: false,
             msg_len: 0,
-            msg: [0; MAX_PAYLOAD],
-            wire: [0; MAX_ENCODED],
+            msg: [0; MAX_SEND],
+            wire: [0; encoded(MAX_SEND)],
         }
     }
 
@@ -99,5 +114,68 @@ impl<'a> Uplink<'a> {
                 let _ = session.handle(&frame, now_ms);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent::provisioning::{MAX_CREDENTIAL, MAX_DEVICE_ID};
+    use artifact::Version;
+    use protocol::{
+        BootStatus, CheckIn, Counters, Figures, Firmware, ModelSlot, Progress, RunningModel,
+    };
+
+    #[test]
+    fn the_longest_check_in_and_hello_fit_the_send_buffers() {
+        let id = core::str::from_utf8(&[b'd'; MAX_DEVICE_ID]).unwrap();
+        let name = core::str::from_utf8(&[b'n'; 32]).unwrap();
+        let big = Version::new(u32::MAX, u32::MAX, u32::MAX);
+        let check_in = CheckIn {
+            device_id: id,
+            board: "nucleo-l4r5zi",
+            firmware: Firmware {
+                version: big,
+                status: BootStatus::Reverted,
+            },
+            model: Some(RunningModel {
+                name,
+                version: big,
+                slot: ModelSlot::B,
+            }),
+            update: Some(Progress {
+                release: u64::MAX,
+                offset: u32::MAX,
+                total: u32::MAX,
+            }),
+            validation: Some(Figures {
+                samples: u32::MAX,
+                accuracy_bp: u16::MAX,
+                p50_us: u32::MAX,
+                p99_us: u32::MAX,
+            }),
+            counters: Counters {
+                boots: u32::MAX,
+                inferences: u64::MAX,
+                updates: u32::MAX,
+                failures: u32::MAX,
+                reverts: u32::MAX,
+            },
+            runtime_abi: Some(u32::MAX),
+            wait_ms: Some(u32::MAX),
+            streams: Some(u8::MAX),
+        };
+        let mut msg = [0u8; MAX_SEND];
+        let n = DeviceFrame::CheckIn(check_in).encode(&mut msg).unwrap();
+        assert!(n < MAX_SEND - 100, "{n} bytes leave room to spare");
+        let mut wire = [0u8; encoded(MAX_SEND)];
+        assert!(protocol::link::encode(&msg[..n], &mut wire).is_some());
+        let credential = core::str::from_utf8(&[b'c'; MAX_CREDENTIAL]).unwrap();
+        let mut hello = [0u8; 256];
+        let hello_frame = DeviceFrame::Hello(Hello {
+            device_id: id,
+            credential,
+        });
+        assert!(hello_frame.encode(&mut hello).is_ok());
     }
 }
