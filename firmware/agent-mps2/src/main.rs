@@ -11,6 +11,7 @@ use artifact::Version;
 use board::Mps2;
 use board_mps2::{LAYOUT, SemihostingFlash, clock, handoff, say, timer, uart};
 use core::cell::RefCell;
+use core::mem::MaybeUninit;
 use cortex_m_rt::{entry, exception};
 use cortex_m_semihosting::debug;
 use device::{BootInfo, Device, Parts, SampleLine};
@@ -34,8 +35,9 @@ const _: () = assert!(LAYOUT.model_a.end() == LAYOUT.model_b.offset);
 static mut VIEW: [u8; MAPPED] = [0; MAPPED];
 static mut ARENAS: [[u8; ARENA]; 2] = [[0; ARENA]; 2];
 static mut IDENTITY: [u8; MAX_RECORD] = [0; MAX_RECORD];
-/// The decoder of delta and compressed downloads, lent to the agent.
-static mut DECODER: delta::Decoder = delta::Decoder::new();
+/// The decoder of delta and compressed downloads, lent to the agent. Built at start: as a
+/// constant initializer its 7.7 KiB of tables would be copied from flash (.data), not zeroed.
+static mut DECODER: MaybeUninit<delta::Decoder> = MaybeUninit::uninit();
 
 #[exception]
 fn SysTick() {
@@ -80,7 +82,7 @@ fn main() -> ! {
             &mut *core::ptr::addr_of_mut!(VIEW),
             &mut *core::ptr::addr_of_mut!(ARENAS),
             &mut *core::ptr::addr_of_mut!(IDENTITY),
-            &mut *core::ptr::addr_of_mut!(DECODER),
+            (*core::ptr::addr_of_mut!(DECODER)).write(delta::Decoder::new()),
         )
     };
     let Ok(flash) = SemihostingFlash::open_mapped(LAYOUT.model_a.offset, view) else {
