@@ -6,7 +6,7 @@
 use crate::run::{cargo, have, root, step};
 use anyhow::{Context, Result, bail};
 
-const TARGETS: &[&str] = &["decoders", "model_loader", "protocol", "delta"];
+const TARGETS: &[&str] = &["decoders", "model_loader", "protocol", "delta", "identity"];
 
 pub fn run(args: &[String]) -> Result<()> {
     let seconds: u64 = match args {
