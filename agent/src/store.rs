@@ -138,6 +138,7 @@ pub struct Writer<'b> {
 }
 
 impl Writer<'_> {
+    #[inline(never)]
     fn byte(&mut self, b: u8) -> Option<()> {
         *self.buf.get_mut(self.pos)? = b;
         self.pos += 1;
@@ -171,6 +172,7 @@ pub struct Reader<'b> {
 }
 
 impl Reader<'_> {
+    #[inline(never)]
     fn byte(&mut self) -> Option<u8> {
         let b = *self.buf.get(self.pos)?;
         self.pos += 1;
