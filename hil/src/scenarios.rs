@@ -213,9 +213,14 @@ pub fn good_model(line: &mut Line) -> Result<String> {
     // completed, within the stall bound. The waits share one deadline, so they overlap (one
     // after another, a line of 40 boards spent most of this scenario here).
     let (done, stall) = (Instant::now(), stall_bound(line));
+    for (b, (from, _)) in line.boards.iter().zip(&marks) {
+        wait_risen(b, *from, start, done, done + stall);
+    }
+    // The server learns a board's model from its next check-in after the confirmation, which
+    // may come after the rollout completed (at 40 boards it had not for one board 14 s on).
+    line.wait_devices(timeout(line, 30), |d| d["model_version"] == "1.1.0")?;
     let mut lost = 0;
     for (b, (from, boots_before)) in line.boards.iter().zip(&marks) {
-        wait_risen(b, *from, start, done, done + stall);
         let got = inference_since(b, *from, start, Some(done), stall)?;
         lost += got.lost.len();
         ensure!(
