@@ -62,12 +62,6 @@ impl<'f, F: NorFlash> Agent<'f, F> {
                 return Err(e);
             }
         };
-        let dst = self
-            .envelope
-            .get_mut(..envelope.len())
-            .ok_or(Error::DoesNotFit)?;
-        dst.copy_from_slice(envelope);
-        self.envelope_len = envelope.len();
         // The envelope first, then the pending record that points at it.
         self.store
             .set_bytes(Key::Envelope, envelope, &mut self.buf)?;

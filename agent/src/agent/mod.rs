@@ -16,12 +16,12 @@ pub use report::PendingReport;
 pub use stream::Transfer;
 
 use self::pending::{Target, Update};
-use self::release::ReleaseInfo;
+use self::release::{ReleaseInfo, release_info_of};
 use self::report::REPORTS;
 use self::stream::StreamDownload;
 use crate::Error;
 use crate::store::{ActiveModel, BUF, Counters, Key, Pending, Store, StreamRecord};
-use artifact::{ComponentKind, MAX_ENVELOPE_LEN, TrustRoot};
+use artifact::{ComponentKind, TrustRoot};
 use bootloader::SharedFlash;
 use embedded_storage::nor_flash::NorFlash;
 use heapless::Deque;
@@ -77,8 +77,6 @@ pub struct Agent<'f, F: NorFlash> {
     identity: Identity<'f>,
     store: Store<'f, F>,
     buf: [u8; BUF],
-    envelope: [u8; MAX_ENVELOPE_LEN],
-    envelope_len: usize,
     active: Option<ActiveModel>,
     pending: Option<Update>,
     /// Bytes of the pending update written (ahead of the persisted offset).
@@ -110,16 +108,20 @@ impl<'f, F: NorFlash> Agent<'f, F> {
         let counters = store
             .get::<Counters>(Key::Counters, &mut buf)?
             .unwrap_or_default();
-        let mut envelope = [0u8; MAX_ENVELOPE_LEN];
-        let envelope_len = match record {
-            Some(_) => match store.get_bytes(Key::Envelope, &mut buf, &mut envelope)? {
-                Some(n) => n,
+        // The pending update's envelope is verified again and read into its info; the bytes
+        // are not kept (the store holds them, and nothing needs them again).
+        let info = match record {
+            Some(_) => match store.fetch(Key::Envelope, &mut buf)? {
+                Some(envelope) => root
+                    .verify_manifest(envelope)
+                    .ok()
+                    .and_then(|v| release_info_of(&v.manifest).ok()),
                 None => {
                     record = None;
-                    0
+                    None
                 }
             },
-            None => 0,
+            None => None,
         };
         let mut agent = Agent {
             flash,
@@ -128,8 +130,6 @@ impl<'f, F: NorFlash> Agent<'f, F> {
             identity,
             store,
             buf,
-            envelope,
-            envelope_len,
             active,
             pending: record.and_then(Update::from_record),
             cursor: 0,
@@ -137,13 +137,12 @@ impl<'f, F: NorFlash> Agent<'f, F> {
             counters,
             reports: Deque::new(),
             last_validation: None,
-            info: None,
+            info,
             decoder: None,
             stream: None,
         };
         agent.load_reports()?;
         if record.is_some() {
-            agent.info = agent.release_info().ok();
             let committed = agent.info.as_ref().map(|i| i.model_digest);
             match agent.pending {
                 // The envelope no longer verifies, or the record holds a stage this agent never
@@ -256,7 +255,6 @@ impl<'f, F: NorFlash> Agent<'f, F> {
         self.store.remove(Key::Pending, &mut self.buf)?;
         self.pending = None;
         self.info = None;
-        self.envelope_len = 0;
         self.cursor = 0;
         Ok(())
     }

@@ -61,23 +61,6 @@ pub(super) fn release_info_of(m: &Manifest<'_>) -> Result<ReleaseInfo, Error> {
 }
 
 impl<'f, F: NorFlash> Agent<'f, F> {
-    fn manifest(&self) -> Result<Manifest<'_>, Error> {
-        let env = self
-            .envelope
-            .get(..self.envelope_len)
-            .ok_or(Error::NoUpdate)?;
-        Ok(self
-            .root
-            .verify_manifest(env)
-            .map_err(Error::Refused)?
-            .manifest)
-    }
-
-    /// Verifies the stored envelope and keeps what the update needs.
-    pub(super) fn release_info(&self) -> Result<ReleaseInfo, Error> {
-        release_info_of(&self.manifest()?)
-    }
-
     pub(super) fn info(&self) -> Result<&ReleaseInfo, Error> {
         self.info.as_ref().ok_or(Error::NoUpdate)
     }
