@@ -457,7 +457,11 @@ impl<'f, F: NorFlash> Store<'f, F> {
 
     /// An item's bytes, in `buf`: the one fetch every record and the envelope share.
     #[inline(never)]
-    pub fn fetch<'b>(&mut self, key: Key, buf: &'b mut [u8; BUF]) -> Result<Option<&'b [u8]>, Error> {
+    pub fn fetch<'b>(
+        &mut self,
+        key: Key,
+        buf: &'b mut [u8; BUF],
+    ) -> Result<Option<&'b [u8]>, Error> {
         let item = block_on(self.map.fetch_item::<&[u8]>(buf, &key.id()));
         Ok(item.map_err(|_| Error::Storage)?.filter(|b| !b.is_empty()))
     }
