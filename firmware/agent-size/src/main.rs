@@ -38,8 +38,9 @@ fn main() -> ! {
     let Ok(mut agent) = Agent::open(&flash, &LAYOUT, root, identity) else {
         exit(false)
     };
-    let _ = agent.on_command(&Command::Idle { poll_after_s: 60 });
-    // Keep every entry point linked, as the real firmware's loop calls them.
+    // Opaque, so that every command's path stays linked (a constant `Idle` let the optimizer
+    // drop the whole update path), as the real firmware's loop calls them.
+    let _ = agent.on_command(&core::hint::black_box(Command::Idle { poll_after_s: 60 }));
     let _ = agent.on_chunk(1, 0, &[0; 4]);
     #[cfg(feature = "validate")]
     {
