@@ -4,100 +4,15 @@
 
 use agent::{Agent, Next, Outgoing, Session};
 use artifact::{ComponentKind, Version};
-use protocol::{
-    BootStatus, Chunk, Command, DeviceFrame, Firmware, RevertReason, ServerFrame, Step,
-};
-use std::collections::BTreeMap;
+use protocol::{BootStatus, Command, DeviceFrame, Firmware, RevertReason, ServerFrame, Step};
 use testkit::device::*;
 use testkit::keys::trust_root as root;
 use testkit::release::*;
+use testkit::server::Scripted;
 
-/// A scripted server: offers one release, serves its chunks, stores reports once each.
-struct Server {
-    offer: Option<Release>,
-    /// Commands to send at the next check-ins, before any offer.
-    queued: Vec<Command<'static>>,
-    /// Reports by (device seq): a redelivered one is not counted twice.
-    reports: BTreeMap<u32, (u64, Step)>,
-    /// Drop every n-th answer (0: never), as a flaky link would.
-    drop_every: usize,
-    answers: usize,
-    check_ins: usize,
-    last_model: Option<Version>,
-}
-
-impl Server {
-    fn new(offer: Option<Release>) -> Self {
-        Server {
-            offer,
-            queued: vec![],
-            reports: BTreeMap::new(),
-            drop_every: 0,
-            answers: 0,
-            check_ins: 0,
-            last_model: None,
-        }
-    }
-
-    fn failed(&self, release: u64) -> bool {
-        self.reports
-            .values()
-            .any(|(r, s)| *r == release && matches!(s, Step::Failed(_) | Step::Reverted(_)))
-    }
-
-    /// The answer to one device frame, as bytes; `None` when the link drops it.
-    fn answer(&mut self, frame: &[u8]) -> Option<Vec<u8>> {
-        let mut out = vec![0u8; 8192];
-        let reply = match DeviceFrame::decode(frame).expect("device frame") {
-            DeviceFrame::CheckIn(c) => {
-                self.check_ins += 1;
-                self.last_model = c.model.map(|m| m.version);
-                if !self.queued.is_empty() {
-                    ServerFrame::Command(self.queued.remove(0))
-                } else {
-                    match &self.offer {
-                        Some(r) if self.last_model != Some(r.version) && !self.failed(r.id) => {
-                            ServerFrame::Command(Command::Update {
-                                release: r.id,
-                                envelope: &r.envelope,
-                                url: "/a",
-                                stream: None,
-                            })
-                        }
-                        _ => ServerFrame::Command(Command::Idle { poll_after_s: 300 }),
-                    }
-                }
-            }
-            DeviceFrame::ChunkRequest(req) => {
-                let r = self.offer.as_ref().expect("a release");
-                let end = ((req.offset + req.len) as usize).min(r.payload.len());
-                ServerFrame::Chunk(Chunk {
-                    release: req.release,
-                    offset: req.offset,
-                    data: &r.payload[req.offset as usize..end],
-                    stream: None,
-                })
-            }
-            DeviceFrame::Report(r) => {
-                self.reports.entry(r.seq).or_insert((r.release, r.step));
-                ServerFrame::ReportAck { seq: r.seq }
-            }
-            // Only serial links open with a Hello; this server speaks to the session directly.
-            DeviceFrame::Hello(_) => panic!("a session sends no Hello"),
-        };
-        let n = reply.encode(&mut out).expect("encode");
-        out.truncate(n);
-        self.answers += 1;
-        if self.drop_every > 0 && self.answers % self.drop_every == 0 {
-            return None;
-        }
-        Some(out)
-    }
-
-    fn steps(&self) -> Vec<Step> {
-        self.reports.values().map(|(_, s)| *s).collect()
-    }
-}
+/// The scripted server (`testkit::server`); a session sends no `Hello` (only serial links open
+/// with one), which `run` checks.
+type Server = Scripted;
 
 /// Runs the session until `done` or `limit` exchanges; the clock jumps to each wake-up.
 /// Returns the platform actions seen (validation and switches are carried out here).
@@ -147,6 +62,7 @@ fn run(
             let _ = session.handle(&reply, *now);
         }
     }
+    assert!(server.hellos.is_empty(), "a session sends no Hello");
     actions
 }
 
