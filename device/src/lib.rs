@@ -37,7 +37,7 @@ pub use board::{Board, Inference};
 pub use boot::{BootInfo, boot_info_from_flash};
 pub use console::Line;
 pub use device::{Device, Parts, StartError, decode_root};
-pub use models::ActiveModel;
+pub use models::{ActiveModel, model_slot_address};
 #[cfg(feature = "embassy")]
 pub use run::run;
 pub use sample_line::SampleLine;
