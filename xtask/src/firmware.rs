@@ -13,6 +13,15 @@ use testkit::qemu::{self, Options};
 pub const BOOTLOADERS: &[&str] = &["boot-mps2", "boot-nrf52840", "boot-stm32l4r5"];
 /// Everything built for size as devices carry it: the bootloaders and the agent.
 const SIZE_BUILDS: &[&str] = &["boot-mps2", "boot-nrf52840", "boot-stm32l4r5", "agent-size"];
+/// The real boards' agent firmware, each built alone: their HALs bring an interrupt table
+/// (cortex-m-rt's `device`) and a time driver tick rate, which must not reach another package.
+const BOARD_AGENTS: &[&str] = &["agent-nrf52840", "agent-stm32l4r5"];
+/// The agent firmware of each board, by the board's name in firmware-size.json.
+const AGENTS: &[(&str, &str)] = &[
+    ("mps2-an386", "agent-mps2"),
+    ("nrf52840", "agent-nrf52840"),
+    ("stm32l4r5", "agent-stm32l4r5"),
+];
 /// Test applications the QEMU tests sign and boot.
 pub const TEST_APPS: &[&str] = &["app-confirm", "app-reset", "app-hang"];
 
@@ -95,10 +104,18 @@ pub fn build() -> Result<()> {
     cargo
         .env("FLEET_TRUST_ROOT", &root_doc)
         .args(["build", "--release", "--quiet", "--workspace"]);
-    for boot in SIZE_BUILDS {
+    for boot in SIZE_BUILDS.iter().chain(BOARD_AGENTS) {
         cargo.args(["--exclude", boot]);
     }
+    // Its two users are built alone below.
+    cargo.args(["--exclude", "board-stm32l4r5"]);
     step("firmware build (thumbv7em, Debian rustc)", &dir(), cargo)?;
+    for agent in BOARD_AGENTS {
+        let mut one = firmware_cargo();
+        one.env("FLEET_TRUST_ROOT", &root_doc)
+            .args(["build", "--release", "--quiet", "-p", agent]);
+        step(&format!("{agent} (agent firmware)"), &dir(), one)?;
+    }
 
     // One build each: the bootloaders' features (cortex-m-rt's `device`) must not reach the
     // agent, whose board support provides no interrupt table.
@@ -238,17 +255,87 @@ fn write_sizes() -> Result<()> {
         by_crate.insert((*b).to_owned(), serde_json::to_value(crates)?);
     }
     let agent = agent_size()?;
+    let mut agents = serde_json::Map::new();
+    for (board, package) in AGENTS {
+        agents.insert((*board).to_owned(), board_agent_size(board, &elf(package))?);
+    }
     let doc = serde_json::json!({
         "bootloader_bytes": largest,
         "bootloaders": boards,
         "bootloader_code_by_crate": by_crate,
         "target_bytes": BOOTLOADER_TARGET,
         "agent": agent,
+        "agents": agents,
     });
     let path = root().join("target/bench/firmware-size.json");
     std::fs::create_dir_all(path.parent().context("bench dir")?)?;
     std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")?;
     Ok(())
+}
+
+/// A board's agent firmware as it ships: `code_bytes`, its text + rodata + data;
+/// `code_bytes_without_model_runtime`, that less the bytes `code_by_crate` gives the `model`
+/// crate (by symbol name: model code inlined into another crate's function is not taken off,
+/// so this is an upper bound); `static_ram_bytes`, .data + .bss less the tensor arenas
+/// (`ARENAS`, given as `arena_bytes`) and, on mps2-an386, `VIEW` (the RAM copy that stands in
+/// for memory-mapped flash there).
+fn board_agent_size(board: &str, elf: &std::path::Path) -> Result<serde_json::Value> {
+    let code = text_bytes(elf)?;
+    let model = code_by_crate(elf)?.get("model").copied().unwrap_or(0);
+    let (data, bss) = ram_sections(elf)?;
+    let arena = symbol_bytes(elf, "ARENAS")?;
+    let view = symbol_bytes(elf, "VIEW")?;
+    let ram = (data + bss).saturating_sub(arena + view);
+    println!(
+        "agent {board}: {code} bytes (text + rodata + data), {} without the model runtime; static RAM {ram} bytes + arena {arena}",
+        code - model.min(code)
+    );
+    Ok(serde_json::json!({
+        "code_bytes": code,
+        "code_bytes_without_model_runtime": code - model.min(code),
+        "static_ram_bytes": ram,
+        "arena_bytes": arena,
+    }))
+}
+
+/// Bytes of .data and of .bss of an ELF (Berkeley `size`: data, bss).
+fn ram_sections(elf: &std::path::Path) -> Result<(u64, u64)> {
+    let out = Command::new("arm-none-eabi-size")
+        .arg(elf)
+        .output()
+        .context("arm-none-eabi-size")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let columns: Vec<u64> = text
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    match columns.as_slice() {
+        [_, data, bss, ..] => Ok((*data, *bss)),
+        _ => anyhow::bail!("arm-none-eabi-size {}: {text}", elf.display()),
+    }
+}
+
+/// Bytes of the static variables named `name` (in any module) of an ELF; 0 when it has none.
+fn symbol_bytes(elf: &std::path::Path, name: &str) -> Result<u64> {
+    let nm = Command::new("arm-none-eabi-nm")
+        .args(["--print-size", "-C"])
+        .arg(elf)
+        .output()
+        .context("arm-none-eabi-nm")?;
+    Ok(String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(4, ' ');
+            let (_, size, kind, symbol) =
+                (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            let static_var = matches!(kind, "b" | "B" | "d" | "D");
+            let named = symbol.rsplit("::").next() == Some(name);
+            (static_var && named).then(|| u64::from_str_radix(size, 16).ok())?
+        })
+        .sum())
 }
 
 /// Code bytes per crate of a firmware ELF (from the symbol table).

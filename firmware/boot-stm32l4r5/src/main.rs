@@ -2,23 +2,19 @@
 //! flash (dual-bank, 4 KiB pages, 64-bit programming with ECC), the independent watchdog armed
 //! for trial boots, and a jump into the active slot (execute in place).
 //!
-//! A word torn by a power cut reads back with an uncorrectable ECC error: the flash sets ECCD
-//! in FLASH_ECCR and raises an NMI. The NMI handler clears the flag and notes it; the flash
-//! wrapper turns a noted error during a read into a read error, which the core treats as a
-//! torn record or an erased word, never as data.
+//! A word torn by a power cut reads back with an uncorrectable ECC error and an NMI: the NMI
+//! handler and the flash wrapper that turn it into a read error are board-stm32l4r5's, shared
+//! with the agent.
 #![no_std]
 #![no_main]
 
+use board_stm32l4r5::EccFlash;
 use bootloader::Outcome;
 use core::cell::RefCell;
-use core::sync::atomic::{AtomicBool, Ordering};
 use cortex_m_rt::{entry, exception};
-use embassy_stm32::flash::{Blocking, Flash};
+use embassy_stm32::flash::Flash;
 use embassy_stm32::wdg::IndependentWatchdog;
 use embassy_sync::blocking_mutex::Mutex;
-use embedded_storage::nor_flash::{
-    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
-};
 use layout::STM32L4R5 as LAYOUT;
 
 /// The trust root baked in at build time, verified by the build script (bootloader-build.rs).
@@ -27,86 +23,11 @@ mod baked {
 }
 /// A trial image has 4 s to confirm before the watchdog resets the board.
 const TRIAL_WATCHDOG_US: u32 = 4_000_000;
-/// FLASH_ECCR (RM0432): ECCD, an uncorrectable error, is bit 31, cleared by writing 1.
-const FLASH_ECCR: *mut u32 = 0x4002_2018 as *mut u32;
-const ECCD: u32 = 1 << 31;
-
-/// Set by the NMI handler when a flash read met an uncorrectable ECC error.
-static ECC_ERROR: AtomicBool = AtomicBool::new(false);
-
-#[derive(Debug, Clone, Copy)]
-enum FlashError {
-    /// A torn word: the read is refused.
-    Ecc,
-    Driver(NorFlashErrorKind),
-}
-
-impl NorFlashError for FlashError {
-    fn kind(&self) -> NorFlashErrorKind {
-        match self {
-            FlashError::Ecc => NorFlashErrorKind::Other,
-            FlashError::Driver(kind) => *kind,
-        }
-    }
-}
-
-/// embassy-stm32's blocking flash, with ECC errors as read errors and the dual-bank page.
-struct EccFlash<'d>(Flash<'d, Blocking>);
-
-impl ErrorType for EccFlash<'_> {
-    type Error = FlashError;
-}
-
-impl ReadNorFlash for EccFlash<'_> {
-    const READ_SIZE: usize = 1;
-
-    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
-        ECC_ERROR.store(false, Ordering::SeqCst);
-        self.0
-            .blocking_read(offset, bytes)
-            .map_err(|e| FlashError::Driver(e.kind()))?;
-        // The NMI is taken at the faulting load, before the read returns.
-        if ECC_ERROR.swap(false, Ordering::SeqCst) {
-            return Err(FlashError::Ecc);
-        }
-        Ok(())
-    }
-
-    fn capacity(&self) -> usize {
-        LAYOUT.flash_size as usize
-    }
-}
-
-impl NorFlash for EccFlash<'_> {
-    const WRITE_SIZE: usize = 8;
-    const ERASE_SIZE: usize = 4096;
-
-    fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
-        self.0
-            .blocking_erase(from, to)
-            .map_err(|e| FlashError::Driver(e.kind()))
-    }
-
-    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
-        self.0
-            .blocking_write(offset, bytes)
-            .map_err(|e| FlashError::Driver(e.kind()))
-    }
-}
-
-const _: () = assert!(LAYOUT.erase_size as usize == EccFlash::ERASE_SIZE);
-const _: () = assert!(LAYOUT.write_size as usize == EccFlash::WRITE_SIZE);
 
 // SAFETY (of the handler): it touches only FLASH_ECCR and an atomic, so it may preempt anything.
 #[exception]
 unsafe fn NonMaskableInt() {
-    // SAFETY: FLASH_ECCR is the flash interface's ECC register; writing ECCD clears only it.
-    unsafe {
-        if FLASH_ECCR.read_volatile() & ECCD != 0 {
-            FLASH_ECCR.write_volatile(ECCD);
-            ECC_ERROR.store(true, Ordering::SeqCst);
-        }
-    }
+    board_stm32l4r5::on_nmi();
 }
 
 #[entry]
