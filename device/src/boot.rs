@@ -10,6 +10,9 @@ use embedded_storage::nor_flash::NorFlash;
 use layout::Layout;
 use protocol::BootStatus;
 
+/// The largest image header `boot_info_from_flash` reads (every layout's is 1 KiB).
+pub(crate) const MAX_HEADER: usize = 1024;
+
 /// This boot, as the agent needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BootInfo {

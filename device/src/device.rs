@@ -38,6 +38,36 @@ pub struct Parts<'f, F: NorFlash> {
     pub check_arena: &'f mut [u8],
 }
 
+impl<'f, F: NorFlash> Parts<'f, F> {
+    /// The parts of a board whose bootloader leaves nothing in RAM (the real boards, which
+    /// execute in place): the boot read back from the flash (`boot_info_from_flash`), the
+    /// firmware's version from its signed header.
+    pub fn from_flash(
+        flash: &'f SharedFlash<F>,
+        layout: &'f Layout,
+        trust_root: &'f [u8],
+        build: &'f str,
+        identity: &'f mut [u8; MAX_RECORD],
+        decoder: Option<&'f mut delta::Decoder>,
+        check_arena: &'f mut [u8],
+    ) -> Result<Self, StartError> {
+        let root = decode_root(trust_root).ok_or(StartError::TrustRoot)?;
+        let mut header = [0u8; crate::boot::MAX_HEADER];
+        let boot = crate::boot::boot_info_from_flash(flash, layout, &root, &mut header)
+            .ok_or(StartError::Boot)?;
+        Ok(Parts {
+            flash,
+            layout,
+            trust_root,
+            boot,
+            build,
+            identity,
+            decoder,
+            check_arena,
+        })
+    }
+}
+
 /// Why the agent cannot start: nothing runs (the board says so on its console and stops; on
 /// a trial boot the watchdog then gives the bootloader its revert).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +76,9 @@ pub enum StartError {
     TrustRoot,
     /// The agent's records could not be read.
     Records(agent::Error),
+    /// The active slot's signed header does not verify (read back by `Parts::from_flash`):
+    /// the bootloader would not have started this image, so the flash has changed under it.
+    Boot,
 }
 
 impl StartError {
@@ -53,6 +86,7 @@ impl StartError {
         match self {
             StartError::TrustRoot => "bad baked-in trust root",
             StartError::Records(_) => "agent records unreadable",
+            StartError::Boot => "the running image's header does not verify",
         }
     }
 }

@@ -14,7 +14,9 @@ const LINK_RETRY_MS: u64 = 100;
 /// Runs the device for ever. The board's `now_ms` must be embassy-time's clock
 /// (`Instant::now().as_millis()`): wakes are scheduled on it. The transport's `read` must be
 /// cancel-safe (embassy's UART drivers are): a wake cancels a read that has no bytes yet.
-pub async fn run<F, B, I, T>(mut device: Device<'_, F, B>, app: &mut I, transport: &mut T) -> !
+/// The device is borrowed, not moved in: a task's static state then holds it once (an async
+/// function's moved-in argument can be laid out twice).
+pub async fn run<F, B, I, T>(device: &mut Device<'_, F, B>, app: &mut I, transport: &mut T) -> !
 where
     F: NorFlash,
     B: Board,

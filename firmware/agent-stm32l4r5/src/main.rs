@@ -9,6 +9,7 @@ mod board;
 use agent::provisioning::MAX_RECORD;
 use board_stm32l4r5::EccFlash;
 use core::cell::RefCell;
+use core::mem::MaybeUninit;
 use cortex_m_rt::exception;
 use device::{Device, Parts, SampleLine};
 use embassy_executor::Spawner;
@@ -26,8 +27,9 @@ const PERIOD_MS: u64 = 100;
 
 static mut ARENAS: [[u8; ARENA]; 2] = [[0; ARENA]; 2];
 static mut IDENTITY: [u8; MAX_RECORD] = [0; MAX_RECORD];
-/// The decoder of delta and compressed downloads, lent to the agent.
-static mut DECODER: delta::Decoder = delta::Decoder::new();
+/// The decoder of delta and compressed downloads, lent to the agent; built at start, so its
+/// tables are zeroed RAM, not an initializer copied from flash.
+static mut DECODER: MaybeUninit<delta::Decoder> = MaybeUninit::uninit();
 /// The UART's receive and transmit buffers: a frame's worth between two polls.
 static mut UART: [[u8; 256]; 2] = [[0; 256]; 2];
 
@@ -67,33 +69,28 @@ async fn main(_spawner: Spawner) {
     let Ok(mut uart) = BufferedUart::new(p.LPUART1, p.PG8, p.PG7, tx, rx, Irqs, config) else {
         halt()
     };
-    // Only `run` outlives this block: the task's static state holds the device once.
-    let run = {
-        // SAFETY: taken once, here, before anything else refers to them.
-        let (identity, decoder) = unsafe { (&mut *&raw mut IDENTITY, &mut *&raw mut DECODER) };
-        let mut header = [0u8; LAYOUT.image_header_size as usize];
-        // Only a verified image is started: a header failing now is flash gone bad.
-        let Some(boot) = device::decode_root(ROOT)
-            .and_then(|root| device::boot_info_from_flash(&flash, &LAYOUT, &root, &mut header))
-        else {
-            halt()
-        };
-        let parts = Parts {
-            flash: &flash,
-            layout: &LAYOUT,
-            trust_root: ROOT,
-            boot,
-            build: env!("CARGO_PKG_VERSION"),
-            identity,
-            decoder: Some(decoder),
-            check_arena,
-        };
-        match Device::new(parts, board::Stm32) {
-            Ok(device) => device::run(device, &mut line, &mut uart),
-            Err(_) => halt(),
-        }
+    // SAFETY: taken once, here, before anything else refers to them.
+    let (identity, decoder) = unsafe {
+        (
+            &mut *&raw mut IDENTITY,
+            (*&raw mut DECODER).write(delta::Decoder::new()),
+        )
     };
-    run.await
+    let build = env!("CARGO_PKG_VERSION");
+    let parts = Parts::from_flash(
+        &flash,
+        &LAYOUT,
+        ROOT,
+        build,
+        identity,
+        Some(decoder),
+        check_arena,
+    );
+    // Nothing to say it on: the board's one channel carries framed messages only.
+    let Ok(mut device) = parts.and_then(|parts| Device::new(parts, board::Stm32)) else {
+        halt()
+    };
+    device::run(&mut device, &mut line, &mut uart).await
 }
 
 /// Nothing runs: on a trial boot the watchdog gives the bootloader its revert.
