@@ -52,6 +52,8 @@ pub struct Line {
     gateway: Option<Process>,
     pub op: Operator,
     pub boards: Vec<Board>,
+    /// Figures the scenarios measured, by name, for `hil.json`.
+    pub figures: std::collections::BTreeMap<&'static str, f64>,
 }
 
 impl Line {
@@ -70,6 +72,7 @@ impl Line {
             gateway: None,
             op: Operator::new("http://127.0.0.1:1", ""),
             boards: Vec::new(),
+            figures: Default::default(),
         };
         line.start_server()?;
         let token = std::fs::read_to_string(dir.join("server/operator-token"))?;

@@ -72,6 +72,7 @@ fn main() -> Result<()> {
         read(&bins.agent_hang)?,
         read(&bins.agent_changed)?,
     );
+    let begun = Instant::now();
     let _ = std::fs::remove_dir_all(&args.dir);
     let dir = std::path::absolute(&args.dir)?;
     let mut line = Line::start(&dir, bins)?;
@@ -112,7 +113,9 @@ fn main() -> Result<()> {
                 l,
                 &fleet_sim::fixtures::REGRESSED,
                 artifact::Version::new(1, 2, 0),
-                false,
+                scenarios::Judge::Canaries {
+                    long_validation: false,
+                },
             )
         });
         run("slow-model", &mut line, &|l| {
@@ -120,7 +123,7 @@ fn main() -> Result<()> {
                 l,
                 &fleet_sim::fixtures::SLOW,
                 artifact::Version::new(1, 3, 0),
-                true,
+                scenarios::Judge::Server,
             )
         });
         run("good-firmware", &mut line, &|l| {
@@ -154,6 +157,11 @@ fn main() -> Result<()> {
             o.seconds
         );
     }
+    let total = begun.elapsed().as_secs_f64();
+    println!("total: {total:.1} s, the line's start and every scenario");
+    for (name, value) in &line.figures {
+        println!("{name}: {value}");
+    }
     println!(
         "gateway: {uplink} bytes from the server, {device} bytes to the boards ({:.1}x saved by its cache)",
         device as f64 / uplink.max(1) as f64
@@ -166,6 +174,8 @@ fn main() -> Result<()> {
             "seconds": (o.seconds * 10.0).round() / 10.0,
             "detail": o.detail,
         })).collect::<Vec<_>>(),
+        "total_seconds": (total * 10.0).round() / 10.0,
+        "figures": line.figures,
         "uplink_bytes": uplink,
         "device_bytes": device,
         "power_cuts": line.boards.iter().map(|b| b.power_cuts).sum::<u32>(),

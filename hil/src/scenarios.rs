@@ -8,7 +8,7 @@ use crate::releases;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use artifact::Version;
 use fleet_sim::fixtures::GOOD;
-use fleet_sim::release::STRICT;
+use fleet_sim::release::{LENIENT, STRICT};
 use norsim::Rng;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -261,20 +261,38 @@ pub fn good_model(line: &mut Line) -> Result<String> {
     ))
 }
 
-/// 2 and 3. A model the canaries reject on their own validation set: they stay on the
-/// previous model, the server halts, the other boards never download it.
-/// `long_validation`: the fixture's validation set takes the canaries longer than several
-/// inference periods, so the line's inference must have run during it.
+/// Who turns a bad model back in `rejected_model`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judge {
+    /// The canaries, on their own validation sets (a strict device policy); `long_validation`:
+    /// the fixture's set takes them longer than several inference periods, so the line's
+    /// inference must have run during it.
+    Canaries { long_validation: bool },
+    /// The server's gate: a lenient device policy lets the canaries take the model, the gate
+    /// halts on their figures and sends them back; how long the send-back took to reach each
+    /// one is measured (`halt_send_back_s`).
+    Server,
+}
+
+/// 2 and 3. A bad model: the canaries reject it on their own validation set, or take it and are
+/// sent back by the server's halt; they end on the previous model, and the other boards never
+/// download it.
 pub fn rejected_model(
     line: &mut Line,
     fixture: &fleet_sim::fixtures::Fixture,
     version: Version,
-    long_validation: bool,
+    judge: Judge,
 ) -> Result<String> {
     let start = Instant::now();
+    // Console stamps are `Instant`s, server times are wall-clock milliseconds.
+    let wall_at_start = unix_ms();
     let marks: Vec<usize> = line.boards.iter().map(Board::console_len).collect();
     let shown = show(Some(version));
-    let id = upload(line, releases::model(fixture, version, 3, STRICT)?)?;
+    let policy = match judge {
+        Judge::Canaries { .. } => STRICT,
+        Judge::Server => LENIENT,
+    };
+    let id = upload(line, releases::model(fixture, version, 3, policy)?)?;
     let r = rollout(line, id, &stages(line), json!({}))?;
     let view = line.op.wait_rollout(r, timeout(line, 120))?;
     ensure!(view["state"] == "halted", "rollout not halted: {view}");
@@ -290,9 +308,12 @@ pub fn rejected_model(
         offered.len() == canaries(line).min(line.boards.len()),
         "canaries {offered:?}"
     );
+    let halted_ms = event_ms(&view, "halted")?;
     let mut lost = 0;
+    let mut send_backs = Vec::new();
     for (b, &from) in line.boards.iter().zip(&marks) {
-        let steps = if offered.contains(&b.id) {
+        let canary = offered.contains(&b.id);
+        let steps = if canary {
             steps_ending(line, &b.id, &shown, "reverted", timeout(line, 30))?
         } else {
             steps(line, &b.id, &shown)?
@@ -301,26 +322,62 @@ pub fn rejected_model(
         // when that is long.
         let got = inference_since(b, from, start, None, stall_bound(line))?;
         lost += got.lost.len();
-        if offered.contains(&b.id) && long_validation {
-            ensure!(
-                matches!(got.validations.first(),
-                    Some(Validation { began, ended: Some(("kept", after)) }) if after > began),
-                "canary {}: validations {:?} (counts {:?})",
-                b.id,
-                got.validations,
-                got.counts
-            );
-        }
-        if offered.contains(&b.id) {
-            ensure!(
-                steps.first().map(String::as_str) == Some("downloaded")
-                    && steps.contains(&"validated".to_owned())
-                    && steps.last().map(String::as_str) == Some("reverted"),
-                "canary {}: reports {steps:?}",
-                b.id
-            );
-        } else {
+        if !canary {
             ensure!(steps.is_empty(), "{} was offered {shown}: {steps:?}", b.id);
+            continue;
+        }
+        match judge {
+            Judge::Canaries { long_validation } => {
+                ensure!(
+                    !long_validation
+                        || matches!(got.validations.first(),
+                            Some(Validation { began, ended: Some(("kept", after)) }) if after > began),
+                    "canary {}: validations {:?} (counts {:?})",
+                    b.id,
+                    got.validations,
+                    got.counts
+                );
+                ensure!(
+                    steps.first().map(String::as_str) == Some("downloaded")
+                        && steps.contains(&"validated".to_owned())
+                        && steps.last().map(String::as_str) == Some("reverted"),
+                    "canary {}: reports {steps:?}",
+                    b.id
+                );
+            }
+            Judge::Server => {
+                // A canary still validating when another's figures halted the rollout was
+                // cancelled; one that took the model was sent back.
+                // The slow fixture's validation is long: the line's inference ran through it.
+                let Some(took) = got
+                    .validations
+                    .iter()
+                    .find(|v| matches!(v.ended, Some(("switched", _))))
+                else {
+                    continue;
+                };
+                ensure!(
+                    matches!(took.ended, Some((_, after)) if after > took.began),
+                    "canary {}: validations {:?} (counts {:?})",
+                    b.id,
+                    got.validations,
+                    got.counts
+                );
+                ensure!(
+                    steps.ends_with(&["confirmed".to_owned(), "reverted".to_owned()]),
+                    "canary {}: reports {steps:?}",
+                    b.id
+                );
+                send_backs.push(send_back(
+                    line,
+                    b,
+                    from,
+                    start,
+                    wall_at_start,
+                    halted_ms,
+                    &shown,
+                )?);
+            }
         }
     }
     let cancelled = devices_in(&view, "cancelled");
@@ -331,15 +388,71 @@ pub fn rejected_model(
             b.id
         );
     }
-    expect_all(line, "model 1.1.0 still active and intact", |s| {
+    expect_all(line, "model 1.1.0 active and intact", |s| {
         s.model == Some(v(1, 1, 0)) && s.model_intact && !s.pending
     })?;
+    let sent_back = if judge == Judge::Server {
+        ensure!(!send_backs.is_empty(), "no canary took {shown}");
+        let worst = send_backs.iter().copied().fold(0.0, f64::max);
+        line.figures
+            .insert("halt_send_back_s", (worst * 100.0).round() / 100.0);
+        format!(
+            "; {} sent back, the last {worst:.2} s after the halt",
+            send_backs.len()
+        )
+    } else {
+        String::new()
+    };
     Ok(format!(
-        "halted on {gate}; {} canaries kept 1.1.0, {} boards never offered it{}",
+        "halted on {gate}; {} canaries back on 1.1.0{sent_back}, {} boards never offered it{}",
         offered.len(),
         line.boards.len() - offered.len(),
         lost_note(lost)
     ))
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// When the rollout view's first event of `kind` was written (server wall clock, ms).
+fn event_ms(view: &Value, kind: &str) -> Result<i64> {
+    view["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["kind"] == kind)
+        .and_then(|e| e["at_ms"].as_i64())
+        .ok_or_else(|| anyhow!("no {kind} event: {view}"))
+}
+
+/// Seconds from the server's order to send canary `b` back (the halt, or its confirmation if
+/// that came after) to its console's switch back. The harness and the server share a clock.
+fn send_back(
+    line: &Line,
+    b: &Board,
+    from: usize,
+    start: Instant,
+    wall_at_start: i64,
+    halted_ms: i64,
+    version: &str,
+) -> Result<f64> {
+    let confirmed_ms = line
+        .reports(&b.id)?
+        .iter()
+        .filter(|r| r["version"] == version && r["step"] == "confirmed")
+        .find_map(|r| r["received_ms"].as_i64())
+        .ok_or_else(|| anyhow!("{}: no confirmed report", b.id))?;
+    let ordered = halted_ms.max(confirmed_ms);
+    let back = b
+        .stamped_since(from)
+        .into_iter()
+        .rfind(|l| l.text == "agent: switched model")
+        .ok_or_else(|| anyhow!("{}: never switched back", b.id))?;
+    let back_ms = wall_at_start + back.at.saturating_duration_since(start).as_millis() as i64;
+    Ok((back_ms - ordered).max(0) as f64 / 1000.0)
 }
 
 /// 4. A good firmware: swap, boot on trial, validate under it, confirm.
