@@ -302,14 +302,15 @@ fn write_sizes() -> Result<()> {
 }
 
 /// A board's agent firmware as it ships: `code_bytes`, its text + rodata + data;
-/// `code_bytes_without_model_runtime`, that less the bytes `code_by_crate` gives the `model`
-/// crate (by symbol name: model code inlined into another crate's function is not taken off,
-/// so this is an upper bound); `static_ram_bytes`, .data + .bss less the tensor arenas
-/// (`ARENAS`, given as `arena_bytes`) and, on mps2-an386, `VIEW` (the RAM copy that stands in
-/// for memory-mapped flash there).
+/// `code_by_crate`, those bytes by the crate whose source they come from (`code_by_source`:
+/// model code inlined into the agent's functions counts as the model's);
+/// `code_bytes_without_model_runtime`, the code less the `model` crate's; `static_ram_bytes`,
+/// .data + .bss less the tensor arenas (`ARENAS`, given as `arena_bytes`) and, on mps2-an386,
+/// `VIEW` (the RAM copy that stands in for memory-mapped flash there).
 fn board_agent_size(board: &str, elf: &std::path::Path) -> Result<serde_json::Value> {
     let code = text_bytes(elf)?;
-    let model = code_by_crate(elf)?.get("model").copied().unwrap_or(0);
+    let by_crate = code_by_source(elf)?;
+    let model = by_crate.get("model").copied().unwrap_or(0);
     let (data, bss) = ram_sections(elf)?;
     let arena = symbol_bytes(elf, "ARENAS")?;
     let view = symbol_bytes(elf, "VIEW")?;
@@ -323,6 +324,7 @@ fn board_agent_size(board: &str, elf: &std::path::Path) -> Result<serde_json::Va
         "code_bytes_without_model_runtime": code - model.min(code),
         "static_ram_bytes": ram,
         "arena_bytes": arena,
+        "code_by_crate": by_crate,
     }))
 }
 
