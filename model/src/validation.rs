@@ -146,7 +146,7 @@ pub fn run(
     let lat = latencies
         .get_mut(..set.count)
         .ok_or(Error::BadValidationSet)?;
-    lat.sort_unstable();
+    insertion_sort(lat);
     let n = set.count;
     let rank = |pct: usize| {
         lat.get((pct * n).div_ceil(100).max(1) - 1)
@@ -161,6 +161,19 @@ pub fn run(
         p99_us: rank(99),
         max_us: lat.last().copied().unwrap_or(0),
     })
+}
+
+/// Sorts a validation's latencies in place. At most `MAX_SAMPLES` of them, sorted once per
+/// validation: about 1.8 KB of code less than `sort_unstable`'s quicksort on thumbv7em,
+/// for time that is nothing next to the inferences that made them.
+fn insertion_sort(v: &mut [u32]) {
+    for i in 1..v.len() {
+        let mut j = i;
+        while j > 0 && v[j - 1] > v[j] {
+            v.swap(j - 1, j);
+            j -= 1;
+        }
+    }
 }
 
 /// Nanoseconds per multiply-accumulate on the emulated Cortex-M4 (QEMU `mps2-an386` at
@@ -209,5 +222,35 @@ pub fn judge(report: &Report, policy: &Policy, replaced_accuracy_bp: Option<u16>
         drop_ok: replaced_accuracy_bp.is_none_or(|old| {
             old.saturating_sub(report.accuracy_bp) <= policy.max_accuracy_drop_bp
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::insertion_sort;
+
+    /// The same order as the standard sort, on ties, runs and scrambles.
+    #[test]
+    fn insertion_sort_is_sort() {
+        let mut x = 0x9e37_79b9u32;
+        let cases: [&[u32]; 5] = [&[], &[7], &[3, 3, 1, 3], &[5, 4, 3, 2, 1], &[1, 2, 3]];
+        let mut all: std::vec::Vec<std::vec::Vec<u32>> = cases.iter().map(|c| c.to_vec()).collect();
+        all.push(
+            (0..1024)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x % 5000
+                })
+                .collect(),
+        );
+        for case in all {
+            let mut want = case.clone();
+            want.sort_unstable();
+            let mut got = case;
+            insertion_sort(&mut got);
+            assert_eq!(got, want);
+        }
     }
 }
