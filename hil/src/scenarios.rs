@@ -347,8 +347,9 @@ pub fn rejected_model(
             }
             Judge::Server => {
                 // A canary still validating when another's figures halted the rollout was
-                // cancelled; one that took the model was sent back.
-                // The slow fixture's validation is long: the line's inference ran through it.
+                // cancelled (it ends on 1.1.0 all the same, checked below); one that took the
+                // model was sent back. The slow fixture's validation is long: the line's
+                // inference ran through it.
                 let Some(took) = got
                     .validations
                     .iter()
