@@ -196,16 +196,20 @@ mod tests {
         assert!(!canonical_scalar(&[0xff; 32]));
     }
 
+    /// The tests' one seeded generator (xorshift64).
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     /// The bit-serial reduction against curve25519-dalek's, at the edges and at random.
     #[test]
     fn wide_reduction_is_dalek_s() {
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let mut cases = std::vec![[0u8; 64], [0xff; 64]];
         let mut l = [0u8; 64];
         l[..32].copy_from_slice(&L);
@@ -337,13 +341,7 @@ mod tests {
         let point = CompressedEdwardsY(good).decompress().unwrap();
         let mut keys = std::vec![good, (point + EIGHT_TORSION[1]).compress().to_bytes()];
         keys.extend(small_order_encodings());
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..8 {
             let mut k = good;
             k[(next() % 32) as usize] ^= 1 << (next() % 8);
