@@ -284,8 +284,6 @@ pub fn rejected_model(
     judge: Judge,
 ) -> Result<String> {
     let start = Instant::now();
-    // Console stamps are `Instant`s, server times are wall-clock milliseconds.
-    let wall_at_start = unix_ms();
     let marks: Vec<usize> = line.boards.iter().map(Board::console_len).collect();
     let shown = show(Some(version));
     let policy = match judge {
@@ -369,15 +367,7 @@ pub fn rejected_model(
                     "canary {}: reports {steps:?}",
                     b.id
                 );
-                send_backs.push(send_back(
-                    line,
-                    b,
-                    from,
-                    start,
-                    wall_at_start,
-                    halted_ms,
-                    &shown,
-                )?);
+                send_backs.push(send_back(line, b, from, halted_ms, &shown)?);
             }
         }
     }
@@ -430,16 +420,9 @@ fn event_ms(view: &Value, kind: &str) -> Result<i64> {
 }
 
 /// Seconds from the server's order to send canary `b` back (the halt, or its confirmation if
-/// that came after) to its console's switch back. The harness and the server share a clock.
-fn send_back(
-    line: &Line,
-    b: &Board,
-    from: usize,
-    start: Instant,
-    wall_at_start: i64,
-    halted_ms: i64,
-    version: &str,
-) -> Result<f64> {
+/// that came after) to its console's switch back. The harness and the server share a clock;
+/// a console stamp is an `Instant`, put on that clock by how long ago it was.
+fn send_back(line: &Line, b: &Board, from: usize, halted_ms: i64, version: &str) -> Result<f64> {
     let confirmed_ms = line
         .reports(&b.id)?
         .iter()
@@ -452,7 +435,7 @@ fn send_back(
         .into_iter()
         .rfind(|l| l.text == "agent: switched model")
         .ok_or_else(|| anyhow!("{}: never switched back", b.id))?;
-    let back_ms = wall_at_start + back.at.saturating_duration_since(start).as_millis() as i64;
+    let back_ms = unix_ms() - back.at.elapsed().as_millis() as i64;
     Ok((back_ms - ordered).max(0) as f64 / 1000.0)
 }
 

@@ -315,13 +315,13 @@ fn board_agent_size(board: &str, elf: &std::path::Path) -> Result<serde_json::Va
     let arena = symbol_bytes(elf, "ARENAS")?;
     let view = symbol_bytes(elf, "VIEW")?;
     let ram = (data + bss).saturating_sub(arena + view);
+    let without_model = code - model.min(code);
     println!(
-        "agent {board}: {code} bytes (text + rodata + data), {} without the model runtime; static RAM {ram} bytes + arena {arena}",
-        code - model.min(code)
+        "agent {board}: {code} bytes (text + rodata + data), {without_model} without the model runtime; static RAM {ram} bytes + arena {arena}"
     );
     Ok(serde_json::json!({
         "code_bytes": code,
-        "code_bytes_without_model_runtime": code - model.min(code),
+        "code_bytes_without_model_runtime": without_model,
         "static_ram_bytes": ram,
         "arena_bytes": arena,
         "code_by_crate": by_crate,
