@@ -34,6 +34,8 @@ pub const FIRMWARE: &[Tool] = &[
     tool("arm-none-eabi-objcopy", "binutils-arm-none-eabi"),
     tool("arm-none-eabi-size", "binutils-arm-none-eabi"),
     tool("arm-none-eabi-nm", "binutils-arm-none-eabi"),
+    // Sizes by source crate (`firmware::code_by_source`) read the line tables with it.
+    tool("arm-none-eabi-addr2line", "binutils-arm-none-eabi"),
 ];
 
 /// What the workspace's own build links besides Rust crates: Debian's OpenSSL (headers,
